@@ -1,0 +1,30 @@
+# Shared build settings for C2-Concierge targets.
+
+# Warnings as errors on our own code only (third-party headers are SYSTEM).
+function(concierge_target_options target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Werror -Wno-missing-field-initializers)
+  target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src)
+endfunction()
+
+# concierge_library(NAME name SOURCES ... DEPS ...)
+function(concierge_library)
+  cmake_parse_arguments(ARG "" "NAME" "SOURCES;DEPS" ${ARGN})
+  add_library(${ARG_NAME} STATIC ${ARG_SOURCES})
+  concierge_target_options(${ARG_NAME})
+  target_link_libraries(${ARG_NAME} PUBLIC ${ARG_DEPS})
+endfunction()
+
+# concierge_test(NAME name SOURCES ... DEPS ...): a GoogleTest binary whose cases
+# are discovered when ctest runs (not at build time, to keep builds fast).
+function(concierge_test)
+  if(NOT CONCIERGE_BUILD_TESTS)
+    return()
+  endif()
+  cmake_parse_arguments(ARG "" "NAME" "SOURCES;DEPS" ${ARGN})
+  add_executable(${ARG_NAME} ${ARG_SOURCES})
+  concierge_target_options(${ARG_NAME})
+  target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} concierge_testing GTest::gtest GTest::gmock GTest::gtest_main)
+  target_include_directories(${ARG_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
+  gtest_discover_tests(${ARG_NAME} DISCOVERY_MODE PRE_TEST
+    PROPERTIES ENVIRONMENT "CONCIERGE_SOURCE_DIR=${PROJECT_SOURCE_DIR};CONCIERGE_BINARY_DIR=${PROJECT_BINARY_DIR}")
+endfunction()

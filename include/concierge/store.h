@@ -1,0 +1,122 @@
+// Store: persistence contract for tenants, policy versions, keys and API keys.
+//
+// Implementations: SQLite (embedded default, src/store/sqlite) and PostgreSQL
+// (src/store/postgres, later). Every method is atomic: it either applies fully
+// or returns an error and changes nothing. Implementations must be thread-safe.
+// Times are stored with millisecond precision.
+//
+// Error conventions: kNotFound for a missing row, kAlreadyExists for a unique
+// conflict, kAborted for an optimistic-concurrency conflict (expected version
+// mismatch), kUnavailable when the database cannot be reached, kInternal/kDataLoss
+// otherwise. Messages never contain secrets.
+#ifndef CONCIERGE_STORE_H_
+#define CONCIERGE_STORE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "concierge/clock.h"
+#include "concierge/status.h"
+
+namespace concierge {
+
+struct PolicyRecord {
+  std::string tenant_id;
+  int64_t version = 0;        // 1, 2, ... per tenant
+  std::string body_json;      // canonical JSON of the policy fields
+  std::string policy_hash;    // hex SHA-256 of body_json
+  std::string created_by;     // principal id
+  TimePoint created_at{};
+};
+
+// Key states: "pending", "active", "retiring", "retired", "compromised",
+// "destroyed", "disabled".
+struct KeyRecord {
+  std::string key_id;          // globally unique, e.g. "acme-news-v1-3f2a9c"
+  std::string tenant_id;
+  int64_t version = 0;         // key version per tenant: 1, 2, ...
+  std::string algorithm;       // "ES256", ...
+  std::string provider;        // "software", "pkcs11", ...
+  std::string key_uri;
+  std::string state;
+  std::string public_key_pem;  // SPKI PEM
+  std::string fingerprint;     // hex SHA-256 of SPKI DER
+  std::string attestation;     // may be empty
+  TimePoint created_at{};
+  std::optional<TimePoint> activated_at;
+  std::optional<TimePoint> retired_at;
+};
+
+struct TenantRecord {
+  std::string tenant_id;
+  int64_t active_policy_version = 0;  // 0 when the policy was deleted
+  bool deleted = false;
+  TimePoint created_at{};
+  TimePoint updated_at{};
+};
+
+// Roles: "admin", "security-officer", "operator", "signer", "auditor".
+struct ApiKeyRecord {
+  std::string id;            // public identifier, part of the token
+  std::string secret_hash;   // hex SHA-256 of the token secret; never the secret
+  std::string role;
+  std::string tenant_id;     // empty = all tenants
+  std::string name;          // operator-chosen description
+  std::string created_by;
+  TimePoint created_at{};
+  std::optional<TimePoint> revoked_at;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Applies pending migrations up to the latest version (or `target_version`
+  // when > 0). Idempotent.
+  virtual Status Migrate(int target_version = 0) = 0;
+  virtual StatusOr<int> SchemaVersion() = 0;
+  virtual int LatestSchemaVersion() const = 0;
+  // Cheap liveness check for /ready.
+  virtual Status Ping() = 0;
+
+  // --- tenants and policies ---
+  // Creates (or re-creates a deleted) tenant with policy version `policy.version`
+  // and its first key in one transaction. kAlreadyExists when the tenant exists
+  // and is not deleted.
+  virtual Status CreateTenant(const PolicyRecord& policy, const KeyRecord& key) = 0;
+  virtual StatusOr<TenantRecord> GetTenant(const std::string& tenant_id) = 0;
+  virtual StatusOr<std::vector<TenantRecord>> ListTenants(bool include_deleted) = 0;
+  // Appends a policy version and makes it active, only if the tenant's active
+  // version is still `expected_active_version` (else kAborted).
+  virtual Status AddPolicyVersion(const PolicyRecord& policy, int64_t expected_active_version) = 0;
+  // The active policy of a non-deleted tenant.
+  virtual StatusOr<PolicyRecord> GetActivePolicy(const std::string& tenant_id) = 0;
+  virtual StatusOr<PolicyRecord> GetPolicyVersion(const std::string& tenant_id, int64_t version) = 0;
+  virtual StatusOr<std::vector<PolicyRecord>> ListPolicyVersions(const std::string& tenant_id) = 0;
+  // Marks the tenant deleted (policy history kept) and moves its keys that are
+  // "pending", "active" or "retiring" to `new_key_state`, in one transaction.
+  virtual Status DeleteTenant(const std::string& tenant_id, TimePoint at,
+                              const std::string& new_key_state) = 0;
+
+  // --- keys ---
+  virtual Status InsertKey(const KeyRecord& key) = 0;
+  virtual StatusOr<KeyRecord> GetKey(const std::string& key_id) = 0;
+  virtual StatusOr<std::vector<KeyRecord>> ListKeys(const std::string& tenant_id) = 0;
+  // The key in state "active" for a tenant (kNotFound if none).
+  virtual StatusOr<KeyRecord> GetActiveKey(const std::string& tenant_id) = 0;
+  virtual Status UpdateKeyState(const std::string& key_id, const std::string& expected_state,
+                                const std::string& new_state, TimePoint at) = 0;
+  virtual StatusOr<int64_t> NextKeyVersion(const std::string& tenant_id) = 0;
+
+  // --- API keys ---
+  virtual Status InsertApiKey(const ApiKeyRecord& key) = 0;
+  virtual StatusOr<ApiKeyRecord> GetApiKey(const std::string& id) = 0;
+  virtual StatusOr<std::vector<ApiKeyRecord>> ListApiKeys() = 0;
+  virtual Status RevokeApiKey(const std::string& id, TimePoint at) = 0;
+};
+
+}  // namespace concierge
+
+#endif  // CONCIERGE_STORE_H_
