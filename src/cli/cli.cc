@@ -1,0 +1,591 @@
+#include "cli/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "client/http_client.h"
+#include "crypto/encoding.h"
+#include "crypto/hash.h"
+#include "server/app.h"
+#include "server/config.h"
+
+namespace concierge::cli {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int kExitError = 1;
+constexpr int kExitUnreachable = 3;
+
+// Thrown inside command handlers, caught once in RunKeyctl.
+struct CliError {
+  int exit_code;
+  std::string message;
+};
+
+[[noreturn]] void Fail(const std::string& message, int code = kExitError) { throw CliError{code, message}; }
+
+struct Globals {
+  std::string url;
+  std::string token;
+  std::string token_file;
+  std::string output = "table";
+};
+
+std::string EnvOr(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+std::string ReadFileOrFail(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) Fail("cannot read " + path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void WriteFileOrFail(const std::string& path, const std::string& data) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  if (!f || !(f << data)) Fail("cannot write " + path);
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// Talks to the server; turns transport failures and API errors into CliErrors.
+class Api {
+ public:
+  explicit Api(const Globals& g) {
+    std::string token = g.token;
+    if (token.empty() && !g.token_file.empty()) token = Trim(ReadFileOrFail(g.token_file));
+    std::string url = g.url;
+    while (!url.empty() && url.back() == '/') url.pop_back();
+    client_ = std::make_unique<client::HttpClient>(url, token);
+  }
+
+  client::HttpResult Call(const std::string& method, const std::string& path, const json* body = nullptr,
+                          const std::map<std::string, std::string>& headers = {}) {
+    auto r = client_->Request(method, path, body ? body->dump() : "", headers);
+    if (!r.ok()) Fail(r.status().message(), kExitUnreachable);
+    if (r->status >= 400) {
+      json err = json::parse(r->body, nullptr, false);
+      std::string message = "HTTP " + std::to_string(r->status);
+      if (err.is_object() && err.contains("message") && err["message"].is_string()) {
+        message = err["message"].get<std::string>();
+        if (err.contains("details") && err["details"].is_object() && err["details"].contains("field") &&
+            err["details"]["field"].is_string()) {
+          std::string field = err["details"]["field"];
+          if (message.find(field) == std::string::npos) message += " (field: " + field + ")";
+        }
+        message += " [HTTP " + std::to_string(r->status) + "]";
+      }
+      Fail(message);
+    }
+    return *std::move(r);
+  }
+
+  json CallJson(const std::string& method, const std::string& path, const json* body = nullptr,
+                const std::map<std::string, std::string>& headers = {}) {
+    auto r = Call(method, path, body, headers);
+    json j = json::parse(r.body, nullptr, false);
+    if (j.is_discarded()) Fail("server returned invalid JSON for " + path);
+    return j;
+  }
+
+ private:
+  std::unique_ptr<client::HttpClient> client_;
+};
+
+std::string Cell(const json& v) {
+  if (v.is_null()) return "-";
+  if (v.is_string()) return v.get<std::string>().empty() ? "-" : v.get<std::string>();
+  if (v.is_array()) {
+    std::string out;
+    for (const auto& e : v) out += (out.empty() ? "" : ",") + Cell(e);
+    return out.empty() ? "-" : out;
+  }
+  return v.dump();
+}
+
+void PrintTable(const std::vector<std::string>& columns, const json& rows) {
+  std::vector<std::vector<std::string>> cells;
+  std::vector<size_t> width;
+  for (const auto& c : columns) width.push_back(c.size());
+  for (const auto& row : rows) {
+    std::vector<std::string> line;
+    for (size_t i = 0; i < columns.size(); ++i) {
+      std::string v = row.contains(columns[i]) ? Cell(row[columns[i]]) : "-";
+      width[i] = std::max(width[i], v.size());
+      line.push_back(std::move(v));
+    }
+    cells.push_back(std::move(line));
+  }
+  auto print_line = [&](const std::vector<std::string>& line) {
+    std::string out;
+    for (size_t i = 0; i < line.size(); ++i) {
+      out += line[i];
+      if (i + 1 < line.size()) out += std::string(width[i] - line[i].size() + 2, ' ');
+    }
+    std::cout << out << "\n";
+  };
+  std::vector<std::string> header;
+  for (const auto& c : columns) {
+    std::string h = c;
+    for (auto& ch : h) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    header.push_back(h);
+  }
+  print_line(header);
+  for (const auto& line : cells) print_line(line);
+}
+
+void PrintObject(const json& obj) {
+  size_t w = 0;
+  for (const auto& [k, v] : obj.items()) w = std::max(w, k.size());
+  for (const auto& [k, v] : obj.items()) {
+    if (v.is_object()) continue;
+    std::cout << k << std::string(w - k.size() + 2, ' ') << Cell(v) << "\n";
+  }
+}
+
+void Print(const Globals& g, const json& value, const std::function<void()>& table) {
+  if (g.output == "json") {
+    std::cout << value.dump(2) << "\n";
+  } else {
+    table();
+  }
+}
+
+// Policy fields settable from flags; only flags the user actually gave are sent.
+struct PolicyFlags {
+  std::string algorithm, key_type, provider, key_uri, cert_subject, file;
+  int rotation_days = 0, grace_days = -1, cert_validity_days = 0, canary_count = -1;
+  int64_t max_issuance = -1;
+  bool approval_required = false, no_approval_required = false, sign_disabled = false, sign_enabled = false;
+  std::vector<std::string> allow, deny, failover;
+
+  void Add(CLI::App* cmd) {
+    cmd->add_option("--algorithm", algorithm, "ES256|ES384|ES512|PS256|PS384|PS512|Ed25519");
+    cmd->add_option("--key-type", key_type, "hsm|kms|software");
+    cmd->add_option("--provider", provider, "software|pkcs11|yubihsm2|aws-kms|gcp-kms|azure-kv|vault-transit");
+    cmd->add_option("--key-uri", key_uri, "where the backend creates the key (e.g. a pkcs11: URI)");
+    cmd->add_option("--rotation-days", rotation_days, "rotate every N days (1-365)");
+    cmd->add_option("--grace-days", grace_days, "rotation grace period in days");
+    cmd->add_option("--max-issuance", max_issuance, "max signatures per 24h (0 = unlimited)");
+    cmd->add_option("--cert-validity-days", cert_validity_days, "certificate validity in days");
+    cmd->add_option("--cert-subject", cert_subject, "certificate subject, e.g. 'CN=Acme News,O=Acme'");
+    cmd->add_option("--canary-count", canary_count, "canary signatures per rotation");
+    cmd->add_option("--allow", allow, "allowed C2PA assertion label (repeatable)");
+    cmd->add_option("--deny", deny, "denied C2PA assertion label (repeatable)");
+    cmd->add_option("--failover", failover, "secondary backend key URI (repeatable)");
+    cmd->add_flag("--approval-required", approval_required, "rotations need a second approver");
+    cmd->add_flag("--no-approval-required", no_approval_required, "rotations need no approver");
+    cmd->add_flag("--sign-disabled", sign_disabled, "pause signing for the tenant");
+    cmd->add_flag("--sign-enabled", sign_enabled, "resume signing for the tenant");
+    cmd->add_option("--file", file, "read the policy JSON from a file (flags override it)");
+  }
+
+  json ToJson() const {
+    json j = json::object();
+    if (!file.empty()) {
+      j = json::parse(ReadFileOrFail(file), nullptr, false);
+      if (!j.is_object()) Fail(file + " is not a JSON object");
+    }
+    if (!algorithm.empty()) j["algorithm"] = algorithm;
+    if (!key_type.empty()) j["key_type"] = key_type;
+    if (!provider.empty()) j["provider"] = provider;
+    if (!key_uri.empty()) j["key_uri"] = key_uri;
+    if (rotation_days != 0) j["rotate_every_days"] = rotation_days;
+    if (grace_days >= 0) j["rotation_grace_days"] = grace_days;
+    if (max_issuance >= 0) j["max_issuance_per_24h"] = max_issuance;
+    if (cert_validity_days != 0) j["cert_validity_days"] = cert_validity_days;
+    if (!cert_subject.empty()) j["cert_subject"] = cert_subject;
+    if (canary_count >= 0) j["canary_count"] = canary_count;
+    if (!allow.empty()) j["assertions_allow"] = allow;
+    if (!deny.empty()) j["assertions_deny"] = deny;
+    if (!failover.empty()) j["failover"] = failover;
+    if (approval_required && no_approval_required) Fail("--approval-required and --no-approval-required conflict");
+    if (approval_required) j["approval_required"] = true;
+    if (no_approval_required) j["approval_required"] = false;
+    if (sign_disabled && sign_enabled) Fail("--sign-disabled and --sign-enabled conflict");
+    if (sign_disabled) j["sign_enabled"] = false;
+    if (sign_enabled) j["sign_enabled"] = true;
+    return j;
+  }
+};
+
+const std::vector<std::string> kPolicyColumns = {"tenant_id", "version", "algorithm", "provider",
+                                                 "rotate_every_days", "sign_enabled", "policy_hash"};
+const std::vector<std::string> kKeyColumns = {"key_id", "version", "algorithm", "provider", "state",
+                                              "activated_at", "fingerprint_sha256"};
+
+std::string TenantPath(const std::string& tenant, const std::string& rest) {
+  return "/api/v1/tenants/" + tenant + rest;
+}
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+int Serve(const std::string& config_file, const std::string& listen, const std::string& data_dir, int io_threads) {
+  auto config = server::LoadConfig(config_file, server::KeyctlEnvironment());
+  if (!config.ok()) Fail(config.status().message(), 2);
+  if (!listen.empty()) {
+    std::string h;
+    uint16_t p;
+    Status st = server::ParseListen(listen, &h, &p);
+    if (!st.ok()) Fail(st.message(), 2);
+    config->listen = listen;
+  }
+  if (!data_dir.empty()) config->data_dir = data_dir;
+  if (io_threads > 0) config->io_threads = io_threads;
+  auto app = server::App::Create(*std::move(config));
+  if (!app.ok()) Fail("cannot start: " + app.status().message());
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  (*app)->Start();
+  std::cout << "keyctl serve: listening on " << (*app)->url() << std::endl;
+  if (!(*app)->bootstrap_token_path().empty()) {
+    std::cout << "keyctl serve: bootstrap admin token written to " << (*app)->bootstrap_token_path()
+              << " (mode 0600)" << std::endl;
+  }
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));  // waits for a signal
+  std::cout << "keyctl serve: shutting down" << std::endl;
+  (*app)->Stop();
+  return 0;
+}
+
+// Digest for sign/verify: from --digest HEX, or SHA-2 of --file with the tenant's algorithm.
+std::string DigestHex(Api& api, const std::string& tenant, const std::string& digest, const std::string& file) {
+  if (!digest.empty() && !file.empty()) Fail("give either --digest or --file, not both", 2);
+  if (!digest.empty()) return digest;
+  if (file.empty()) Fail("one of --digest or --file is required", 2);
+  json policy = api.CallJson("GET", TenantPath(tenant, "/policy"));
+  auto alg = ParseAlgorithm(policy.value("algorithm", ""));
+  if (!alg) Fail("tenant policy has an unknown algorithm");
+  std::string data = ReadFileOrFail(file);
+  return crypto::HexEncode(crypto::DigestFor(*alg, crypto::AsBytes(data)));
+}
+
+}  // namespace
+
+int RunKeyctl(int argc, char** argv) {
+  CLI::App app{"keyctl - C2-Concierge key custody and signing service"};
+  app.require_subcommand(1);
+  Globals g;
+  g.url = EnvOr("KEYCTL_URL", "http://127.0.0.1:8443");
+  g.token = EnvOr("KEYCTL_TOKEN", "");
+  g.token_file = EnvOr("KEYCTL_TOKEN_FILE", "");
+  app.add_option("--url", g.url, "server URL (env KEYCTL_URL)");
+  app.add_option("--token", g.token, "API token (env KEYCTL_TOKEN)");
+  app.add_option("--token-file", g.token_file, "file holding the API token (env KEYCTL_TOKEN_FILE)");
+  app.add_option("--output,-o", g.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+
+  std::function<int()> action;
+
+  // serve
+  std::string config_file, listen, data_dir;
+  int io_threads = 0;
+  auto* serve = app.add_subcommand("serve", "run the server");
+  serve->add_option("--config", config_file, "TOML config file");
+  serve->add_option("--listen", listen, "HOST:PORT (default 127.0.0.1:8443)");
+  serve->add_option("--data-dir", data_dir, "data directory (default ./data)");
+  serve->add_option("--io-threads", io_threads, "io threads (default: cores)");
+  serve->callback([&] { action = [&] { return Serve(config_file, listen, data_dir, io_threads); }; });
+
+  // migrate
+  int target = 0;
+  auto* migrate = app.add_subcommand("migrate", "apply database migrations (local)");
+  migrate->add_option("--config", config_file, "TOML config file");
+  migrate->add_option("--data-dir", data_dir, "data directory (default ./data)");
+  migrate->add_option("--target", target, "stop at this schema version (default latest)");
+  migrate->callback([&] {
+    action = [&] {
+      auto config = server::LoadConfig(config_file, server::KeyctlEnvironment());
+      if (!config.ok()) Fail(config.status().message(), 2);
+      if (!data_dir.empty()) config->data_dir = data_dir;
+      auto v = server::MigrateDatabase(*config, target);
+      if (!v.ok()) Fail(v.status().message());
+      std::cout << "schema version " << *v << "\n";
+      return 0;
+    };
+  });
+
+  // policy
+  auto* policy = app.add_subcommand("policy", "manage tenant signing policies");
+  policy->require_subcommand(1);
+  std::string tenant;
+  PolicyFlags pf;
+  auto* pcreate = policy->add_subcommand("create", "create a tenant's policy and its first key");
+  pcreate->add_option("--tenant-id", tenant, "tenant id (slug)")->required();
+  pf.Add(pcreate);
+  pcreate->callback([&] {
+    action = [&] {
+      Api api(g);
+      json body = pf.ToJson();
+      json r = api.CallJson("POST", TenantPath(tenant, "/policy"), &body);
+      Print(g, r, [&] {
+        PrintObject(r);
+        std::cout << "key_id" << "  " << r["key"].value("key_id", "") << "\n";
+      });
+      return 0;
+    };
+  });
+  auto* plist = policy->add_subcommand("list", "list active policies");
+  plist->callback([&] {
+    action = [&] {
+      Api api(g);
+      json r = api.CallJson("GET", "/api/v1/policies");
+      Print(g, r, [&] { PrintTable(kPolicyColumns, r["policies"]); });
+      return 0;
+    };
+  });
+  int64_t version = 0;
+  auto* pget = policy->add_subcommand("get", "show a tenant's policy");
+  pget->add_option("--tenant-id", tenant, "tenant id")->required();
+  pget->add_option("--version", version, "a specific version (default: active)");
+  pget->callback([&] {
+    action = [&] {
+      Api api(g);
+      json r = api.CallJson("GET", TenantPath(tenant, "/policy") + (version > 0 ? "?version=" + std::to_string(version) : ""));
+      Print(g, r, [&] { PrintObject(r); });
+      return 0;
+    };
+  });
+  auto* pversions = policy->add_subcommand("versions", "list a tenant's policy versions");
+  pversions->add_option("--tenant-id", tenant, "tenant id")->required();
+  pversions->callback([&] {
+    action = [&] {
+      Api api(g);
+      json r = api.CallJson("GET", TenantPath(tenant, "/policy/versions"));
+      Print(g, r, [&] { PrintTable({"version", "policy_hash", "created_by", "created_at", "sign_enabled"}, r["versions"]); });
+      return 0;
+    };
+  });
+  int64_t if_version = 0;
+  auto* pupdate = policy->add_subcommand("update", "change a tenant's policy (new version)");
+  pupdate->add_option("--tenant-id", tenant, "tenant id")->required();
+  pupdate->add_option("--if-version", if_version, "fail unless the active version is this one");
+  pf.Add(pupdate);
+  pupdate->callback([&] {
+    action = [&] {
+      Api api(g);
+      json body = pf.ToJson();
+      if (body.empty()) Fail("nothing to update: give at least one policy flag", 2);
+      std::map<std::string, std::string> headers;
+      if (if_version > 0) headers["If-Match"] = std::to_string(if_version);
+      json r = api.CallJson("PUT", TenantPath(tenant, "/policy"), &body, headers);
+      Print(g, r, [&] { PrintObject(r); });
+      return 0;
+    };
+  });
+  bool yes = false;
+  auto* pdelete = policy->add_subcommand("delete", "delete a tenant's policy (signing stops; keys kept, disabled)");
+  pdelete->add_option("--tenant-id", tenant, "tenant id")->required();
+  pdelete->add_flag("--yes", yes, "confirm");
+  pdelete->callback([&] {
+    action = [&] {
+      if (!yes) Fail("refusing to delete the policy of '" + tenant + "' without --yes", 2);
+      Api api(g);
+      json r = api.CallJson("DELETE", TenantPath(tenant, "/policy"));
+      Print(g, r, [&] { std::cout << "deleted policy of tenant " << tenant << "\n"; });
+      return 0;
+    };
+  });
+
+  // sign
+  std::string digest, file, format = "der", out_file, key_id;
+  auto* sign = app.add_subcommand("sign", "sign a digest (or a file's digest) with the tenant's active key");
+  sign->add_option("--tenant-id", tenant, "tenant id")->required();
+  sign->add_option("--digest", digest, "hex digest (SHA-256/384/512 per the tenant's algorithm)");
+  sign->add_option("--file", file, "hash this file locally and sign its digest");
+  sign->add_option("--format", format, "ECDSA output: der or p1363")->check(CLI::IsMember({"der", "p1363"}));
+  sign->add_option("--out", out_file, "write the binary signature to this file");
+  sign->callback([&] {
+    action = [&] {
+      Api api(g);
+      json body = {{"digest", DigestHex(api, tenant, digest, file)}, {"format", format}};
+      json r = api.CallJson("POST", TenantPath(tenant, "/sign"), &body);
+      if (!out_file.empty()) {
+        auto sig = crypto::Base64Decode(r.value("signature", ""));
+        if (!sig.ok()) Fail("server returned a malformed signature");
+        WriteFileOrFail(out_file, crypto::AsString(*sig));
+      }
+      Print(g, r, [&] { PrintObject(r); });
+      return 0;
+    };
+  });
+
+  // verify
+  std::string signature, signature_file;
+  auto* verify = app.add_subcommand("verify", "verify a signature with one of the tenant's keys");
+  verify->add_option("--tenant-id", tenant, "tenant id")->required();
+  verify->add_option("--digest", digest, "hex digest");
+  verify->add_option("--file", file, "hash this file locally");
+  verify->add_option("--signature", signature, "base64 signature");
+  verify->add_option("--signature-file", signature_file, "binary signature file");
+  verify->add_option("--format", format, "ECDSA signature format: der or p1363")->check(CLI::IsMember({"der", "p1363"}));
+  verify->add_option("--key-id", key_id, "key to verify with (default: active key)");
+  verify->callback([&] {
+    action = [&] {
+      Api api(g);
+      if (signature.empty() == signature_file.empty()) Fail("give exactly one of --signature or --signature-file", 2);
+      std::string sig_b64 = signature.empty() ? crypto::Base64Encode(crypto::AsBytes(ReadFileOrFail(signature_file)))
+                                              : signature;
+      json body = {{"digest", DigestHex(api, tenant, digest, file)}, {"signature", sig_b64}, {"format", format}};
+      if (!key_id.empty()) body["key_id"] = key_id;
+      json r = api.CallJson("POST", TenantPath(tenant, "/verify"), &body);
+      bool valid = r.value("valid", false);
+      Print(g, r, [&] {
+        std::cout << (valid ? "signature is valid" : "signature is NOT valid") << " (key " << r.value("key_id", "")
+                  << ", " << r.value("key_state", "") << ")\n";
+      });
+      return valid ? 0 : kExitError;
+    };
+  });
+
+  // key
+  auto* key = app.add_subcommand("key", "inspect tenant keys");
+  key->require_subcommand(1);
+  auto* pubkey = key->add_subcommand("pubkey", "print a tenant's public key (PEM)");
+  pubkey->add_option("--tenant-id", tenant, "tenant id")->required();
+  pubkey->add_option("--key-id", key_id, "a specific key (default: active)");
+  pubkey->add_option("--out", out_file, "write the PEM to this file");
+  pubkey->callback([&] {
+    action = [&] {
+      Api api(g);
+      auto r = api.Call("GET", TenantPath(tenant, "/public-key") + (key_id.empty() ? "" : "?key_id=" + key_id));
+      if (!out_file.empty()) WriteFileOrFail(out_file, r.body);
+      else std::cout << r.body;
+      return 0;
+    };
+  });
+  auto* klist = key->add_subcommand("list", "list a tenant's keys");
+  klist->add_option("--tenant-id", tenant, "tenant id")->required();
+  klist->callback([&] {
+    action = [&] {
+      Api api(g);
+      json r = api.CallJson("GET", TenantPath(tenant, "/keys"));
+      Print(g, r, [&] { PrintTable(kKeyColumns, r["keys"]); });
+      return 0;
+    };
+  });
+  auto* kget = key->add_subcommand("get", "show one key");
+  kget->add_option("--tenant-id", tenant, "tenant id")->required();
+  kget->add_option("--key-id", key_id, "key id")->required();
+  kget->callback([&] {
+    action = [&] {
+      Api api(g);
+      json r = api.CallJson("GET", TenantPath(tenant, "/keys/" + key_id));
+      Print(g, r, [&] { PrintObject(r); });
+      return 0;
+    };
+  });
+
+  // apikey
+  auto* apikey = app.add_subcommand("apikey", "manage API keys (admin)");
+  apikey->require_subcommand(1);
+  std::string role, name;
+  auto* acreate = apikey->add_subcommand("create", "create an API key; the token is shown once");
+  acreate->add_option("--role", role, "admin|security-officer|operator|signer|auditor")->required();
+  acreate->add_option("--tenant-id", tenant, "scope the key to one tenant");
+  acreate->add_option("--name", name, "description");
+  acreate->callback([&] {
+    action = [&] {
+      Api api(g);
+      json body = {{"role", role}, {"name", name}};
+      if (!tenant.empty()) body["tenant_id"] = tenant;
+      json r = api.CallJson("POST", "/api/v1/api-keys", &body);
+      Print(g, r, [&] { PrintObject(r); });
+      return 0;
+    };
+  });
+  auto* alist = apikey->add_subcommand("list", "list API keys (never their secrets)");
+  alist->callback([&] {
+    action = [&] {
+      Api api(g);
+      json r = api.CallJson("GET", "/api/v1/api-keys");
+      Print(g, r, [&] { PrintTable({"id", "role", "tenant_id", "name", "created_at", "revoked_at"}, r["api_keys"]); });
+      return 0;
+    };
+  });
+  std::string apikey_id;
+  auto* arevoke = apikey->add_subcommand("revoke", "revoke an API key");
+  arevoke->add_option("id", apikey_id, "API key id")->required();
+  arevoke->callback([&] {
+    action = [&] {
+      Api api(g);
+      json r = api.CallJson("DELETE", "/api/v1/api-keys/" + apikey_id);
+      Print(g, r, [&] { std::cout << "revoked API key " << apikey_id << "\n"; });
+      return 0;
+    };
+  });
+
+  // tenant list / whoami / health
+  auto* tenants = app.add_subcommand("tenant", "list tenants");
+  tenants->require_subcommand(1);
+  auto* tlist = tenants->add_subcommand("list", "list tenants");
+  tlist->callback([&] {
+    action = [&] {
+      Api api(g);
+      json r = api.CallJson("GET", "/api/v1/tenants");
+      Print(g, r, [&] { PrintTable({"tenant_id", "policy_version", "created_at", "updated_at"}, r["tenants"]); });
+      return 0;
+    };
+  });
+  auto* whoami = app.add_subcommand("whoami", "show the identity of the API token");
+  whoami->callback([&] {
+    action = [&] {
+      Api api(g);
+      json r = api.CallJson("GET", "/api/v1/whoami");
+      Print(g, r, [&] { PrintObject(r); });
+      return 0;
+    };
+  });
+  auto* ready = app.add_subcommand("status", "show server readiness");
+  ready->callback([&] {
+    action = [&] {
+      client::HttpClient c(g.url, "");
+      auto r = c.Get("/ready");
+      if (!r.ok()) Fail(r.status().message(), kExitUnreachable);
+      json j = json::parse(r->body, nullptr, false);
+      Print(g, j, [&] {
+        std::cout << "ready  " << (j.value("ready", false) ? "yes" : "no") << "\n";
+        if (j.contains("components")) {
+          for (const auto& [k, v] : j["components"].items()) {
+            std::cout << k << "  " << (v.value("ok", false) ? "ok" : "FAIL") << "  " << v.value("detail", "") << "\n";
+          }
+        }
+      });
+      return r->status == 200 ? 0 : kExitError;
+    };
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  try {
+    return action ? action() : 2;
+  } catch (const CliError& e) {
+    std::cerr << "error: " << e.message << "\n";
+    return e.exit_code;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return kExitError;
+  }
+}
+
+}  // namespace concierge::cli

@@ -1,0 +1,215 @@
+#include "core/tenant_service.h"
+
+#include <nlohmann/json.hpp>
+
+#include <mutex>
+
+#include "crypto/encoding.h"
+#include "crypto/hash.h"
+#include "crypto/keys.h"
+
+namespace concierge::core {
+
+using json = nlohmann::json;
+
+StatusOr<PolicyVersion> TenantService::ToPolicyVersion(const PolicyRecord& rec) {
+  json body = json::parse(rec.body_json, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return DataLossError("stored policy of tenant '" + rec.tenant_id + "' is not valid JSON");
+  auto policy = ParsePolicy(body, rec.tenant_id);
+  if (!policy.ok()) return policy.status().Annotate("stored policy of tenant '" + rec.tenant_id + "'");
+  return PolicyVersion{*std::move(policy), rec.version, rec.policy_hash, rec.created_by, rec.created_at};
+}
+
+StatusOr<TenantState> TenantService::CreatePolicy(const std::string& tenant_id, const json& body,
+                                                  const Principal& actor) {
+  RETURN_IF_ERROR(ValidateTenantId(tenant_id));
+  ASSIGN_OR_RETURN(Policy policy, ParsePolicy(body, tenant_id));
+  int64_t policy_version = 1;
+  auto existing = store_.GetTenant(tenant_id);
+  if (existing.ok()) {
+    if (!existing->deleted) return AlreadyExistsError("tenant '" + tenant_id + "' already has a policy; update it instead");
+    ASSIGN_OR_RETURN(auto versions, store_.ListPolicyVersions(tenant_id));
+    for (const auto& v : versions) policy_version = std::max(policy_version, v.version + 1);
+  } else if (existing.status().code() != StatusCode::kNotFound) {
+    return existing.status();
+  }
+  KeyBackend* backend = backends_.Find(policy.provider);
+  if (backend == nullptr) {
+    return FailedPreconditionError("provider '" + policy.provider + "' is not configured on this server")
+        .WithDetail("field", "provider");
+  }
+  ASSIGN_OR_RETURN(int64_t key_version, store_.NextKeyVersion(tenant_id));
+  KeySpec spec{policy.algorithm, tenant_id + "/v" + std::to_string(key_version), policy.key_uri};
+  auto generated = backend->GenerateKey(spec);
+  if (!generated.ok()) return generated.status().Annotate("generating key in backend '" + policy.provider + "'");
+  ASSIGN_OR_RETURN(std::string pem, crypto::SpkiDerToPem(generated->public_key_spki_der));
+
+  TimePoint now = clock_.Now();
+  KeyRecord key;
+  key.key_id = tenant_id + "-v" + std::to_string(key_version) + "-" + crypto::RandomHex(3);
+  key.tenant_id = tenant_id;
+  key.version = key_version;
+  key.algorithm = std::string(AlgorithmName(policy.algorithm));
+  key.provider = policy.provider;
+  key.key_uri = generated->uri;
+  key.state = "active";
+  key.public_key_pem = pem;
+  key.fingerprint = crypto::SpkiFingerprint(generated->public_key_spki_der);
+  key.attestation = generated->attestation;
+  key.created_at = now;
+  key.activated_at = now;
+
+  PolicyRecord rec;
+  rec.tenant_id = tenant_id;
+  rec.version = policy_version;
+  rec.body_json = CanonicalPolicyJson(policy);
+  rec.policy_hash = PolicyHash(policy);
+  rec.created_by = actor.id;
+  rec.created_at = now;
+
+  Status stored = store_.CreateTenant(rec, key);
+  if (!stored.ok()) {
+    // The key was never referenced by a committed record: remove it.
+    backend->DestroyKey(key.key_uri).IgnoreError();
+    return stored;
+  }
+  Invalidate(tenant_id);
+  return TenantState{PolicyVersion{std::move(policy), rec.version, rec.policy_hash, rec.created_by, now}, key};
+}
+
+StatusOr<PolicyVersion> TenantService::UpdatePolicy(const std::string& tenant_id, const json& patch,
+                                                    const Principal& actor,
+                                                    std::optional<int64_t> expected_version) {
+  ASSIGN_OR_RETURN(PolicyRecord current_rec, store_.GetActivePolicy(tenant_id));
+  if (expected_version && *expected_version != current_rec.version) {
+    return AbortedError("policy of tenant '" + tenant_id + "' is at version " +
+                        std::to_string(current_rec.version) + ", not " + std::to_string(*expected_version));
+  }
+  ASSIGN_OR_RETURN(PolicyVersion current, ToPolicyVersion(current_rec));
+  ASSIGN_OR_RETURN(Policy updated, ApplyPolicyUpdate(current.policy, patch));
+  PolicyRecord rec;
+  rec.tenant_id = tenant_id;
+  rec.version = current_rec.version + 1;
+  rec.body_json = CanonicalPolicyJson(updated);
+  rec.policy_hash = PolicyHash(updated);
+  rec.created_by = actor.id;
+  rec.created_at = clock_.Now();
+  if (rec.policy_hash == current_rec.policy_hash) return current;  // no change, no new version
+  RETURN_IF_ERROR(store_.AddPolicyVersion(rec, current_rec.version));
+  Invalidate(tenant_id);
+  return PolicyVersion{std::move(updated), rec.version, rec.policy_hash, rec.created_by, rec.created_at};
+}
+
+Status TenantService::DeletePolicy(const std::string& tenant_id, const Principal&) {
+  ASSIGN_OR_RETURN(TenantRecord t, store_.GetTenant(tenant_id));
+  if (t.deleted) return NotFoundError("tenant '" + tenant_id + "' has no policy");
+  RETURN_IF_ERROR(store_.DeleteTenant(tenant_id, clock_.Now(), "disabled"));
+  Invalidate(tenant_id);
+  return Status::Ok();
+}
+
+StatusOr<PolicyVersion> TenantService::GetPolicy(const std::string& tenant_id, std::optional<int64_t> version) {
+  if (version) {
+    ASSIGN_OR_RETURN(TenantRecord t, store_.GetTenant(tenant_id));
+    (void)t;
+    ASSIGN_OR_RETURN(PolicyRecord rec, store_.GetPolicyVersion(tenant_id, *version));
+    return ToPolicyVersion(rec);
+  }
+  ASSIGN_OR_RETURN(PolicyRecord rec, store_.GetActivePolicy(tenant_id));
+  return ToPolicyVersion(rec);
+}
+
+StatusOr<std::vector<PolicyVersion>> TenantService::ListPolicyVersions(const std::string& tenant_id) {
+  ASSIGN_OR_RETURN(TenantRecord t, store_.GetTenant(tenant_id));
+  (void)t;
+  ASSIGN_OR_RETURN(auto recs, store_.ListPolicyVersions(tenant_id));
+  std::vector<PolicyVersion> out;
+  for (const auto& r : recs) {
+    ASSIGN_OR_RETURN(PolicyVersion v, ToPolicyVersion(r));
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+StatusOr<std::vector<PolicyVersion>> TenantService::ListPolicies(const std::string& only_tenant) {
+  std::vector<PolicyVersion> out;
+  if (!only_tenant.empty()) {
+    auto p = store_.GetActivePolicy(only_tenant);
+    if (!p.ok()) {
+      if (p.status().code() == StatusCode::kNotFound) return out;
+      return p.status();
+    }
+    ASSIGN_OR_RETURN(PolicyVersion v, ToPolicyVersion(*p));
+    out.push_back(std::move(v));
+    return out;
+  }
+  ASSIGN_OR_RETURN(auto tenants, store_.ListTenants(/*include_deleted=*/false));
+  for (const auto& t : tenants) {
+    auto p = store_.GetActivePolicy(t.tenant_id);
+    if (!p.ok()) {
+      if (p.status().code() == StatusCode::kNotFound) continue;  // deleted meanwhile
+      return p.status();
+    }
+    ASSIGN_OR_RETURN(PolicyVersion v, ToPolicyVersion(*p));
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+StatusOr<std::vector<KeyRecord>> TenantService::ListKeys(const std::string& tenant_id) {
+  ASSIGN_OR_RETURN(TenantRecord t, store_.GetTenant(tenant_id));
+  (void)t;
+  return store_.ListKeys(tenant_id);
+}
+
+StatusOr<KeyRecord> TenantService::GetKey(const std::string& tenant_id, const std::string& key_id) {
+  auto key = store_.GetKey(key_id);
+  // A key of another tenant is reported as missing: ids must not leak across tenants.
+  if (!key.ok() || key->tenant_id != tenant_id) {
+    if (!key.ok() && key.status().code() != StatusCode::kNotFound) return key.status();
+    return NotFoundError("tenant '" + tenant_id + "' has no key '" + key_id + "'");
+  }
+  return key;
+}
+
+StatusOr<std::shared_ptr<const TenantState>> TenantService::Active(const std::string& tenant_id) {
+  {
+    std::shared_lock lock(mu_);
+    auto it = cache_.find(tenant_id);
+    if (it != cache_.end()) return it->second;
+  }
+  return Load(tenant_id);
+}
+
+StatusOr<std::shared_ptr<const TenantState>> TenantService::Load(const std::string& tenant_id) {
+  // A change that lands while we read must not be overwritten by our stale
+  // snapshot: only cache if no invalidation happened in between.
+  uint64_t generation = generation_.load();
+  auto rec = store_.GetActivePolicy(tenant_id);
+  if (!rec.ok()) {
+    if (rec.status().code() == StatusCode::kNotFound) {
+      return NotFoundError("tenant '" + tenant_id + "' not found or has no policy");
+    }
+    return rec.status();
+  }
+  ASSIGN_OR_RETURN(PolicyVersion policy, ToPolicyVersion(*rec));
+  auto key = store_.GetActiveKey(tenant_id);
+  if (!key.ok()) {
+    if (key.status().code() == StatusCode::kNotFound) {
+      return FailedPreconditionError("tenant '" + tenant_id + "' has no active key");
+    }
+    return key.status();
+  }
+  auto state = std::make_shared<const TenantState>(TenantState{std::move(policy), *std::move(key)});
+  std::unique_lock lock(mu_);
+  if (generation_.load() == generation) cache_[tenant_id] = state;
+  return state;
+}
+
+void TenantService::Invalidate(const std::string& tenant_id) {
+  std::unique_lock lock(mu_);
+  ++generation_;
+  cache_.erase(tenant_id);
+}
+
+}  // namespace concierge::core

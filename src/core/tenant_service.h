@@ -1,0 +1,90 @@
+// TenantService: tenants, their versioned signing policies and their keys.
+//
+// Creating a policy creates the tenant and generates its first key in the
+// policy's backend; the tenant, policy version 1 and the key record are stored in
+// one transaction, and a key generated for a write that then fails is destroyed.
+// The active state of each tenant (policy + active key) is cached in memory and
+// swapped atomically on every change, so the sign path never reads the database.
+// Thread-safe.
+#ifndef CONCIERGE_CORE_TENANT_SERVICE_H_
+#define CONCIERGE_CORE_TENANT_SERVICE_H_
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "concierge/clock.h"
+#include "concierge/key_backend.h"
+#include "concierge/store.h"
+#include "core/auth.h"
+#include "core/policy.h"
+
+namespace concierge::core {
+
+struct PolicyVersion {
+  Policy policy;
+  int64_t version = 0;
+  std::string hash;
+  std::string created_by;
+  TimePoint created_at{};
+};
+
+// Immutable snapshot used by the sign path.
+struct TenantState {
+  PolicyVersion policy;
+  KeyRecord active_key;
+};
+
+class TenantService {
+ public:
+  TenantService(Store& store, BackendRegistry& backends, Clock& clock)
+      : store_(store), backends_(backends), clock_(clock) {}
+
+  // Errors: InvalidArgument naming the field; AlreadyExists if the tenant has a
+  // policy; FailedPrecondition if the provider is not configured here.
+  StatusOr<TenantState> CreatePolicy(const std::string& tenant_id, const nlohmann::json& body,
+                                     const Principal& actor);
+  // Partial update -> new version. `expected_version` (If-Match) guards against
+  // lost updates: kAborted when the active version differs.
+  StatusOr<PolicyVersion> UpdatePolicy(const std::string& tenant_id, const nlohmann::json& patch,
+                                       const Principal& actor, std::optional<int64_t> expected_version);
+  // Deletes the tenant's policy: signing stops, keys become "disabled" (kept,
+  // still listed, signatures still verifiable). History is kept.
+  Status DeletePolicy(const std::string& tenant_id, const Principal& actor);
+
+  StatusOr<PolicyVersion> GetPolicy(const std::string& tenant_id, std::optional<int64_t> version);
+  StatusOr<std::vector<PolicyVersion>> ListPolicyVersions(const std::string& tenant_id);
+  // Active policies of all live tenants, or just `only_tenant` when non-empty.
+  StatusOr<std::vector<PolicyVersion>> ListPolicies(const std::string& only_tenant);
+
+  StatusOr<std::vector<KeyRecord>> ListKeys(const std::string& tenant_id);
+  StatusOr<KeyRecord> GetKey(const std::string& tenant_id, const std::string& key_id);
+
+  // Cached snapshot of the tenant's policy and active key. kNotFound when the
+  // tenant does not exist or has no policy.
+  StatusOr<std::shared_ptr<const TenantState>> Active(const std::string& tenant_id);
+
+  BackendRegistry& backends() { return backends_; }
+
+ private:
+  StatusOr<PolicyVersion> ToPolicyVersion(const PolicyRecord& rec);
+  StatusOr<std::shared_ptr<const TenantState>> Load(const std::string& tenant_id);
+  void Invalidate(const std::string& tenant_id);
+
+  Store& store_;
+  BackendRegistry& backends_;
+  Clock& clock_;
+  std::shared_mutex mu_;
+  std::atomic<uint64_t> generation_{0};
+  std::unordered_map<std::string, std::shared_ptr<const TenantState>> cache_;
+};
+
+}  // namespace concierge::core
+
+#endif  // CONCIERGE_CORE_TENANT_SERVICE_H_

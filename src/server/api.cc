@@ -1,0 +1,553 @@
+#include "server/api.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+
+#include "crypto/encoding.h"
+#include "crypto/hash.h"
+#include "server/log.h"
+
+namespace concierge::server {
+
+using json = nlohmann::json;
+using core::Permission;
+
+int HttpStatusFor(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kOutOfRange: return 400;
+    case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kAlreadyExists:
+    case StatusCode::kAborted:
+    case StatusCode::kFailedPrecondition: return 409;
+    case StatusCode::kResourceExhausted: return 429;
+    case StatusCode::kCancelled: return 499;
+    case StatusCode::kUnimplemented: return 501;
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kDeadlineExceeded: return 504;
+    case StatusCode::kUnknown:
+    case StatusCode::kInternal:
+    case StatusCode::kDataLoss: return 500;
+  }
+  return 500;
+}
+
+namespace {
+
+HttpResponse JsonResponse(int status, const json& body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  return r;
+}
+
+json KeyJson(const KeyRecord& k) {
+  json j = {{"key_id", k.key_id},
+            {"tenant_id", k.tenant_id},
+            {"version", k.version},
+            {"algorithm", k.algorithm},
+            {"provider", k.provider},
+            {"key_uri", k.key_uri},
+            {"state", k.state},
+            {"fingerprint_sha256", k.fingerprint},
+            {"created_at", FormatRfc3339(k.created_at)},
+            {"activated_at", k.activated_at ? json(FormatRfc3339(*k.activated_at)) : json(nullptr)},
+            {"retired_at", k.retired_at ? json(FormatRfc3339(*k.retired_at)) : json(nullptr)},
+            {"has_attestation", !k.attestation.empty()}};
+  return j;
+}
+
+json PolicyVersionJson(const core::PolicyVersion& v) {
+  json j = core::PolicyToJson(v.policy);
+  j["version"] = v.version;
+  j["policy_hash"] = v.hash;
+  j["created_by"] = v.created_by;
+  j["created_at"] = FormatRfc3339(v.created_at);
+  return j;
+}
+
+json ApiKeyJson(const ApiKeyRecord& k) {
+  return {{"id", k.id},
+          {"role", k.role},
+          {"tenant_id", k.tenant_id.empty() ? json(nullptr) : json(k.tenant_id)},
+          {"name", k.name},
+          {"created_by", k.created_by},
+          {"created_at", FormatRfc3339(k.created_at)},
+          {"revoked_at", k.revoked_at ? json(FormatRfc3339(*k.revoked_at)) : json(nullptr)}};
+}
+
+// Splits "/api/v1/tenants/x/sign" into {"api","v1","tenants","x","sign"}.
+std::vector<std::string> Segments(const std::string& path) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < path.size()) {
+    while (i < path.size() && path[i] == '/') ++i;
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    if (j > i) out.push_back(path.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+// Strict helpers for request bodies: every error names its field.
+StatusOr<json> ParseBody(const std::string& body) {
+  if (body.empty()) return FieldError("body", "request body is empty; expected a JSON object");
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return FieldError("body", "request body is not valid JSON");
+  if (!j.is_object()) return FieldError("body", "request body must be a JSON object");
+  return j;
+}
+
+Status OnlyFields(const json& body, std::initializer_list<std::string_view> allowed) {
+  for (const auto& [k, v] : body.items()) {
+    bool ok = false;
+    for (auto a : allowed) ok = ok || a == k;
+    if (!ok) return FieldError(k, "unknown field '" + k + "'");
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::string> StringField(const json& body, const char* field, bool required) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) {
+    if (required) return FieldError(field, std::string("missing required field '") + field + "'");
+    return std::string();
+  }
+  if (!it->is_string()) return FieldError(field, std::string("field '") + field + "' must be a string");
+  return it->get<std::string>();
+}
+
+StatusOr<Bytes> HexField(const json& body, const char* field) {
+  ASSIGN_OR_RETURN(std::string hex, StringField(body, field, true));
+  auto bytes = crypto::HexDecode(hex);
+  if (!bytes.ok()) return FieldError(field, std::string("field '") + field + "' must be hex: " + bytes.status().message());
+  if (bytes->empty()) return FieldError(field, std::string("field '") + field + "' is empty");
+  return bytes;
+}
+
+StatusOr<core::SignatureFormat> FormatField(const json& body) {
+  ASSIGN_OR_RETURN(std::string f, StringField(body, "format", false));
+  if (f.empty() || f == "der") return core::SignatureFormat::kDer;
+  if (f == "p1363" || f == "raw") return core::SignatureFormat::kP1363;
+  return FieldError("format", "format must be 'der' or 'p1363', got '" + f.substr(0, 32) + "'");
+}
+
+std::string NewRequestId() { return "req_" + crypto::RandomHex(8); }
+
+bool ValidRequestId(const std::string& id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == ':')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+HttpResponse ErrorResponse(const Status& status, const std::string& request_id) {
+  int http = HttpStatusFor(status.code());
+  json details = json::object();
+  for (const auto& [k, v] : status.details()) details[k] = v;
+  std::string message = status.message();
+  if (http >= 500 && http != 503 && http != 501) {
+    // Internal details stay in the log; the client gets a reference.
+    message = "internal error (request id " + request_id + ")";
+  }
+  json body = {{"error", std::string(StatusCodeName(status.code()))},
+               {"message", message},
+               {"code", http},
+               {"details", details}};
+  HttpResponse r = JsonResponse(http, body);
+  if (http == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+struct Api::Call {
+  HttpRequest req;
+  std::string request_id;
+  std::optional<core::Principal> principal;
+
+  // Authenticates once per request.
+  Status Authenticate(Api& api) {
+    if (!principal) {
+      ASSIGN_OR_RETURN(core::Principal p, api.d_.auth->Authenticate(req.Header("authorization")));
+      principal = std::move(p);
+    }
+    return Status::Ok();
+  }
+  // Authenticates and authorises `permission` on `tenant` ("" = global).
+  Status Require(Api& api, Permission permission, const std::string& tenant) {
+    RETURN_IF_ERROR(Authenticate(api));
+    return api.d_.auth->Authorize(*principal, permission, tenant);
+  }
+  // For listings: any principal whose role may read; scoped ones see only their tenant.
+  Status RequireListing(Api& api) {
+    RETURN_IF_ERROR(Authenticate(api));
+    if (!core::RoleAllows(principal->role, Permission::kTenantRead)) {
+      return api.d_.auth->Authorize(*principal, Permission::kTenantRead, principal->tenant_id);
+    }
+    return Status::Ok();
+  }
+};
+
+#define API_RETURN_IF_ERROR(call, expr)                                   \
+  do {                                                                    \
+    ::concierge::Status _st = (expr);                                     \
+    if (!_st.ok()) return ErrorResponse(_st, (call).request_id);          \
+  } while (0)
+
+#define API_ASSIGN_OR_RETURN_IMPL_(tmp, call, lhs, expr)                   \
+  auto tmp = (expr);                                                      \
+  if (!tmp.ok()) return ErrorResponse(tmp.status(), (call).request_id);   \
+  lhs = std::move(tmp).value()
+
+#define API_ASSIGN_OR_RETURN(call, lhs, expr) \
+  API_ASSIGN_OR_RETURN_IMPL_(CONCIERGE_CONCAT_(_api_so_, __LINE__), call, lhs, expr)
+
+void Api::Handle(HttpRequest&& request, Responder respond) {
+  auto start = std::chrono::steady_clock::now();
+  Call call;
+  call.req = std::move(request);
+  std::string given = call.req.Header("x-request-id");
+  call.request_id = ValidRequestId(given) ? given : NewRequestId();
+  HttpResponse response;
+  try {
+    response = Dispatch(call);
+  } catch (const std::exception& e) {
+    Log(LogLevel::kError, "handler_exception", {{"request_id", call.request_id}, {"what", e.what()}});
+    response = ErrorResponse(InternalError("unexpected exception"), call.request_id);
+  }
+  response.headers.emplace_back("X-Request-Id", call.request_id);
+  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+  Log(response.status >= 500 ? LogLevel::kWarn : LogLevel::kDebug, "http_request",
+      {{"request_id", call.request_id},
+       {"method", call.req.method},
+       {"path", call.req.path},
+       {"status", response.status},
+       {"duration_us", micros.count()},
+       {"principal", call.principal ? json(call.principal->id) : json(nullptr)},
+       {"remote", call.req.remote_address}});
+  respond(std::move(response));
+}
+
+HttpResponse Api::Dispatch(Call& call) {
+  const std::string& m = call.req.method;
+  std::vector<std::string> s = Segments(call.req.path);
+  auto method_not_allowed = [&](const char* allowed) {
+    HttpResponse r = ErrorResponse(Status(StatusCode::kInvalidArgument, "method " + m + " is not allowed on " +
+                                                                            call.req.path),
+                                   call.request_id);
+    r.status = 405;
+    r.body = json({{"error", "method_not_allowed"},
+                   {"message", "method " + m + " is not allowed on " + call.req.path},
+                   {"code", 405},
+                   {"details", {{"allow", allowed}}}})
+                 .dump();
+    r.headers.emplace_back("Allow", allowed);
+    return r;
+  };
+  auto is = [&](std::initializer_list<const char*> pattern) {
+    if (s.size() != pattern.size()) return false;
+    size_t i = 0;
+    for (const char* p : pattern) {
+      if (std::string_view(p) != "*" && s[i] != p) return false;
+      ++i;
+    }
+    return true;
+  };
+
+  if (is({"health"})) return m == "GET" ? Health(call) : method_not_allowed("GET");
+  if (is({"ready"})) return m == "GET" ? Ready(call) : method_not_allowed("GET");
+  if (s.size() < 2 || s[0] != "api" || s[1] != "v1") {
+    return ErrorResponse(NotFoundError("no route for " + call.req.path), call.request_id);
+  }
+  if (is({"api", "v1", "whoami"})) return m == "GET" ? Whoami(call) : method_not_allowed("GET");
+  if (is({"api", "v1", "tenants"})) return m == "GET" ? ListTenants(call) : method_not_allowed("GET");
+  if (is({"api", "v1", "policies"})) return m == "GET" ? ListPolicies(call) : method_not_allowed("GET");
+  if (is({"api", "v1", "api-keys"})) {
+    if (m == "GET") return ListApiKeys(call);
+    if (m == "POST") return CreateApiKey(call);
+    return method_not_allowed("GET, POST");
+  }
+  if (is({"api", "v1", "api-keys", "*"})) {
+    return m == "DELETE" ? RevokeApiKey(call, s[3]) : method_not_allowed("DELETE");
+  }
+  if (s.size() >= 4 && s[2] == "tenants") {
+    const std::string& t = s[3];
+    if (is({"api", "v1", "tenants", "*"})) return m == "GET" ? GetTenant(call, t) : method_not_allowed("GET");
+    if (is({"api", "v1", "tenants", "*", "policy"})) {
+      if (m == "GET") return GetPolicy(call, t);
+      if (m == "POST") return CreatePolicy(call, t);
+      if (m == "PUT" || m == "PATCH") return UpdatePolicy(call, t);
+      if (m == "DELETE") return DeletePolicy(call, t);
+      return method_not_allowed("GET, POST, PUT, PATCH, DELETE");
+    }
+    if (is({"api", "v1", "tenants", "*", "policy", "versions"})) {
+      return m == "GET" ? PolicyVersions(call, t) : method_not_allowed("GET");
+    }
+    if (is({"api", "v1", "tenants", "*", "keys"})) return m == "GET" ? ListKeys(call, t) : method_not_allowed("GET");
+    if (is({"api", "v1", "tenants", "*", "keys", "*"})) {
+      return m == "GET" ? GetKey(call, t, s[5]) : method_not_allowed("GET");
+    }
+    if (is({"api", "v1", "tenants", "*", "public-key"})) {
+      return m == "GET" ? PublicKey(call, t) : method_not_allowed("GET");
+    }
+    if (is({"api", "v1", "tenants", "*", "sign"})) return m == "POST" ? Sign(call, t) : method_not_allowed("POST");
+    if (is({"api", "v1", "tenants", "*", "verify"})) {
+      return m == "POST" ? Verify(call, t) : method_not_allowed("POST");
+    }
+  }
+  return ErrorResponse(NotFoundError("no route for " + call.req.path), call.request_id);
+}
+
+HttpResponse Api::Health(Call&) { return JsonResponse(200, {{"status", "ok"}}); }
+
+HttpResponse Api::Ready(Call&) {
+  json components = json::object();
+  bool ready = true;
+  Status db = d_.store->Ping();
+  components["database"] = {{"ok", db.ok()}, {"detail", db.ok() ? "reachable" : db.message()}};
+  ready = ready && db.ok();
+  for (KeyBackend* b : d_.backends->All()) {
+    BackendHealth h = b->Health();
+    components[std::string("backend:") + std::string(b->provider())] = {{"ok", h.healthy}, {"detail", h.detail}};
+    ready = ready && h.healthy;
+  }
+  return JsonResponse(ready ? 200 : 503, {{"ready", ready}, {"components", components}});
+}
+
+HttpResponse Api::Whoami(Call& call) {
+  API_RETURN_IF_ERROR(call, call.Authenticate(*this));
+  const auto& p = *call.principal;
+  return JsonResponse(200, {{"id", p.id},
+                            {"role", std::string(core::RoleName(p.role))},
+                            {"tenant_id", p.tenant_id.empty() ? json(nullptr) : json(p.tenant_id)}});
+}
+
+HttpResponse Api::ListTenants(Call& call) {
+  API_RETURN_IF_ERROR(call, call.RequireListing(*this));
+  API_ASSIGN_OR_RETURN(call, auto tenants, d_.store->ListTenants(false));
+  json out = json::array();
+  for (const auto& t : tenants) {
+    if (!call.principal->tenant_id.empty() && t.tenant_id != call.principal->tenant_id) continue;
+    out.push_back({{"tenant_id", t.tenant_id},
+                   {"policy_version", t.active_policy_version},
+                   {"created_at", FormatRfc3339(t.created_at)},
+                   {"updated_at", FormatRfc3339(t.updated_at)}});
+  }
+  return JsonResponse(200, {{"tenants", out}});
+}
+
+HttpResponse Api::GetTenant(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kTenantRead, tenant));
+  API_ASSIGN_OR_RETURN(call, auto state, d_.tenants->Active(tenant));
+  return JsonResponse(200, {{"tenant_id", tenant},
+                            {"policy", PolicyVersionJson(state->policy)},
+                            {"active_key", KeyJson(state->active_key)}});
+}
+
+HttpResponse Api::ListPolicies(Call& call) {
+  API_RETURN_IF_ERROR(call, call.RequireListing(*this));
+  API_ASSIGN_OR_RETURN(call, auto policies, d_.tenants->ListPolicies(call.principal->tenant_id));
+  json out = json::array();
+  for (const auto& p : policies) out.push_back(PolicyVersionJson(p));
+  return JsonResponse(200, {{"policies", out}});
+}
+
+HttpResponse Api::CreatePolicy(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kPolicyWrite, tenant));
+  API_ASSIGN_OR_RETURN(call, json body, ParseBody(call.req.body));
+  API_ASSIGN_OR_RETURN(call, core::TenantState created, d_.tenants->CreatePolicy(tenant, body, *call.principal));
+  Log(LogLevel::kInfo, "policy_created",
+      {{"tenant_id", tenant}, {"version", created.policy.version}, {"policy_hash", created.policy.hash},
+       {"key_id", created.active_key.key_id}, {"actor", call.principal->id}, {"request_id", call.request_id}});
+  json out = PolicyVersionJson(created.policy);
+  out["key"] = KeyJson(created.active_key);
+  return JsonResponse(201, out);
+}
+
+HttpResponse Api::GetPolicy(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kTenantRead, tenant));
+  std::optional<int64_t> version;
+  auto it = call.req.query.find("version");
+  if (it != call.req.query.end()) {
+    try {
+      size_t used = 0;
+      version = std::stoll(it->second, &used);
+      if (used != it->second.size() || *version < 1) throw std::invalid_argument("bad");
+    } catch (const std::exception&) {
+      return ErrorResponse(FieldError("version", "version must be a positive integer"), call.request_id);
+    }
+  }
+  API_ASSIGN_OR_RETURN(call, auto policy, d_.tenants->GetPolicy(tenant, version));
+  return JsonResponse(200, PolicyVersionJson(policy));
+}
+
+HttpResponse Api::UpdatePolicy(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kPolicyWrite, tenant));
+  API_ASSIGN_OR_RETURN(call, json body, ParseBody(call.req.body));
+  std::optional<int64_t> expected;
+  std::string if_match = call.req.Header("if-match");
+  if (!if_match.empty()) {
+    if (if_match.size() >= 2 && if_match.front() == '"' && if_match.back() == '"') {
+      if_match = if_match.substr(1, if_match.size() - 2);
+    }
+    try {
+      size_t used = 0;
+      expected = std::stoll(if_match, &used);
+      if (used != if_match.size()) throw std::invalid_argument("bad");
+    } catch (const std::exception&) {
+      return ErrorResponse(FieldError("If-Match", "If-Match must be a policy version number"), call.request_id);
+    }
+  }
+  API_ASSIGN_OR_RETURN(call, auto updated, d_.tenants->UpdatePolicy(tenant, body, *call.principal, expected));
+  Log(LogLevel::kInfo, "policy_updated",
+      {{"tenant_id", tenant}, {"version", updated.version}, {"policy_hash", updated.hash},
+       {"actor", call.principal->id}, {"request_id", call.request_id}});
+  return JsonResponse(200, PolicyVersionJson(updated));
+}
+
+HttpResponse Api::DeletePolicy(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kPolicyWrite, tenant));
+  API_RETURN_IF_ERROR(call, d_.tenants->DeletePolicy(tenant, *call.principal));
+  Log(LogLevel::kInfo, "policy_deleted",
+      {{"tenant_id", tenant}, {"actor", call.principal->id}, {"request_id", call.request_id}});
+  return JsonResponse(200, {{"tenant_id", tenant}, {"deleted", true}});
+}
+
+HttpResponse Api::PolicyVersions(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kTenantRead, tenant));
+  API_ASSIGN_OR_RETURN(call, auto versions, d_.tenants->ListPolicyVersions(tenant));
+  json out = json::array();
+  for (const auto& v : versions) out.push_back(PolicyVersionJson(v));
+  return JsonResponse(200, {{"tenant_id", tenant}, {"versions", out}});
+}
+
+HttpResponse Api::ListKeys(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kTenantRead, tenant));
+  API_ASSIGN_OR_RETURN(call, auto keys, d_.tenants->ListKeys(tenant));
+  json out = json::array();
+  for (const auto& k : keys) out.push_back(KeyJson(k));
+  return JsonResponse(200, {{"tenant_id", tenant}, {"keys", out}});
+}
+
+HttpResponse Api::GetKey(Call& call, const std::string& tenant, const std::string& key_id) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kTenantRead, tenant));
+  API_ASSIGN_OR_RETURN(call, auto key, d_.tenants->GetKey(tenant, key_id));
+  json out = KeyJson(key);
+  out["public_key_pem"] = key.public_key_pem;
+  if (!key.attestation.empty()) out["attestation_pem"] = key.attestation;
+  return JsonResponse(200, out);
+}
+
+HttpResponse Api::PublicKey(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kTenantRead, tenant));
+  std::string key_id;
+  if (auto it = call.req.query.find("key_id"); it != call.req.query.end()) key_id = it->second;
+  API_ASSIGN_OR_RETURN(call, auto key, d_.signing->PublicKey(tenant, key_id));
+  HttpResponse r;
+  r.content_type = "application/x-pem-file";
+  r.body = key.public_key_pem;
+  r.headers.emplace_back("X-Key-Id", key.key_id);
+  return r;
+}
+
+HttpResponse Api::Sign(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kSign, tenant));
+  API_ASSIGN_OR_RETURN(call, json body, ParseBody(call.req.body));
+  API_RETURN_IF_ERROR(call, OnlyFields(body, {"digest", "algorithm", "format", "request_id"}));
+  core::SignRequest req;
+  API_ASSIGN_OR_RETURN(call, req.digest, HexField(body, "digest"));
+  API_ASSIGN_OR_RETURN(call, std::string alg, StringField(body, "algorithm", false));
+  if (!alg.empty()) {
+    req.algorithm = ParseAlgorithm(alg);
+    if (!req.algorithm) {
+      return ErrorResponse(FieldError("algorithm", "unknown algorithm '" + alg.substr(0, 32) + "'"), call.request_id);
+    }
+  }
+  API_ASSIGN_OR_RETURN(call, req.format, FormatField(body));
+  API_ASSIGN_OR_RETURN(call, std::string client_request_id, StringField(body, "request_id", false));
+  if (!client_request_id.empty() && !ValidRequestId(client_request_id)) {
+    return ErrorResponse(FieldError("request_id", "request_id must be 1-128 characters of [A-Za-z0-9._:-]"),
+                         call.request_id);
+  }
+  req.request_id = client_request_id.empty() ? call.request_id : client_request_id;
+  API_ASSIGN_OR_RETURN(call, core::SignResult result, d_.signing->Sign(tenant, req));
+  return JsonResponse(200, {{"signature", crypto::Base64Encode(result.signature)},
+                            {"signature_format", std::string(core::SignatureFormatName(result.format))},
+                            {"key_id", result.key_id},
+                            {"key_version", result.key_version},
+                            {"algorithm", std::string(AlgorithmName(result.algorithm))},
+                            {"policy_hash", result.policy_hash},
+                            {"signed_at", FormatRfc3339(result.signed_at)},
+                            {"request_id", result.request_id}});
+}
+
+HttpResponse Api::Verify(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kVerify, tenant));
+  API_ASSIGN_OR_RETURN(call, json body, ParseBody(call.req.body));
+  API_RETURN_IF_ERROR(call, OnlyFields(body, {"digest", "signature", "format", "key_id"}));
+  core::VerifyRequest req;
+  API_ASSIGN_OR_RETURN(call, req.digest, HexField(body, "digest"));
+  API_ASSIGN_OR_RETURN(call, std::string sig_b64, StringField(body, "signature", true));
+  auto sig = crypto::Base64Decode(sig_b64);
+  if (!sig.ok() || sig->empty()) {
+    return ErrorResponse(FieldError("signature", "signature must be non-empty base64"), call.request_id);
+  }
+  req.signature = *std::move(sig);
+  API_ASSIGN_OR_RETURN(call, req.format, FormatField(body));
+  API_ASSIGN_OR_RETURN(call, req.key_id, StringField(body, "key_id", false));
+  API_ASSIGN_OR_RETURN(call, core::VerifyResult result, d_.signing->Verify(tenant, req));
+  return JsonResponse(200, {{"valid", result.valid},
+                            {"key_id", result.key_id},
+                            {"key_version", result.key_version},
+                            {"key_state", result.key_state},
+                            {"algorithm", std::string(AlgorithmName(result.algorithm))}});
+}
+
+HttpResponse Api::CreateApiKey(Call& call) {
+  API_ASSIGN_OR_RETURN(call, json body, ParseBody(call.req.body));
+  API_RETURN_IF_ERROR(call, OnlyFields(body, {"role", "tenant_id", "name"}));
+  API_ASSIGN_OR_RETURN(call, std::string tenant, StringField(body, "tenant_id", false));
+  // Authorise before looking at anything else so unauthorised callers learn nothing.
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kApiKeyManage, ""));
+  API_ASSIGN_OR_RETURN(call, std::string role_name, StringField(body, "role", true));
+  auto role = core::ParseRole(role_name);
+  if (!role) {
+    return ErrorResponse(FieldError("role", "role must be admin, security-officer, operator, signer or auditor"),
+                         call.request_id);
+  }
+  API_ASSIGN_OR_RETURN(call, std::string name, StringField(body, "name", false));
+  API_ASSIGN_OR_RETURN(call, core::NewApiKey created, d_.auth->CreateApiKey(*role, tenant, name, call.principal->id));
+  Log(LogLevel::kInfo, "api_key_created",
+      {{"api_key_id", created.record.id}, {"role", created.record.role}, {"tenant_id", created.record.tenant_id},
+       {"actor", call.principal->id}, {"request_id", call.request_id}});
+  json out = ApiKeyJson(created.record);
+  out["token"] = std::string(created.token.RevealString(SecretAccess::Grant()));  // shown once
+  return JsonResponse(201, out);
+}
+
+HttpResponse Api::ListApiKeys(Call& call) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kApiKeyManage, ""));
+  API_ASSIGN_OR_RETURN(call, auto keys, d_.store->ListApiKeys());
+  json out = json::array();
+  for (const auto& k : keys) out.push_back(ApiKeyJson(k));
+  return JsonResponse(200, {{"api_keys", out}});
+}
+
+HttpResponse Api::RevokeApiKey(Call& call, const std::string& id) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kApiKeyManage, ""));
+  if (id == call.principal->id) {
+    return ErrorResponse(FailedPreconditionError("an API key cannot revoke itself"), call.request_id);
+  }
+  API_RETURN_IF_ERROR(call, d_.store->RevokeApiKey(id, d_.clock->Now()));
+  Log(LogLevel::kInfo, "api_key_revoked", {{"api_key_id", id}, {"actor", call.principal->id}, {"request_id", call.request_id}});
+  return JsonResponse(200, {{"id", id}, {"revoked", true}});
+}
+
+}  // namespace concierge::server

@@ -1,0 +1,69 @@
+// Api: the REST API (/health, /ready, /api/v1/...). Turns HttpRequests into calls
+// on the core services, checks authentication and authorisation on every
+// /api/v1 route, maps Status to HTTP (one table: HttpStatusFor) and writes JSON
+// errors {error, message, code, details}. Stateless apart from the services it
+// borrows; thread-safe.
+#ifndef CONCIERGE_SERVER_API_H_
+#define CONCIERGE_SERVER_API_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "concierge/key_backend.h"
+#include "concierge/store.h"
+#include "core/auth.h"
+#include "core/signing_service.h"
+#include "core/tenant_service.h"
+#include "server/http_server.h"
+
+namespace concierge::server {
+
+int HttpStatusFor(StatusCode code);
+// JSON error body for `status`; internal errors get a generic message.
+HttpResponse ErrorResponse(const Status& status, const std::string& request_id);
+
+struct ApiDeps {
+  Store* store = nullptr;
+  BackendRegistry* backends = nullptr;
+  core::Authenticator* auth = nullptr;
+  core::TenantService* tenants = nullptr;
+  core::SigningService* signing = nullptr;
+  Clock* clock = nullptr;
+};
+
+class Api {
+ public:
+  explicit Api(ApiDeps deps) : d_(deps) {}
+  void Handle(HttpRequest&& request, Responder respond);
+
+ private:
+  struct Call;
+  HttpResponse Dispatch(Call& call);
+
+  HttpResponse Health(Call& call);
+  HttpResponse Ready(Call& call);
+  HttpResponse Whoami(Call& call);
+  HttpResponse ListTenants(Call& call);
+  HttpResponse GetTenant(Call& call, const std::string& tenant);
+  HttpResponse ListPolicies(Call& call);
+  HttpResponse CreatePolicy(Call& call, const std::string& tenant);
+  HttpResponse GetPolicy(Call& call, const std::string& tenant);
+  HttpResponse UpdatePolicy(Call& call, const std::string& tenant);
+  HttpResponse DeletePolicy(Call& call, const std::string& tenant);
+  HttpResponse PolicyVersions(Call& call, const std::string& tenant);
+  HttpResponse ListKeys(Call& call, const std::string& tenant);
+  HttpResponse GetKey(Call& call, const std::string& tenant, const std::string& key_id);
+  HttpResponse PublicKey(Call& call, const std::string& tenant);
+  HttpResponse Sign(Call& call, const std::string& tenant);
+  HttpResponse Verify(Call& call, const std::string& tenant);
+  HttpResponse CreateApiKey(Call& call);
+  HttpResponse ListApiKeys(Call& call);
+  HttpResponse RevokeApiKey(Call& call, const std::string& id);
+
+  ApiDeps d_;
+};
+
+}  // namespace concierge::server
+
+#endif  // CONCIERGE_SERVER_API_H_

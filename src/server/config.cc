@@ -1,0 +1,195 @@
+#include "server/config.h"
+
+#include <toml++/toml.h>
+
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+extern char** environ;
+
+namespace concierge::server {
+namespace {
+
+Status ParseUint(const std::string& key, const std::string& text, uint64_t max, uint64_t* out) {
+  uint64_t v = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size() || v > max) {
+    return FieldError(key, "config key '" + key + "' must be an integer between 0 and " + std::to_string(max) +
+                               ", got '" + text.substr(0, 32) + "'");
+  }
+  *out = v;
+  return Status::Ok();
+}
+
+template <typename T>
+Status SetUint(const std::string& key, const std::string& text, uint64_t max, T* field) {
+  uint64_t v;
+  RETURN_IF_ERROR(ParseUint(key, text, max, &v));
+  *field = static_cast<T>(v);
+  return Status::Ok();
+}
+
+// One setter per config key, shared by the TOML and environment paths.
+Status Apply(ServerConfig& c, const std::string& key, const std::string& value) {
+  if (key == "listen") {
+    std::string h;
+    uint16_t p;
+    RETURN_IF_ERROR(ParseListen(value, &h, &p));
+    c.listen = value;
+  } else if (key == "data_dir") {
+    if (value.empty()) return FieldError(key, "config key 'data_dir' must not be empty");
+    c.data_dir = value;
+  } else if (key == "io_threads") {
+    return SetUint(key, value, 256, &c.io_threads);
+  } else if (key == "max_body_bytes") {
+    RETURN_IF_ERROR(SetUint(key, value, 64u << 20, &c.max_body_bytes));
+    if (c.max_body_bytes < 1024) return FieldError(key, "config key 'max_body_bytes' must be at least 1024");
+  } else if (key == "log_level") {
+    if (value != "trace" && value != "debug" && value != "info" && value != "warn" && value != "error") {
+      return FieldError(key, "config key 'log_level' must be trace, debug, info, warn or error");
+    }
+    c.log_level = value;
+  } else if (key == "database_path") {
+    c.database_path = value;
+  } else if (key == "keystore_dir") {
+    c.keystore_dir = value;
+  } else if (key == "master_key_file") {
+    c.master_key_file = value;
+  } else if (key == "argon2_time_cost") {
+    RETURN_IF_ERROR(SetUint(key, value, 100, &c.argon2_time_cost));
+    if (c.argon2_time_cost < 1) return FieldError(key, "config key 'argon2_time_cost' must be at least 1");
+  } else if (key == "argon2_memory_kib") {
+    RETURN_IF_ERROR(SetUint(key, value, 4u << 20, &c.argon2_memory_kib));
+    if (c.argon2_memory_kib < 8) return FieldError(key, "config key 'argon2_memory_kib' must be at least 8");
+  } else if (key == "argon2_parallelism") {
+    RETURN_IF_ERROR(SetUint(key, value, 64, &c.argon2_parallelism));
+    if (c.argon2_parallelism < 1) return FieldError(key, "config key 'argon2_parallelism' must be at least 1");
+  } else {
+    return FieldError(key, "unknown config key '" + key + "'");
+  }
+  return Status::Ok();
+}
+
+Status ApplyToml(ServerConfig& c, const std::string& path) {
+  toml::table table;
+  try {
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << "cannot parse config file " << path << ": " << e.description() << " (line "
+        << e.source().begin.line << ")";
+    return InvalidArgumentError(msg.str());
+  }
+  for (const auto& [k, node] : table) {
+    std::string key(k.str());
+    if (key == "master_passphrase") {
+      return FieldError(key, "the master passphrase is not read from the config file; set "
+                             "KEYCTL_MASTER_PASSPHRASE or KEYCTL_MASTER_PASSPHRASE_FILE");
+    }
+    std::string value;
+    if (auto s = node.value<std::string>()) {
+      value = *s;
+    } else if (auto i = node.value<int64_t>()) {
+      if (*i < 0) return FieldError(key, "config key '" + key + "' must not be negative");
+      value = std::to_string(*i);
+    } else {
+      return FieldError(key, "config key '" + key + "' must be a string or an integer");
+    }
+    RETURN_IF_ERROR(Apply(c, key, value).Annotate(path));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void ServerConfig::ResolvePaths() {
+  if (database_path.empty()) database_path = data_dir + "/concierge.db";
+  if (keystore_dir.empty()) keystore_dir = data_dir + "/keystore";
+}
+
+ServerConfig ServerConfig::Clone() const {
+  ServerConfig c;
+  c.listen = listen;
+  c.data_dir = data_dir;
+  c.io_threads = io_threads;
+  c.max_body_bytes = max_body_bytes;
+  c.log_level = log_level;
+  c.database_path = database_path;
+  c.keystore_dir = keystore_dir;
+  c.master_key_file = master_key_file;
+  c.argon2_time_cost = argon2_time_cost;
+  c.argon2_memory_kib = argon2_memory_kib;
+  c.argon2_parallelism = argon2_parallelism;
+  if (master_passphrase) c.master_passphrase = master_passphrase->Clone();
+  return c;
+}
+
+Status ParseListen(const std::string& listen, std::string* host, uint16_t* port) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == listen.size()) {
+    return FieldError("listen", "listen address must be HOST:PORT, got '" + listen + "'");
+  }
+  uint64_t p;
+  if (!ParseUint("listen", listen.substr(colon + 1), 65535, &p).ok()) {
+    return FieldError("listen", "listen port must be 0..65535, got '" + listen.substr(colon + 1) + "'");
+  }
+  *host = listen.substr(0, colon);
+  if (host->size() > 2 && host->front() == '[' && host->back() == ']') *host = host->substr(1, host->size() - 2);
+  *port = static_cast<uint16_t>(p);
+  return Status::Ok();
+}
+
+std::map<std::string, std::string> KeyctlEnvironment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view kv(*e);
+    if (kv.rfind("KEYCTL_", 0) != 0) continue;
+    auto eq = kv.find('=');
+    if (eq == std::string_view::npos) continue;
+    env.emplace(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
+  }
+  return env;
+}
+
+StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<std::string, std::string>& env) {
+  ServerConfig c;
+  if (!toml_path.empty()) RETURN_IF_ERROR(ApplyToml(c, toml_path));
+  static const std::map<std::string, std::string> kEnvKeys = {
+      {"KEYCTL_LISTEN", "listen"},
+      {"KEYCTL_DATA_DIR", "data_dir"},
+      {"KEYCTL_IO_THREADS", "io_threads"},
+      {"KEYCTL_MAX_BODY_BYTES", "max_body_bytes"},
+      {"KEYCTL_LOG_LEVEL", "log_level"},
+      {"KEYCTL_DATABASE_PATH", "database_path"},
+      {"KEYCTL_KEYSTORE_DIR", "keystore_dir"},
+      {"KEYCTL_MASTER_KEY_FILE", "master_key_file"},
+      {"KEYCTL_ARGON2_TIME_COST", "argon2_time_cost"},
+      {"KEYCTL_ARGON2_MEMORY_KIB", "argon2_memory_kib"},
+      {"KEYCTL_ARGON2_PARALLELISM", "argon2_parallelism"},
+  };
+  for (const auto& [var, key] : kEnvKeys) {
+    auto it = env.find(var);
+    if (it != env.end()) RETURN_IF_ERROR(Apply(c, key, it->second).Annotate("environment variable " + var));
+  }
+  auto pass = env.find("KEYCTL_MASTER_PASSPHRASE");
+  auto pass_file = env.find("KEYCTL_MASTER_PASSPHRASE_FILE");
+  if (pass != env.end() && pass_file != env.end()) {
+    return InvalidArgumentError("set only one of KEYCTL_MASTER_PASSPHRASE and KEYCTL_MASTER_PASSPHRASE_FILE");
+  }
+  if (pass != env.end()) {
+    if (pass->second.empty()) return InvalidArgumentError("KEYCTL_MASTER_PASSPHRASE is set but empty");
+    c.master_passphrase = SecretBytes::FromString(pass->second, SecretAccess::Grant());
+  } else if (pass_file != env.end()) {
+    std::ifstream f(pass_file->second, std::ios::binary);
+    if (!f) return InvalidArgumentError("cannot read KEYCTL_MASTER_PASSPHRASE_FILE " + pass_file->second);
+    std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    while (!content.empty() && (content.back() == '\n' || content.back() == '\r')) content.pop_back();
+    if (content.empty()) return InvalidArgumentError("KEYCTL_MASTER_PASSPHRASE_FILE is empty");
+    c.master_passphrase = SecretBytes::FromString(content, SecretAccess::Grant());
+    std::fill(content.begin(), content.end(), '\0');
+  }
+  return c;
+}
+
+}  // namespace concierge::server

@@ -1,0 +1,51 @@
+// ServerConfig: everything `keyctl serve` needs, from defaults < TOML file <
+// KEYCTL_* environment variables < command-line flags. Secrets (the master
+// passphrase) come only from the environment or a file, never from flags or the
+// TOML file, so they do not end up in shell history or config repositories.
+#ifndef CONCIERGE_SERVER_CONFIG_H_
+#define CONCIERGE_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "concierge/secret.h"
+#include "concierge/status.h"
+
+namespace concierge::server {
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:8443";
+  std::string data_dir = "./data";
+  int io_threads = 0;  // 0 = number of cores
+  size_t max_body_bytes = 1 << 20;
+  std::string log_level = "info";
+  std::string database_path;      // default <data_dir>/concierge.db
+  std::string keystore_dir;       // default <data_dir>/keystore
+  std::string master_key_file;    // default <keystore_dir>/master.key
+  uint32_t argon2_time_cost = 3;
+  uint32_t argon2_memory_kib = 64 * 1024;
+  uint32_t argon2_parallelism = 1;
+  std::optional<SecretBytes> master_passphrase;  // KEYCTL_MASTER_PASSPHRASE(_FILE)
+
+  // Fills the derived paths from data_dir.
+  void ResolvePaths();
+  // ServerConfig is move-only (it may hold the passphrase); Clone copies it.
+  ServerConfig Clone() const;
+};
+
+// Reads `toml_path` (may be empty) over the defaults, then applies environment
+// overrides from `env` (pass the process environment; tests pass a map).
+// Errors name the offending key, e.g. "config key 'io_threads' must be an integer".
+StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<std::string, std::string>& env);
+
+// The process environment as a map (only KEYCTL_* variables).
+std::map<std::string, std::string> KeyctlEnvironment();
+
+// "host:port" -> parts; InvalidArgument naming `listen` otherwise.
+Status ParseListen(const std::string& listen, std::string* host, uint16_t* port);
+
+}  // namespace concierge::server
+
+#endif  // CONCIERGE_SERVER_CONFIG_H_

@@ -1,0 +1,81 @@
+#include "server/config.h"
+
+#include <gtest/gtest.h>
+
+#include "testing/test_util.h"
+
+namespace concierge::server {
+namespace {
+
+std::string FieldOf(const Status& s) {
+  auto it = s.details().find("field");
+  return it == s.details().end() ? "" : it->second;
+}
+
+TEST(ConfigTest, DefaultsWithoutFileOrEnv) {
+  auto c = LoadConfig("", {});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->listen, "127.0.0.1:8443");
+  EXPECT_EQ(c->data_dir, "./data");
+  EXPECT_FALSE(c->master_passphrase.has_value());
+  c->ResolvePaths();
+  EXPECT_EQ(c->database_path, "./data/concierge.db");
+  EXPECT_EQ(c->keystore_dir, "./data/keystore");
+}
+
+TEST(ConfigTest, EnvironmentOverridesFile) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("c.toml"), "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/kc\"\nio_threads = 4\n");
+  auto c = LoadConfig(dir.File("c.toml"), {{"KEYCTL_LISTEN", "127.0.0.1:9100"}});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->listen, "127.0.0.1:9100");
+  EXPECT_EQ(c->data_dir, "/srv/kc");
+  EXPECT_EQ(c->io_threads, 4);
+}
+
+TEST(ConfigTest, ErrorsNameTheKey) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("a.toml"), "io_threads = \"many\"\n");
+  auto a = LoadConfig(dir.File("a.toml"), {});
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(FieldOf(a.status()), "io_threads");
+  testing::WriteFile(dir.File("b.toml"), "lissten = \"x\"\n");
+  auto b = LoadConfig(dir.File("b.toml"), {});
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(FieldOf(b.status()), "lissten");
+  testing::WriteFile(dir.File("c.toml"), "listen = \n");
+  EXPECT_EQ(LoadConfig(dir.File("c.toml"), {}).status().code(), StatusCode::kInvalidArgument);
+  auto d = LoadConfig("", {{"KEYCTL_LISTEN", "nohost"}});
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(FieldOf(d.status()), "listen");
+  EXPECT_NE(d.status().message().find("KEYCTL_LISTEN"), std::string::npos);
+}
+
+TEST(ConfigTest, PassphraseOnlyFromEnvironmentOrFile) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("p.toml"), "master_passphrase = \"hunter2\"\n");
+  auto a = LoadConfig(dir.File("p.toml"), {});
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.status().message().find("hunter2"), std::string::npos);  // never echoed
+  auto b = LoadConfig("", {{"KEYCTL_MASTER_PASSPHRASE", "correct horse"}});
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->master_passphrase->RevealString(SecretAccess::Grant()), "correct horse");
+  testing::WriteFile(dir.File("pass"), "from file\n");
+  auto c = LoadConfig("", {{"KEYCTL_MASTER_PASSPHRASE_FILE", dir.File("pass")}});
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->master_passphrase->RevealString(SecretAccess::Grant()), "from file");
+  EXPECT_FALSE(LoadConfig("", {{"KEYCTL_MASTER_PASSPHRASE", ""}}).ok());
+}
+
+TEST(ConfigTest, ParseListen) {
+  std::string host;
+  uint16_t port;
+  ASSERT_TRUE(ParseListen("[::1]:8443", &host, &port).ok());
+  EXPECT_EQ(host, "::1");
+  EXPECT_EQ(port, 8443);
+  EXPECT_FALSE(ParseListen("127.0.0.1:99999", &host, &port).ok());
+  EXPECT_FALSE(ParseListen(":80", &host, &port).ok());
+}
+
+}  // namespace
+}  // namespace concierge::server

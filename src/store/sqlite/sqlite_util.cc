@@ -1,0 +1,170 @@
+#include "store/sqlite/sqlite_util.h"
+
+#include <chrono>
+#include <utility>
+
+namespace concierge::store {
+
+void SqliteDbCloser::operator()(sqlite3* db) const noexcept {
+  // close_v2 defers the close until outstanding statements are finalised, so
+  // destruction order between a Statement and its connection cannot leak.
+  sqlite3_close_v2(db);
+}
+
+Status SqliteStatus(sqlite3* db, int rc, std::string_view operation) {
+  // errmsg describes the failure (e.g. "UNIQUE constraint failed: keys.key_id")
+  // without bound values. Fall back to errstr when no connection is at hand
+  // or the connection's last error is not this one.
+  std::string detail = sqlite3_errstr(rc);
+  if (db != nullptr && sqlite3_extended_errcode(db) == rc) detail = sqlite3_errmsg(db);
+  std::string message = "sqlite: " + std::string(operation) + ": " + detail;
+  switch (rc) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+      return AlreadyExistsError(std::move(message));
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+      return FailedPreconditionError(std::move(message));
+    default:
+      break;
+  }
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return UnavailableError(message + " (database busy: busy timeout expired)");
+    case SQLITE_CANTOPEN:
+      return UnavailableError(std::move(message));
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return DataLossError(std::move(message));
+    default:
+      return InternalError(std::move(message));
+  }
+}
+
+StatusOr<SqliteDb> OpenSqliteDb(const std::string& path, std::string_view operation) {
+  sqlite3* raw = nullptr;
+  // NOMUTEX: callers serialise access themselves, so SQLite's own per-call
+  // mutex would only add cost.
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  SqliteDb db(raw);  // owns the handle even on failure, as SQLite requires
+  if (rc != SQLITE_OK) return SqliteStatus(db.get(), rc, operation);
+  sqlite3_extended_result_codes(db.get(), 1);
+  return db;
+}
+
+Status ExecSql(sqlite3* db, const std::string& sql, std::string_view operation) {
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return SqliteStatus(db, sqlite3_extended_errcode(db), operation);
+  return Status::Ok();
+}
+
+StatusOr<Statement> Statement::Prepare(sqlite3* db, std::string_view sql, std::string operation) {
+  sqlite3_stmt* raw = nullptr;
+  const int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
+  Statement stmt(db, raw, std::move(operation));
+  if (rc != SQLITE_OK) return SqliteStatus(db, rc, stmt.operation_);
+  return stmt;
+}
+
+void Statement::NoteBind(int rc) {
+  if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+}
+
+Statement& Statement::Bind(int index, std::string_view value) {
+  NoteBind(sqlite3_bind_text64(stmt_.get(), index, value.data(), value.size(), SQLITE_TRANSIENT,
+                               SQLITE_UTF8));
+  return *this;
+}
+
+Statement& Statement::Bind(int index, int64_t value) {
+  NoteBind(sqlite3_bind_int64(stmt_.get(), index, value));
+  return *this;
+}
+
+Statement& Statement::BindNull(int index) {
+  NoteBind(sqlite3_bind_null(stmt_.get(), index));
+  return *this;
+}
+
+Statement& Statement::BindTime(int index, TimePoint value) {
+  return Bind(index, ToUnixMillis(value));
+}
+
+Statement& Statement::BindOptionalTime(int index, const std::optional<TimePoint>& value) {
+  return value.has_value() ? BindTime(index, *value) : BindNull(index);
+}
+
+Statement& Statement::BindTextOrNull(int index, std::string_view value) {
+  return value.empty() ? BindNull(index) : Bind(index, value);
+}
+
+StatusOr<bool> Statement::Step() {
+  if (bind_rc_ != SQLITE_OK) return SqliteStatus(db_, bind_rc_, operation_ + " (binding)");
+  const int rc = sqlite3_step(stmt_.get());
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return SqliteStatus(db_, rc, operation_);
+}
+
+Status Statement::Run() {
+  ASSIGN_OR_RETURN(bool row, Step());
+  if (row) return InternalError("sqlite: " + operation_ + ": statement unexpectedly returned rows");
+  return Status::Ok();
+}
+
+std::string Statement::ColumnText(int col) const {
+  const auto* text = sqlite3_column_text(stmt_.get(), col);
+  if (text == nullptr) return std::string();
+  // column_bytes after column_text gives the UTF-8 length, embedded NULs kept.
+  return std::string(reinterpret_cast<const char*>(text),
+                     static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col)));
+}
+
+int64_t Statement::ColumnInt(int col) const { return sqlite3_column_int64(stmt_.get(), col); }
+
+bool Statement::ColumnIsNull(int col) const {
+  return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL;
+}
+
+TimePoint Statement::ColumnTime(int col) const { return FromUnixMillis(ColumnInt(col)); }
+
+std::optional<TimePoint> Statement::ColumnOptionalTime(int col) const {
+  if (ColumnIsNull(col)) return std::nullopt;
+  return ColumnTime(col);
+}
+
+StatusOr<Transaction> Transaction::Begin(sqlite3* db, Mode mode, std::string_view operation) {
+  const char* sql = mode == Mode::kImmediate ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED";
+  RETURN_IF_ERROR(ExecSql(db, sql, std::string(operation) + " (begin transaction)"));
+  return Transaction(db, std::string(operation));
+}
+
+Transaction::Transaction(Transaction&& other) noexcept
+    : db_(std::exchange(other.db_, nullptr)), operation_(std::move(other.operation_)) {}
+
+Transaction::~Transaction() {
+  // SQLite may already have rolled back on its own (e.g. after SQLITE_FULL);
+  // autocommit mode tells us, and a ROLLBACK then would only fail noisily.
+  if (db_ != nullptr && sqlite3_get_autocommit(db_) == 0) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+}
+
+Status Transaction::Commit() {
+  if (db_ == nullptr) return InternalError("sqlite: " + operation_ + ": transaction not open");
+  Status s = ExecSql(db_, "COMMIT", operation_ + " (commit)");
+  // On failure the destructor still rolls back whatever remains open.
+  if (s.ok()) db_ = nullptr;
+  return s;
+}
+
+int64_t ToUnixMillis(TimePoint t) {
+  return std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+TimePoint FromUnixMillis(int64_t ms) {
+  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::milliseconds(ms)));
+}
+
+}  // namespace concierge::store

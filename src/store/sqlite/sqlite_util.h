@@ -1,0 +1,117 @@
+// Small RAII layer over the SQLite C API, used only by SqliteStore.
+//
+// SqliteDb owns a sqlite3* connection, Statement a sqlite3_stmt*, Transaction
+// an open BEGIN..COMMIT that rolls back unless committed. None of these are
+// thread-safe: the owner serialises access (SqliteStore holds a mutex).
+// Every failure is turned into a Status by SqliteStatus(), which names the
+// operation that failed and SQLite's own message, but never bound values (the
+// values may be secret hashes or key material).
+#ifndef CONCIERGE_STORE_SQLITE_SQLITE_UTIL_H_
+#define CONCIERGE_STORE_SQLITE_SQLITE_UTIL_H_
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "concierge/clock.h"
+#include "concierge/status.h"
+
+namespace concierge::store {
+
+struct SqliteDbCloser {
+  void operator()(sqlite3* db) const noexcept;
+};
+using SqliteDb = std::unique_ptr<sqlite3, SqliteDbCloser>;
+
+// Maps a SQLite result code to our error conventions:
+//   CONSTRAINT_UNIQUE / _PRIMARYKEY -> kAlreadyExists
+//   CONSTRAINT_FOREIGNKEY           -> kFailedPrecondition (referenced row missing)
+//   BUSY / LOCKED (after the busy timeout), CANTOPEN -> kUnavailable
+//   CORRUPT / NOTADB                -> kDataLoss
+//   anything else                   -> kInternal
+// `operation` says what we were doing ("inserting key"); `db` may be null.
+Status SqliteStatus(sqlite3* db, int rc, std::string_view operation);
+
+// Opens (creating if needed) a connection with extended result codes on.
+StatusOr<SqliteDb> OpenSqliteDb(const std::string& path, std::string_view operation);
+
+// Runs SQL text with no bound values (pragmas, DDL, BEGIN/COMMIT).
+Status ExecSql(sqlite3* db, const std::string& sql, std::string_view operation);
+
+// A prepared statement. Bind* use 1-based indexes, like SQLite. A bind failure
+// (only possible through a programming error) is remembered and reported by
+// the next Step(), which keeps call sites linear.
+class Statement {
+ public:
+  static StatusOr<Statement> Prepare(sqlite3* db, std::string_view sql, std::string operation);
+
+  Statement(Statement&&) noexcept = default;
+  Statement& operator=(Statement&&) noexcept = default;
+
+  Statement& Bind(int index, std::string_view value);
+  Statement& Bind(int index, int64_t value);
+  Statement& BindNull(int index);
+  Statement& BindTime(int index, TimePoint value);
+  Statement& BindOptionalTime(int index, const std::optional<TimePoint>& value);
+  // Empty string -> NULL (for optional references such as api_keys.tenant_id).
+  Statement& BindTextOrNull(int index, std::string_view value);
+
+  // true when a row is available, false when the statement is done.
+  StatusOr<bool> Step();
+  // Steps a statement that must not return rows (INSERT/UPDATE/DELETE).
+  Status Run();
+
+  std::string ColumnText(int col) const;  // NULL -> ""
+  int64_t ColumnInt(int col) const;
+  bool ColumnIsNull(int col) const;
+  TimePoint ColumnTime(int col) const;
+  std::optional<TimePoint> ColumnOptionalTime(int col) const;
+
+ private:
+  struct Finalizer {
+    void operator()(sqlite3_stmt* stmt) const noexcept { sqlite3_finalize(stmt); }
+  };
+  Statement(sqlite3* db, sqlite3_stmt* stmt, std::string operation)
+      : db_(db), stmt_(stmt), operation_(std::move(operation)) {}
+  void NoteBind(int rc);
+
+  sqlite3* db_;
+  std::unique_ptr<sqlite3_stmt, Finalizer> stmt_;
+  std::string operation_;
+  int bind_rc_ = SQLITE_OK;
+};
+
+// A write transaction. BEGIN IMMEDIATE takes the write lock up front, so a
+// read-then-write never has to upgrade its lock (an upgrade that loses a race
+// fails with SQLITE_BUSY immediately, bypassing the busy timeout). Rolls back
+// on destruction unless Commit() succeeded.
+class Transaction {
+ public:
+  enum class Mode { kImmediate, kDeferred };
+  static StatusOr<Transaction> Begin(sqlite3* db, Mode mode, std::string_view operation);
+
+  Transaction(Transaction&& other) noexcept;
+  Transaction& operator=(Transaction&&) = delete;
+  Transaction(const Transaction&) = delete;
+  ~Transaction();
+
+  Status Commit();
+
+ private:
+  Transaction(sqlite3* db, std::string operation) : db_(db), operation_(std::move(operation)) {}
+  sqlite3* db_;  // null once committed or moved from
+  std::string operation_;
+};
+
+// Unix milliseconds, the storage format for every time column. Floors, so
+// pre-1970 instants round consistently.
+int64_t ToUnixMillis(TimePoint t);
+TimePoint FromUnixMillis(int64_t ms);
+
+}  // namespace concierge::store
+
+#endif  // CONCIERGE_STORE_SQLITE_SQLITE_UTIL_H_
