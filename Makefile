@@ -26,7 +26,9 @@ test: build
 	@ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --timeout 600
 
 bench: build
-	@bash bench/run.sh $(BUILD_DIR)
+	@BUILD_DIR=$(BUILD_DIR) bash bench/run.sh
+	@bash bench/http_bench.sh $(BUILD_DIR)
+	@if [ -f bench/pkcs11_bench.sh ]; then bash bench/pkcs11_bench.sh $(BUILD_DIR); fi
 
 clean:
 	rm -rf $(BUILD_DIR)

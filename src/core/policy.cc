@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <set>
 
 #include "crypto/encoding.h"
@@ -16,7 +17,7 @@ using json = nlohmann::json;
 const std::set<std::string, std::less<>>& KnownFields() {
   static const auto* fields = new std::set<std::string, std::less<>>{
       "tenant_id", "algorithm", "key_type", "provider", "key_uri", "failover",
-      "rotate_every_days", "rotation_grace_days", "max_issuance_per_24h", "sign_enabled",
+      "rotate_every_days", "rotation_grace_days", "max_issuance_per_24h", "rate_limit_per_second", "sign_enabled",
       "cert_validity_days", "cert_subject", "assertions_allow", "assertions_deny",
       "canary_count", "approval_required"};
   return *fields;
@@ -87,6 +88,7 @@ Status ReadFields(const json& body, Policy* p) {
   RETURN_IF_ERROR(ReadInt(body, "rotate_every_days", &p->rotate_every_days));
   RETURN_IF_ERROR(ReadInt(body, "rotation_grace_days", &p->rotation_grace_days));
   RETURN_IF_ERROR(ReadInt(body, "max_issuance_per_24h", &p->max_issuance_per_24h));
+  RETURN_IF_ERROR(ReadInt(body, "rate_limit_per_second", &p->rate_limit_per_second));
   RETURN_IF_ERROR(ReadBool(body, "sign_enabled", &p->sign_enabled));
   RETURN_IF_ERROR(ReadInt(body, "cert_validity_days", &p->cert_validity_days));
   RETURN_IF_ERROR(ReadString(body, "cert_subject", &p->cert_subject));
@@ -166,6 +168,7 @@ Status ValidatePolicy(const Policy& p) {
                                                  std::to_string(p.rotate_every_days) + ")");
   }
   RETURN_IF_ERROR(CheckRange("max_issuance_per_24h", p.max_issuance_per_24h, 0, 1'000'000'000'000));
+  RETURN_IF_ERROR(CheckRange("rate_limit_per_second", p.rate_limit_per_second, 0, 1'000'000));
   RETURN_IF_ERROR(CheckRange("cert_validity_days", p.cert_validity_days, 1, 825));
   if (p.cert_validity_days < p.rotate_every_days) {
     return FieldError("cert_validity_days", "cert_validity_days (" + std::to_string(p.cert_validity_days) +
@@ -246,6 +249,7 @@ json PolicyToJson(const Policy& p) {
   j["rotate_every_days"] = p.rotate_every_days;
   j["rotation_grace_days"] = p.rotation_grace_days;
   j["max_issuance_per_24h"] = p.max_issuance_per_24h;
+  j["rate_limit_per_second"] = p.rate_limit_per_second;
   j["sign_enabled"] = p.sign_enabled;
   j["cert_validity_days"] = p.cert_validity_days;
   j["cert_subject"] = p.cert_subject;

@@ -29,6 +29,7 @@ struct Policy {
   int rotate_every_days = 90;         // 1..365
   int rotation_grace_days = 7;        // 0..90, < rotate_every_days
   int64_t max_issuance_per_24h = 0;   // 0 = unlimited
+  int64_t rate_limit_per_second = 0;  // token bucket, burst = one second's worth; 0 = unlimited
   bool sign_enabled = true;
   int cert_validity_days = 365;       // 1..825
   std::string cert_subject;           // e.g. "CN=acme-news signing,O=Acme News"; default from tenant

@@ -1,5 +1,8 @@
 #include "core/signing_service.h"
 
+#include <future>
+
+#include "crypto/encoding.h"
 #include "crypto/keys.h"
 #include "crypto/signature.h"
 
@@ -14,52 +17,122 @@ std::string_view SignatureFormatName(SignatureFormat f) {
   return "der";
 }
 
-StatusOr<SignResult> SigningService::Sign(const std::string& tenant_id, const SignRequest& request) {
-  ASSIGN_OR_RETURN(std::shared_ptr<const TenantState> state, tenants_.Active(tenant_id));
+void SigningService::SignAsync(const std::string& tenant_id, SignRequest request, SignCallback done) {
+  auto refuse = [&](Status st) { done(std::move(st)); };
+  auto state_or = tenants_.Active(tenant_id);
+  if (!state_or.ok()) return refuse(state_or.status());
+  std::shared_ptr<const TenantState> state = *std::move(state_or);
   const Policy& policy = state->policy.policy;
+  if (request.items.empty()) return refuse(FieldError("digests", "no digests to sign"));
+  if (request.items.size() > options_.max_batch) {
+    return refuse(FieldError("digests", "batch has " + std::to_string(request.items.size()) +
+                                            " digests; the limit is " + std::to_string(options_.max_batch)));
+  }
   if (!policy.sign_enabled) {
-    return FailedPreconditionError("signing is paused for tenant '" + tenant_id + "' (sign_enabled=false)");
+    return refuse(FailedPreconditionError("signing is paused for tenant '" + tenant_id + "' (sign_enabled=false)"));
   }
   if (request.algorithm && *request.algorithm != policy.algorithm) {
-    return FieldError("algorithm", "tenant '" + tenant_id + "' signs with " +
-                                       std::string(AlgorithmName(policy.algorithm)) + ", not " +
-                                       std::string(AlgorithmName(*request.algorithm)));
+    return refuse(FieldError("algorithm", "tenant '" + tenant_id + "' signs with " +
+                                              std::string(AlgorithmName(policy.algorithm)) + ", not " +
+                                              std::string(AlgorithmName(*request.algorithm))));
   }
-  if (!DigestSizeAccepted(policy.algorithm, request.digest.size())) {
-    std::string expected = policy.algorithm == Algorithm::kEd25519
-                               ? "32 or 64 bytes (SHA-256 or SHA-512)"
-                               : std::to_string(DigestSize(policy.algorithm)) + " bytes (" +
-                                     std::string(DigestName(policy.algorithm)) + ")";
-    return FieldError("digest", "digest is " + std::to_string(request.digest.size()) + " bytes; " +
-                                    std::string(AlgorithmName(policy.algorithm)) + " needs " + expected);
+  // All-or-nothing validation before anything is signed or reserved.
+  for (size_t i = 0; i < request.items.size(); ++i) {
+    const SignItem& item = request.items[i];
+    std::string field = request.batch ? "digests[" + std::to_string(i) + "]" : "digest";
+    if (!DigestSizeAccepted(policy.algorithm, item.digest.size())) {
+      std::string expected = policy.algorithm == Algorithm::kEd25519
+                                 ? "32 or 64 bytes (SHA-256 or SHA-512)"
+                                 : std::to_string(DigestSize(policy.algorithm)) + " bytes (" +
+                                       std::string(DigestName(policy.algorithm)) + ")";
+      return refuse(FieldError(field, field + " is " + std::to_string(item.digest.size()) + " bytes; " +
+                                          std::string(AlgorithmName(policy.algorithm)) + " needs " + expected));
+    }
+    if (item.asset_id.size() > options_.max_asset_id_bytes) {
+      std::string f = request.batch ? "items[" + std::to_string(i) + "].asset_id" : "asset_id";
+      return refuse(FieldError(f, f + " is longer than " + std::to_string(options_.max_asset_id_bytes) + " bytes"));
+    }
   }
   const KeyRecord& key = state->active_key;
   if (key.state != "active") {
-    return FailedPreconditionError("key '" + key.key_id + "' is " + key.state + ", not active");
+    return refuse(FailedPreconditionError("key '" + key.key_id + "' is " + key.state + ", not active"));
   }
   KeyBackend* backend = tenants_.backends().Find(key.provider);
   if (backend == nullptr) {
-    return UnavailableError("backend '" + key.provider + "' for key '" + key.key_id + "' is not configured");
+    return refuse(UnavailableError("backend '" + key.provider + "' for key '" + key.key_id + "' is not configured"));
   }
-  auto signature = backend->SignDigest(key.key_uri, policy.algorithm, request.digest);
-  if (!signature.ok()) return signature.status().Annotate("signing with key '" + key.key_id + "'");
+  const int64_t n = static_cast<int64_t>(request.items.size());
+  TimePoint now = clock_.Now();
+  Status reserved = limiter_.Reserve(tenant_id, policy.max_issuance_per_24h, policy.rate_limit_per_second, n, now);
+  if (!reserved.ok()) return refuse(reserved);
 
-  SignResult result;
-  result.format = SignatureFormat::kRaw;
-  if (FamilyOf(policy.algorithm) == KeyFamily::kEcdsa) {
-    result.format = request.format == SignatureFormat::kP1363 ? SignatureFormat::kP1363 : SignatureFormat::kDer;
-    if (result.format == SignatureFormat::kP1363) {
-      ASSIGN_OR_RETURN(*signature, crypto::EcdsaDerToP1363(*signature, EcdsaFieldBytes(policy.algorithm)));
+  std::vector<SignResult> results;
+  std::vector<LedgerEntry> rows;
+  results.reserve(request.items.size());
+  rows.reserve(request.items.size());
+  for (const SignItem& item : request.items) {
+    auto signature = backend->SignDigest(key.key_uri, policy.algorithm, item.digest);
+    if (!signature.ok()) {
+      limiter_.Release(tenant_id, n, now);
+      return refuse(signature.status().Annotate("signing with key '" + key.key_id + "'"));
     }
+    SignResult r;
+    r.format = SignatureFormat::kRaw;
+    if (FamilyOf(policy.algorithm) == KeyFamily::kEcdsa) {
+      r.format = request.format == SignatureFormat::kP1363 ? SignatureFormat::kP1363 : SignatureFormat::kDer;
+      if (r.format == SignatureFormat::kP1363) {
+        auto raw = crypto::EcdsaDerToP1363(*signature, EcdsaFieldBytes(policy.algorithm));
+        if (!raw.ok()) {
+          limiter_.Release(tenant_id, n, now);
+          return refuse(raw.status());
+        }
+        *signature = *std::move(raw);
+      }
+    }
+    r.signature = *std::move(signature);
+    r.key_id = key.key_id;
+    r.key_version = key.version;
+    r.algorithm = policy.algorithm;
+    r.policy_hash = state->policy.hash;
+    r.asset_id = item.asset_id;
+    r.signed_at = now;
+    r.request_id = request.request_id;
+
+    LedgerEntry e;
+    e.tenant_id = tenant_id;
+    e.key_id = key.key_id;
+    e.key_version = key.version;
+    e.algorithm = std::string(AlgorithmName(policy.algorithm));
+    e.kind = request.batch ? "batch" : "digest";
+    e.digest_hex = crypto::HexEncode(item.digest);
+    e.asset_id = item.asset_id;
+    e.request_id = request.request_id;
+    e.api_key_id = request.api_key_id;
+    e.client_address = request.client_address;
+    e.policy_hash = state->policy.hash;
+    e.signed_at = now;
+    rows.push_back(std::move(e));
+    results.push_back(std::move(r));
   }
-  result.signature = *std::move(signature);
-  result.key_id = key.key_id;
-  result.key_version = key.version;
-  result.algorithm = policy.algorithm;
-  result.policy_hash = state->policy.hash;
-  result.signed_at = clock_.Now();
-  result.request_id = request.request_id;
-  return result;
+  ledger_.Submit(std::move(rows), [this, tenant_id, n, now, results = std::move(results),
+                                   done = std::move(done)](const Status& st, std::vector<LedgerEntry>& committed) mutable {
+    if (!st.ok()) {
+      limiter_.Release(tenant_id, n, now);
+      // The signatures were produced but are never revealed: nothing unrecorded leaves.
+      done(UnavailableError("signing ledger unavailable, no signature issued: " + st.message()));
+      return;
+    }
+    for (size_t i = 0; i < results.size() && i < committed.size(); ++i) results[i].ledger_seq = committed[i].seq;
+    done(std::move(results));
+  });
+}
+
+StatusOr<std::vector<SignResult>> SigningService::Sign(const std::string& tenant_id, SignRequest request) {
+  std::promise<StatusOr<std::vector<SignResult>>> promise;
+  auto future = promise.get_future();
+  SignAsync(tenant_id, std::move(request),
+            [&promise](StatusOr<std::vector<SignResult>> r) { promise.set_value(std::move(r)); });
+  return future.get();
 }
 
 StatusOr<VerifyResult> SigningService::Verify(const std::string& tenant_id, const VerifyRequest& request) {

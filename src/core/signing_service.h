@@ -1,17 +1,26 @@
-// SigningService: policy-enforced digest signing and verification.
+// SigningService: policy-enforced digest signing and verification, with every
+// returned signature recorded in the ledger first.
 //
-// Every request is checked against the tenant's cached policy snapshot (signing
-// paused, algorithm, digest size, key state) before the backend is called.
-// Verification uses the stored public key of any of the tenant's keys, so old
-// signatures stay verifiable after rotation. Thread-safe.
+// Sign path: cached tenant snapshot (no DB read) -> policy checks (paused,
+// algorithm, digest sizes, key state) -> issuance cap / rate limit reservation
+// -> backend signs on the calling thread -> rows handed to the group-commit
+// LedgerWriter -> the callback gets the signatures only once their rows are
+// durable. Any failure after the reservation releases it, so refused or failed
+// requests never count toward caps. Verification uses the stored public key of
+// any of the tenant's keys, so old signatures stay verifiable. Thread-safe.
 #ifndef CONCIERGE_CORE_SIGNING_SERVICE_H_
 #define CONCIERGE_CORE_SIGNING_SERVICE_H_
 
+#include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "concierge/clock.h"
 #include "concierge/key_backend.h"
+#include "concierge/ledger.h"
+#include "core/issuance.h"
+#include "core/ledger_writer.h"
 #include "core/tenant_service.h"
 
 namespace concierge::core {
@@ -19,12 +28,20 @@ namespace concierge::core {
 enum class SignatureFormat { kDer, kP1363, kRaw };
 std::string_view SignatureFormatName(SignatureFormat f);
 
-struct SignRequest {
+struct SignItem {
   Bytes digest;
+  std::string asset_id;  // opaque client reference, recorded in the ledger
+};
+
+struct SignRequest {
+  std::vector<SignItem> items;  // one for /sign, up to max_batch for /sign/batch
+  bool batch = false;
   std::optional<Algorithm> algorithm;  // when given, must equal the policy's
   // Requested output for ECDSA: kDer (default) or kP1363. Ignored otherwise.
   SignatureFormat format = SignatureFormat::kDer;
   std::string request_id;
+  std::string api_key_id;
+  std::string client_address;
 };
 
 struct SignResult {
@@ -34,6 +51,8 @@ struct SignResult {
   int64_t key_version = 0;
   Algorithm algorithm = Algorithm::kES256;
   std::string policy_hash;
+  std::string asset_id;
+  int64_t ledger_seq = 0;
   TimePoint signed_at{};
   std::string request_id;
 };
@@ -53,18 +72,37 @@ struct VerifyResult {
   Algorithm algorithm = Algorithm::kES256;
 };
 
+struct SigningOptions {
+  size_t max_batch = 1000;
+  size_t max_asset_id_bytes = 512;
+};
+
 class SigningService {
  public:
-  SigningService(TenantService& tenants, Clock& clock) : tenants_(tenants), clock_(clock) {}
+  using SignCallback = std::function<void(StatusOr<std::vector<SignResult>>)>;
 
-  StatusOr<SignResult> Sign(const std::string& tenant_id, const SignRequest& request);
+  SigningService(TenantService& tenants, LedgerWriter& ledger, IssuanceLimiter& limiter, Clock& clock,
+                 SigningOptions options = {})
+      : tenants_(tenants), ledger_(ledger), limiter_(limiter), clock_(clock), options_(options) {}
+
+  // Calls `done` exactly once: right away on a refusal, or from the ledger
+  // writer thread once the rows are durable (or failed to be).
+  void SignAsync(const std::string& tenant_id, SignRequest request, SignCallback done);
+  // Blocking convenience wrapper (tests, internal callers).
+  StatusOr<std::vector<SignResult>> Sign(const std::string& tenant_id, SignRequest request);
+
   StatusOr<VerifyResult> Verify(const std::string& tenant_id, const VerifyRequest& request);
-  // PEM of the active key, or of `key_id` when given.
+  // The active key, or `key_id` when given.
   StatusOr<KeyRecord> PublicKey(const std::string& tenant_id, const std::string& key_id);
+
+  const SigningOptions& options() const { return options_; }
 
  private:
   TenantService& tenants_;
+  LedgerWriter& ledger_;
+  IssuanceLimiter& limiter_;
   Clock& clock_;
+  SigningOptions options_;
 };
 
 }  // namespace concierge::core

@@ -114,7 +114,8 @@ StatusOr<SecretBytes> DeriveKeyArgon2id(const SecretBytes& passphrase, ByteView 
   if (out_len < ARGON2_MIN_OUTLEN || out_len > 1024) {
     return InvalidArgumentError("Argon2id output length out of range");
   }
-  if (params.time_cost < 1 || params.parallelism < 1 || params.memory_kib < 8 * params.parallelism) {
+  if (params.time_cost < 1 || params.parallelism < 1 ||
+      params.memory_kib < 8 * params.parallelism) {
     return InvalidArgumentError("Argon2id parameters out of range");
   }
   SecretBytes out(out_len);

@@ -104,7 +104,8 @@ StatusOr<Bytes> Base64Decode(std::string_view b64) {
   int bits = 0;
   for (size_t i = 0; i < len; ++i) {
     int8_t v = kB64Table[static_cast<uint8_t>(b64[i])];
-    if (v < 0) return InvalidArgumentError("invalid base64 character at offset " + std::to_string(i));
+    if (v < 0)
+      return InvalidArgumentError("invalid base64 character at offset " + std::to_string(i));
     acc = (acc << 6) | static_cast<uint32_t>(v);
     bits += 6;
     if (bits >= 8) {

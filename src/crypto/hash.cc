@@ -35,9 +35,12 @@ std::string Sha256Hex(ByteView data) { return HexEncode(Sha256(data)); }
 
 Bytes DigestFor(Algorithm alg, ByteView data) {
   switch (DigestSize(alg)) {
-    case 32: return Sha256(data);
-    case 48: return Sha384(data);
-    default: return Sha512(data);
+    case 32:
+      return Sha256(data);
+    case 48:
+      return Sha384(data);
+    default:
+      return Sha512(data);
   }
 }
 

@@ -4,7 +4,6 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-
 #include "crypto/hash.h"
 
 namespace concierge::crypto {
@@ -17,20 +16,28 @@ using Pkcs8Ptr = std::unique_ptr<PKCS8_PRIV_KEY_INFO, Pkcs8Deleter>;
 
 const char* CurveFor(Algorithm alg) {
   switch (alg) {
-    case Algorithm::kES256: return "P-256";
-    case Algorithm::kES384: return "P-384";
-    case Algorithm::kES512: return "P-521";
-    default: return nullptr;
+    case Algorithm::kES256:
+      return "P-256";
+    case Algorithm::kES384:
+      return "P-384";
+    case Algorithm::kES512:
+      return "P-521";
+    default:
+      return nullptr;
   }
 }
 
 // OpenSSL reports NIST curves by their SECG/X9.62 names; accept both spellings.
 bool CurveNameMatches(Algorithm alg, std::string_view name) {
   switch (alg) {
-    case Algorithm::kES256: return name == "P-256" || name == "prime256v1";
-    case Algorithm::kES384: return name == "P-384" || name == "secp384r1";
-    case Algorithm::kES512: return name == "P-521" || name == "secp521r1";
-    default: return false;
+    case Algorithm::kES256:
+      return name == "P-256" || name == "prime256v1";
+    case Algorithm::kES384:
+      return name == "P-384" || name == "secp384r1";
+    case Algorithm::kES512:
+      return name == "P-521" || name == "secp521r1";
+    default:
+      return false;
   }
 }
 
@@ -38,21 +45,31 @@ bool CurveNameMatches(Algorithm alg, std::string_view name) {
 
 int RsaBitsFor(Algorithm alg) {
   switch (alg) {
-    case Algorithm::kPS256: return 2048;
-    case Algorithm::kPS384: return 3072;
-    case Algorithm::kPS512: return 4096;
-    default: return 0;
+    case Algorithm::kPS256:
+      return 2048;
+    case Algorithm::kPS384:
+      return 3072;
+    case Algorithm::kPS512:
+      return 4096;
+    default:
+      return 0;
   }
 }
 
 StatusOr<EvpPkeyPtr> GenerateKeyPair(Algorithm alg) {
   const char* type = nullptr;
   switch (FamilyOf(alg)) {
-    case KeyFamily::kEcdsa: type = "EC"; break;
+    case KeyFamily::kEcdsa:
+      type = "EC";
+      break;
     // Plain rsaEncryption keys rather than id-RSASSA-PSS: every verifier (COSE,
     // C2PA validators, the openssl CLI) accepts them, and padding is chosen per call.
-    case KeyFamily::kRsaPss: type = "RSA"; break;
-    case KeyFamily::kEdDsa: type = "ED25519"; break;
+    case KeyFamily::kRsaPss:
+      type = "RSA";
+      break;
+    case KeyFamily::kEdDsa:
+      type = "ED25519";
+      break;
   }
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
   if (!ctx) return OpenSslError("creating key generation context");
@@ -138,7 +155,8 @@ Status CheckKeyMatchesAlgorithm(const EVP_PKEY* key, Algorithm alg) {
   std::string want(AlgorithmName(alg));
   switch (FamilyOf(alg)) {
     case KeyFamily::kEcdsa: {
-      if (id != EVP_PKEY_EC) return InvalidArgumentError("key is not an EC key; " + want + " needs one");
+      if (id != EVP_PKEY_EC)
+        return InvalidArgumentError("key is not an EC key; " + want + " needs one");
       char group[64] = {0};
       size_t len = 0;
       if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,

@@ -48,8 +48,8 @@ TEST_P(KeysTest, Pkcs8AndSpkiRoundTrip) {
   // The openssl CLI must read our SPKI as the same key (independent parser).
   TempDir dir;
   WriteFile(dir.File("pub.pem"), *pem);
-  auto r = RunCommand("openssl pkey -pubin -in '" + dir.File("pub.pem") +
-                      "' -outform DER -out '" + dir.File("pub.der") + "'");
+  auto r = RunCommand("openssl pkey -pubin -in '" + dir.File("pub.pem") + "' -outform DER -out '" +
+                      dir.File("pub.der") + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(concierge::testing::ReadFile(dir.File("pub.der")), AsString(*spki));
 }

@@ -21,10 +21,14 @@ using BignumPtr = std::unique_ptr<BIGNUM, BignumDeleter>;
 
 const EVP_MD* MdForDigest(size_t digest_size) {
   switch (digest_size) {
-    case 32: return EVP_sha256();
-    case 48: return EVP_sha384();
-    case 64: return EVP_sha512();
-    default: return nullptr;
+    case 32:
+      return EVP_sha256();
+    case 48:
+      return EVP_sha384();
+    case 64:
+      return EVP_sha512();
+    default:
+      return nullptr;
   }
 }
 

@@ -57,8 +57,9 @@ testing::CommandResult OpensslVerify(const TempDir& dir, Algorithm alg, const st
   std::string cmd = "openssl dgst -" + std::string(DigestName(alg)) + " -verify " + Quote(pub) +
                     " -signature " + Quote(sig_path);
   if (FamilyOf(alg) == KeyFamily::kRsaPss) {
-    cmd += " -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:" +
-           std::to_string(DigestSize(alg)) + " -sigopt rsa_mgf1_md:" + std::string(DigestName(alg));
+    cmd +=
+        " -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:" + std::to_string(DigestSize(alg)) +
+        " -sigopt rsa_mgf1_md:" + std::string(DigestName(alg));
   }
   return RunCommand(cmd + " " + Quote(data_path));
 }
@@ -103,8 +104,7 @@ TEST_P(SignatureTest, SignVerifyAndOpensslAgrees) {
   EXPECT_NE(bad.exit_code, 0) << bad.output;
 
   Bytes other_digest = DigestFor(alg, AsBytes(data + "!"));
-  EXPECT_EQ(VerifyDigest(pub->get(), alg, other_digest, *sig).code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(VerifyDigest(pub->get(), alg, other_digest, *sig).code(), StatusCode::kInvalidArgument);
 }
 
 // The reverse direction: the openssl CLI signs with our key, we verify.
@@ -161,9 +161,8 @@ TEST_P(SignatureTest, EmptyAndGarbageSignaturesDoNotVerify) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllAlgorithms, SignatureTest,
-                         ::testing::Values(Algorithm::kES256, Algorithm::kES384,
-                                           Algorithm::kES512, Algorithm::kPS256,
-                                           Algorithm::kPS384, Algorithm::kPS512,
+                         ::testing::Values(Algorithm::kES256, Algorithm::kES384, Algorithm::kES512,
+                                           Algorithm::kPS256, Algorithm::kPS384, Algorithm::kPS512,
                                            Algorithm::kEd25519),
                          [](const auto& info) { return std::string(AlgorithmName(info.param)); });
 
@@ -210,8 +209,7 @@ TEST_P(P1363Test, RoundTripsAndStillVerifies) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Curves, P1363Test,
-                         ::testing::Values(Algorithm::kES256, Algorithm::kES384,
-                                           Algorithm::kES512),
+                         ::testing::Values(Algorithm::kES256, Algorithm::kES384, Algorithm::kES512),
                          [](const auto& info) { return std::string(AlgorithmName(info.param)); });
 
 TEST(P1363Test, KnownEncoding) {
@@ -221,7 +219,9 @@ TEST(P1363Test, KnownEncoding) {
   raw[63] = 0x80;
   auto der = EcdsaP1363ToDer(raw);
   ASSERT_TRUE(der.ok());
-  EXPECT_EQ(HexEncode(*der), "3007020101020200" "80");
+  EXPECT_EQ(HexEncode(*der),
+            "3007020101020200"
+            "80");
   EXPECT_EQ(*EcdsaDerToP1363(*der, 32), raw);
 }
 
@@ -229,8 +229,7 @@ TEST(P1363Test, RejectsMalformedInput) {
   EXPECT_EQ(EcdsaP1363ToDer(Bytes{}).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(EcdsaP1363ToDer(Bytes(63, 1)).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(EcdsaDerToP1363(Bytes{}, 32).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(EcdsaDerToP1363(AsBytes("garbage"), 32).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(EcdsaDerToP1363(AsBytes("garbage"), 32).status().code(), StatusCode::kInvalidArgument);
 
   Bytes der = *EcdsaP1363ToDer(Bytes(64, 0xff));
   // Values wider than the field.

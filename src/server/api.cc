@@ -164,6 +164,9 @@ HttpResponse ErrorResponse(const Status& status, const std::string& request_id) 
                {"details", details}};
   HttpResponse r = JsonResponse(http, body);
   if (http == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  if (auto it = status.details().find("retry_after_seconds"); it != status.details().end()) {
+    r.headers.emplace_back("Retry-After", it->second);
+  }
   return r;
 }
 
@@ -171,6 +174,8 @@ struct Api::Call {
   HttpRequest req;
   std::string request_id;
   std::optional<core::Principal> principal;
+  Responder respond;
+  std::chrono::steady_clock::time_point start;
 
   // Authenticates once per request.
   Status Authenticate(Api& api) {
@@ -210,32 +215,39 @@ struct Api::Call {
   API_ASSIGN_OR_RETURN_IMPL_(CONCIERGE_CONCAT_(_api_so_, __LINE__), call, lhs, expr)
 
 void Api::Handle(HttpRequest&& request, Responder respond) {
-  auto start = std::chrono::steady_clock::now();
-  Call call;
-  call.req = std::move(request);
-  std::string given = call.req.Header("x-request-id");
-  call.request_id = ValidRequestId(given) ? given : NewRequestId();
-  HttpResponse response;
+  auto call = std::make_shared<Call>();
+  call->start = std::chrono::steady_clock::now();
+  call->req = std::move(request);
+  call->respond = std::move(respond);
+  std::string given = call->req.Header("x-request-id");
+  call->request_id = ValidRequestId(given) ? given : NewRequestId();
+  std::optional<HttpResponse> response;
   try {
     response = Dispatch(call);
   } catch (const std::exception& e) {
-    Log(LogLevel::kError, "handler_exception", {{"request_id", call.request_id}, {"what", e.what()}});
-    response = ErrorResponse(InternalError("unexpected exception"), call.request_id);
+    Log(LogLevel::kError, "handler_exception", {{"request_id", call->request_id}, {"what", e.what()}});
+    response = ErrorResponse(InternalError("unexpected exception"), call->request_id);
   }
-  response.headers.emplace_back("X-Request-Id", call.request_id);
-  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
-  Log(response.status >= 500 ? LogLevel::kWarn : LogLevel::kDebug, "http_request",
-      {{"request_id", call.request_id},
-       {"method", call.req.method},
-       {"path", call.req.path},
-       {"status", response.status},
-       {"duration_us", micros.count()},
-       {"principal", call.principal ? json(call.principal->id) : json(nullptr)},
-       {"remote", call.req.remote_address}});
-  respond(std::move(response));
+  if (response) Finish(call, std::move(*response));
 }
 
-HttpResponse Api::Dispatch(Call& call) {
+void Api::Finish(const std::shared_ptr<Call>& call, HttpResponse response) {
+  response.headers.emplace_back("X-Request-Id", call->request_id);
+  auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - call->start);
+  Log(response.status >= 500 ? LogLevel::kWarn : LogLevel::kDebug, "http_request",
+      {{"request_id", call->request_id},
+       {"method", call->req.method},
+       {"path", call->req.path},
+       {"status", response.status},
+       {"duration_us", micros.count()},
+       {"principal", call->principal ? json(call->principal->id) : json(nullptr)},
+       {"remote", call->req.remote_address}});
+  call->respond(std::move(response));
+}
+
+std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr) {
+  Call& call = *call_ptr;
   const std::string& m = call.req.method;
   std::vector<std::string> s = Segments(call.req.path);
   auto method_not_allowed = [&](const char* allowed) {
@@ -297,7 +309,13 @@ HttpResponse Api::Dispatch(Call& call) {
     if (is({"api", "v1", "tenants", "*", "public-key"})) {
       return m == "GET" ? PublicKey(call, t) : method_not_allowed("GET");
     }
-    if (is({"api", "v1", "tenants", "*", "sign"})) return m == "POST" ? Sign(call, t) : method_not_allowed("POST");
+    if (is({"api", "v1", "tenants", "*", "sign"})) {
+      return m == "POST" ? Sign(call_ptr, t, /*batch=*/false) : method_not_allowed("POST");
+    }
+    if (is({"api", "v1", "tenants", "*", "sign", "batch"})) {
+      return m == "POST" ? Sign(call_ptr, t, /*batch=*/true) : method_not_allowed("POST");
+    }
+    if (is({"api", "v1", "tenants", "*", "ledger"})) return m == "GET" ? Ledger(call, t) : method_not_allowed("GET");
     if (is({"api", "v1", "tenants", "*", "verify"})) {
       return m == "POST" ? Verify(call, t) : method_not_allowed("POST");
     }
@@ -457,12 +475,61 @@ HttpResponse Api::PublicKey(Call& call, const std::string& tenant) {
   return r;
 }
 
-HttpResponse Api::Sign(Call& call, const std::string& tenant) {
+std::optional<HttpResponse> Api::Sign(const std::shared_ptr<Call>& call_ptr, const std::string& tenant, bool batch) {
+  Call& call = *call_ptr;
   API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kSign, tenant));
   API_ASSIGN_OR_RETURN(call, json body, ParseBody(call.req.body));
-  API_RETURN_IF_ERROR(call, OnlyFields(body, {"digest", "algorithm", "format", "request_id"}));
   core::SignRequest req;
-  API_ASSIGN_OR_RETURN(call, req.digest, HexField(body, "digest"));
+  req.batch = batch;
+  if (!batch) {
+    API_RETURN_IF_ERROR(call, OnlyFields(body, {"digest", "algorithm", "format", "request_id", "asset_id"}));
+    core::SignItem item;
+    API_ASSIGN_OR_RETURN(call, item.digest, HexField(body, "digest"));
+    API_ASSIGN_OR_RETURN(call, item.asset_id, StringField(body, "asset_id", false));
+    req.items.push_back(std::move(item));
+  } else {
+    API_RETURN_IF_ERROR(call, OnlyFields(body, {"digests", "items", "algorithm", "format", "request_id"}));
+    bool has_digests = body.contains("digests"), has_items = body.contains("items");
+    if (has_digests == has_items) {
+      return ErrorResponse(FieldError("digests", "give exactly one of 'digests' (hex strings) or 'items' "
+                                                 "([{digest, asset_id}])"),
+                           call.request_id);
+    }
+    const json& list = has_digests ? body["digests"] : body["items"];
+    const char* list_name = has_digests ? "digests" : "items";
+    if (!list.is_array() || list.empty()) {
+      return ErrorResponse(FieldError(list_name, std::string(list_name) + " must be a non-empty array"),
+                           call.request_id);
+    }
+    if (list.size() > d_.signing->options().max_batch) {
+      return ErrorResponse(FieldError(list_name, std::string(list_name) + " has " + std::to_string(list.size()) +
+                                                     " entries; the limit is " +
+                                                     std::to_string(d_.signing->options().max_batch)),
+                           call.request_id);
+    }
+    for (size_t i = 0; i < list.size(); ++i) {
+      std::string where = std::string(list_name) + "[" + std::to_string(i) + "]";
+      core::SignItem item;
+      const json& entry = list[i];
+      json holder;
+      if (has_digests) {
+        holder = {{"digest", entry}};
+      } else {
+        if (!entry.is_object()) return ErrorResponse(FieldError(where, where + " must be an object"), call.request_id);
+        holder = entry;
+        API_RETURN_IF_ERROR(call, OnlyFields(holder, {"digest", "asset_id"}).Annotate(where));
+      }
+      auto digest = HexField(holder, "digest");
+      if (!digest.ok()) {
+        return ErrorResponse(FieldError(where, where + ": " + digest.status().message()), call.request_id);
+      }
+      item.digest = *std::move(digest);
+      auto asset = StringField(holder, "asset_id", false);
+      if (!asset.ok()) return ErrorResponse(FieldError(where, where + ": " + asset.status().message()), call.request_id);
+      item.asset_id = *std::move(asset);
+      req.items.push_back(std::move(item));
+    }
+  }
   API_ASSIGN_OR_RETURN(call, std::string alg, StringField(body, "algorithm", false));
   if (!alg.empty()) {
     req.algorithm = ParseAlgorithm(alg);
@@ -477,15 +544,94 @@ HttpResponse Api::Sign(Call& call, const std::string& tenant) {
                          call.request_id);
   }
   req.request_id = client_request_id.empty() ? call.request_id : client_request_id;
-  API_ASSIGN_OR_RETURN(call, core::SignResult result, d_.signing->Sign(tenant, req));
-  return JsonResponse(200, {{"signature", crypto::Base64Encode(result.signature)},
-                            {"signature_format", std::string(core::SignatureFormatName(result.format))},
-                            {"key_id", result.key_id},
-                            {"key_version", result.key_version},
-                            {"algorithm", std::string(AlgorithmName(result.algorithm))},
-                            {"policy_hash", result.policy_hash},
-                            {"signed_at", FormatRfc3339(result.signed_at)},
-                            {"request_id", result.request_id}});
+  req.api_key_id = call.principal->id;
+  req.client_address = call.req.remote_address;
+  d_.signing->SignAsync(tenant, std::move(req), [this, call_ptr, batch](StatusOr<std::vector<core::SignResult>> r) {
+    if (!r.ok()) {
+      Finish(call_ptr, ErrorResponse(r.status(), call_ptr->request_id));
+      return;
+    }
+    const core::SignResult& first = r->front();
+    json out = {{"key_id", first.key_id},
+                {"key_version", first.key_version},
+                {"algorithm", std::string(AlgorithmName(first.algorithm))},
+                {"signature_format", std::string(core::SignatureFormatName(first.format))},
+                {"policy_hash", first.policy_hash},
+                {"signed_at", FormatRfc3339(first.signed_at)},
+                {"request_id", first.request_id}};
+    if (!batch) {
+      out["signature"] = crypto::Base64Encode(first.signature);
+      out["ledger_seq"] = first.ledger_seq;
+      if (!first.asset_id.empty()) out["asset_id"] = first.asset_id;
+    } else {
+      json sigs = json::array();
+      for (const auto& s : *r) {
+        json one = {{"signature", crypto::Base64Encode(s.signature)}, {"ledger_seq", s.ledger_seq}};
+        if (!s.asset_id.empty()) one["asset_id"] = s.asset_id;
+        sigs.push_back(std::move(one));
+      }
+      out["count"] = r->size();
+      out["signatures"] = std::move(sigs);
+    }
+    Finish(call_ptr, JsonResponse(200, out));
+  });
+  return std::nullopt;
+}
+
+HttpResponse Api::Ledger(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kTenantRead, tenant));
+  LedgerQuery q;
+  q.tenant_id = tenant;
+  auto int_param = [&](const char* name, int64_t lo, int64_t hi, int64_t* out) -> Status {
+    auto it = call.req.query.find(name);
+    if (it == call.req.query.end()) return Status::Ok();
+    try {
+      size_t used = 0;
+      long long v = std::stoll(it->second, &used);
+      if (used != it->second.size() || v < lo || v > hi) throw std::out_of_range("range");
+      *out = v;
+    } catch (const std::exception&) {
+      return FieldError(name, std::string(name) + " must be an integer from " + std::to_string(lo) + " to " +
+                                  std::to_string(hi));
+    }
+    return Status::Ok();
+  };
+  auto time_param = [&](const char* name, std::optional<TimePoint>* out) -> Status {
+    auto it = call.req.query.find(name);
+    if (it == call.req.query.end()) return Status::Ok();
+    TimePoint t;
+    if (!ParseRfc3339(it->second, &t)) return FieldError(name, std::string(name) + " must be an RFC 3339 time");
+    *out = t;
+    return Status::Ok();
+  };
+  int64_t limit = 100;
+  API_RETURN_IF_ERROR(call, int_param("after", 0, INT64_MAX, &q.after_seq));
+  API_RETURN_IF_ERROR(call, int_param("limit", 1, 1000, &limit));
+  q.limit = static_cast<int>(limit);
+  API_RETURN_IF_ERROR(call, time_param("from", &q.from));
+  API_RETURN_IF_ERROR(call, time_param("to", &q.to));
+  if (auto it = call.req.query.find("key_id"); it != call.req.query.end()) q.key_id = it->second;
+  API_ASSIGN_OR_RETURN(call, LedgerPage page, d_.ledger->ListLedger(q));
+  json entries = json::array();
+  for (const auto& e : page.entries) {
+    entries.push_back({{"seq", e.seq},
+                       {"tenant_id", e.tenant_id},
+                       {"key_id", e.key_id},
+                       {"key_version", e.key_version},
+                       {"cert_serial", e.cert_serial.empty() ? json(nullptr) : json(e.cert_serial)},
+                       {"algorithm", e.algorithm},
+                       {"kind", e.kind},
+                       {"digest", e.digest_hex},
+                       {"asset_id", e.asset_id.empty() ? json(nullptr) : json(e.asset_id)},
+                       {"request_id", e.request_id},
+                       {"api_key_id", e.api_key_id},
+                       {"client_address", e.client_address},
+                       {"policy_hash", e.policy_hash},
+                       {"signed_at", FormatRfc3339(e.signed_at)}});
+  }
+  return JsonResponse(200, {{"tenant_id", tenant},
+                            {"entries", entries},
+                            {"next_cursor", page.next_cursor ? json(page.next_cursor) : json(nullptr)}});
 }
 
 HttpResponse Api::Verify(Call& call, const std::string& tenant) {

@@ -7,10 +7,13 @@
 #define CONCIERGE_SERVER_API_H_
 
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "concierge/key_backend.h"
+#include "concierge/ledger.h"
 #include "concierge/store.h"
 #include "core/auth.h"
 #include "core/signing_service.h"
@@ -29,6 +32,7 @@ struct ApiDeps {
   core::Authenticator* auth = nullptr;
   core::TenantService* tenants = nullptr;
   core::SigningService* signing = nullptr;
+  LedgerStore* ledger = nullptr;
   Clock* clock = nullptr;
 };
 
@@ -39,7 +43,10 @@ class Api {
 
  private:
   struct Call;
-  HttpResponse Dispatch(Call& call);
+  // Returns the response, or nullopt when the route answers asynchronously
+  // (signing: the response waits for the ledger commit).
+  std::optional<HttpResponse> Dispatch(const std::shared_ptr<Call>& call);
+  void Finish(const std::shared_ptr<Call>& call, HttpResponse response);
 
   HttpResponse Health(Call& call);
   HttpResponse Ready(Call& call);
@@ -55,7 +62,8 @@ class Api {
   HttpResponse ListKeys(Call& call, const std::string& tenant);
   HttpResponse GetKey(Call& call, const std::string& tenant, const std::string& key_id);
   HttpResponse PublicKey(Call& call, const std::string& tenant);
-  HttpResponse Sign(Call& call, const std::string& tenant);
+  std::optional<HttpResponse> Sign(const std::shared_ptr<Call>& call, const std::string& tenant, bool batch);
+  HttpResponse Ledger(Call& call, const std::string& tenant);
   HttpResponse Verify(Call& call, const std::string& tenant);
   HttpResponse CreateApiKey(Call& call);
   HttpResponse ListApiKeys(Call& call);

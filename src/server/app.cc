@@ -13,11 +13,14 @@
 
 #include "backends/software/software_backend.h"
 #include "core/auth.h"
+#include "core/issuance.h"
+#include "core/ledger_writer.h"
 #include "core/signing_service.h"
 #include "core/tenant_service.h"
 #include "server/api.h"
 #include "server/http_server.h"
 #include "server/log.h"
+#include "store/sqlite/sqlite_ledger.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace concierge::server {
@@ -70,6 +73,9 @@ struct App::Impl {
   ServerConfig config;
   Clock* clock = nullptr;
   std::unique_ptr<store::SqliteStore> store;
+  std::unique_ptr<store::SqliteLedger> ledger;
+  std::unique_ptr<core::LedgerWriter> ledger_writer;
+  core::IssuanceLimiter limiter;
   BackendRegistry backends;
   std::unique_ptr<core::Authenticator> auth;
   std::unique_ptr<core::TenantService> tenants;
@@ -108,6 +114,14 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
 
   ASSIGN_OR_RETURN(impl->store, OpenStore(config));
   RETURN_IF_ERROR(impl->store->Migrate().Annotate("migrating database"));
+  auto ledger = store::SqliteLedger::Open(config.database_path);
+  if (!ledger.ok()) return ledger.status().Annotate("opening signing ledger");
+  impl->ledger = *std::move(ledger);
+  // Issuance caps survive restarts: rebuild the 24h windows from the ledger.
+  ASSIGN_OR_RETURN(auto counts,
+                   impl->ledger->CountByMinuteSince(clock.Now() - std::chrono::hours(24) - std::chrono::minutes(1)));
+  impl->limiter.Load(counts);
+  impl->ledger_writer = std::make_unique<core::LedgerWriter>(*impl->ledger);
 
   backends::SoftwareKeystoreOptions ks;
   ks.dir = config.keystore_dir;
@@ -122,9 +136,12 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
 
   impl->auth = std::make_unique<core::Authenticator>(*impl->store, clock);
   impl->tenants = std::make_unique<core::TenantService>(*impl->store, impl->backends, clock);
-  impl->signing = std::make_unique<core::SigningService>(*impl->tenants, clock);
+  core::SigningOptions signing_options;
+  signing_options.max_batch = config.max_batch;
+  impl->signing = std::make_unique<core::SigningService>(*impl->tenants, *impl->ledger_writer, impl->limiter, clock,
+                                                         signing_options);
   impl->api = std::make_unique<Api>(ApiDeps{impl->store.get(), &impl->backends, impl->auth.get(),
-                                            impl->tenants.get(), impl->signing.get(), &clock});
+                                            impl->tenants.get(), impl->signing.get(), impl->ledger.get(), &clock});
 
   // First start: mint an admin key, write its token (0600) before storing the
   // key, so a crash in between leaves no admin key that nobody holds.
@@ -167,6 +184,8 @@ void App::Start() {
 void App::Stop() {
   if (!impl_) return;
   if (impl_->http) impl_->http->Stop();
+  // After the listener: in-flight signatures are committed before we stop.
+  if (impl_->ledger_writer) impl_->ledger_writer->Stop();
   {
     std::lock_guard lock(impl_->mu);
     impl_->stopping = true;

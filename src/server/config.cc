@@ -45,6 +45,9 @@ Status Apply(ServerConfig& c, const std::string& key, const std::string& value) 
   } else if (key == "max_body_bytes") {
     RETURN_IF_ERROR(SetUint(key, value, 64u << 20, &c.max_body_bytes));
     if (c.max_body_bytes < 1024) return FieldError(key, "config key 'max_body_bytes' must be at least 1024");
+  } else if (key == "max_batch") {
+    RETURN_IF_ERROR(SetUint(key, value, 100000, &c.max_batch));
+    if (c.max_batch < 1) return FieldError(key, "config key 'max_batch' must be at least 1");
   } else if (key == "log_level") {
     if (value != "trace" && value != "debug" && value != "info" && value != "warn" && value != "error") {
       return FieldError(key, "config key 'log_level' must be trace, debug, info, warn or error");
@@ -114,6 +117,7 @@ ServerConfig ServerConfig::Clone() const {
   c.data_dir = data_dir;
   c.io_threads = io_threads;
   c.max_body_bytes = max_body_bytes;
+  c.max_batch = max_batch;
   c.log_level = log_level;
   c.database_path = database_path;
   c.keystore_dir = keystore_dir;
@@ -160,6 +164,7 @@ StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<s
       {"KEYCTL_DATA_DIR", "data_dir"},
       {"KEYCTL_IO_THREADS", "io_threads"},
       {"KEYCTL_MAX_BODY_BYTES", "max_body_bytes"},
+      {"KEYCTL_MAX_BATCH", "max_batch"},
       {"KEYCTL_LOG_LEVEL", "log_level"},
       {"KEYCTL_DATABASE_PATH", "database_path"},
       {"KEYCTL_KEYSTORE_DIR", "keystore_dir"},

@@ -20,6 +20,7 @@ struct ServerConfig {
   std::string data_dir = "./data";
   int io_threads = 0;  // 0 = number of cores
   size_t max_body_bytes = 1 << 20;
+  size_t max_batch = 1000;  // digests per /sign/batch request
   std::string log_level = "info";
   std::string database_path;      // default <data_dir>/concierge.db
   std::string keystore_dir;       // default <data_dir>/keystore

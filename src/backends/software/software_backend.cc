@@ -359,9 +359,12 @@ StatusOr<std::shared_ptr<SoftwareBackend::Impl::LoadedKey>> SoftwareBackend::Imp
   std::string path = KeyPath(name);
   Bytes raw;
   switch (ReadWholeFile(path, &raw)) {
-    case ReadResult::kMissing: return NotFoundError("unknown key " + uri);
-    case ReadResult::kError: return UnavailableError(Errno("reading key file for", uri));
-    case ReadResult::kOk: break;
+    case ReadResult::kMissing:
+      return NotFoundError("unknown key " + uri);
+    case ReadResult::kError:
+      return UnavailableError(Errno("reading key file for", uri));
+    case ReadResult::kOk:
+      break;
   }
   // Messages name the URI only: never file contents, which could include key bytes.
   auto corrupt = [&uri](std::string_view why) {
@@ -442,8 +445,7 @@ StatusOr<KeystoreMeta> ParseKeystoreJson(const Bytes& raw) {
         *m > kMaxArgonMemoryKib || salt->size() < kSaltSize) {
       return corrupt("argon2id parameters out of range");
     }
-    meta.argon2 = {static_cast<uint32_t>(*t), static_cast<uint32_t>(*m),
-                   static_cast<uint32_t>(*p)};
+    meta.argon2 = {static_cast<uint32_t>(*t), static_cast<uint32_t>(*m), static_cast<uint32_t>(*p)};
     meta.salt = std::move(*salt);
   }
   return meta;
@@ -475,14 +477,17 @@ StatusOr<SecretBytes> LoadMasterKey(const std::string& path, bool create) {
   SecretBytes key;
   bool wrong_size = false;
   switch (ReadSecretFile(path, crypto::kAes256KeySize, &key, &wrong_size)) {
-    case ReadResult::kError: return UnavailableError(Errno("reading master key file", path));
+    case ReadResult::kError:
+      return UnavailableError(Errno("reading master key file", path));
     case ReadResult::kOk:
       if (wrong_size) return DataLossError("master key file " + path + " is not 32 bytes");
       return key;
-    case ReadResult::kMissing: break;
+    case ReadResult::kMissing:
+      break;
   }
   if (!create) {
-    return FailedPreconditionError("master key file " + path + " not found; the keystore "
+    return FailedPreconditionError("master key file " + path +
+                                   " not found; the keystore "
                                    "cannot be opened without it");
   }
   RETURN_IF_ERROR(MakeDirs(DirName(path)));
@@ -493,7 +498,8 @@ StatusOr<SecretBytes> LoadMasterKey(const std::string& path, bool create) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<SoftwareBackend>> SoftwareBackend::Create(SoftwareKeystoreOptions options) {
+StatusOr<std::unique_ptr<SoftwareBackend>> SoftwareBackend::Create(
+    SoftwareKeystoreOptions options) {
   if (options.dir.empty()) return InvalidArgumentError("software keystore dir is empty");
   while (options.dir.size() > 1 && options.dir.back() == '/') options.dir.pop_back();
   if (options.master_key_file.empty()) options.master_key_file = options.dir + "/master.key";

@@ -23,8 +23,8 @@ using ::concierge::testing::ReadFile;
 using ::concierge::testing::TempDir;
 using ::concierge::testing::WriteFile;
 
-constexpr Algorithm kAllAlgorithms[] = {Algorithm::kES256, Algorithm::kES384, Algorithm::kES512,
-                                        Algorithm::kPS256, Algorithm::kPS384, Algorithm::kPS512,
+constexpr Algorithm kAllAlgorithms[] = {Algorithm::kES256,  Algorithm::kES384, Algorithm::kES512,
+                                        Algorithm::kPS256,  Algorithm::kPS384, Algorithm::kPS512,
                                         Algorithm::kEd25519};
 
 // Small Argon2 parameters keep passphrase tests fast; production defaults are
@@ -231,11 +231,11 @@ SecretBytes RecoverPkcs8(const std::string& dir, const std::string& uri) {
   auto j = nlohmann::json::parse(ReadFile(KeyFile(dir, uri)));
   std::string alg = j.at("algorithm").get<std::string>();
   Bytes spki = *crypto::Base64Decode(j.at("public_key_spki").get<std::string>());
-  std::string aad = "concierge/software-key/v1\n" + uri + "\n" + alg + "\n" +
-                    crypto::Sha256Hex(spki) + "\n";
-  auto dek = crypto::Aes256GcmOpen(
-      kek, *crypto::Base64Decode(j.at("wrapped_dek").get<std::string>()),
-      crypto::AsBytes(aad + "dek"));
+  std::string aad =
+      "concierge/software-key/v1\n" + uri + "\n" + alg + "\n" + crypto::Sha256Hex(spki) + "\n";
+  auto dek =
+      crypto::Aes256GcmOpen(kek, *crypto::Base64Decode(j.at("wrapped_dek").get<std::string>()),
+                            crypto::AsBytes(aad + "dek"));
   EXPECT_TRUE(dek.ok());
   if (!dek.ok()) return SecretBytes();
   auto pkcs8 = crypto::Aes256GcmOpen(
@@ -293,8 +293,8 @@ TEST(SoftwareBackendTest, NoPlaintextPrivateKeyOnDisk) {
           << AlgorithmName(alg) << " PKCS#8 found in " << file;
       EXPECT_FALSE(Contains(bytes, raw)) << AlgorithmName(alg) << " raw key found in " << file;
       // Nor in the encodings a careless writer would use.
-      EXPECT_FALSE(Contains(bytes, crypto::AsBytes(crypto::Base64Encode(
-                                       pkcs8.Reveal(SecretAccess::Grant())))));
+      EXPECT_FALSE(Contains(
+          bytes, crypto::AsBytes(crypto::Base64Encode(pkcs8.Reveal(SecretAccess::Grant())))));
       EXPECT_FALSE(Contains(bytes, crypto::AsBytes(crypto::HexEncode(raw))));
     }
   }
@@ -334,13 +334,14 @@ TEST(SoftwareBackendTest, UnknownAndMalformedUris) {
   auto backend = MustCreate(KeyFileOptions(tmp.File("ks")));
   ASSERT_NE(backend, nullptr);
   Bytes digest(32, 1);
-  EXPECT_EQ(backend->SignDigest("software:nope-0011aabb", Algorithm::kES256, digest).status().code(),
-            StatusCode::kNotFound);
+  EXPECT_EQ(
+      backend->SignDigest("software:nope-0011aabb", Algorithm::kES256, digest).status().code(),
+      StatusCode::kNotFound);
   EXPECT_EQ(backend->PublicKeySpkiDer("software:nope-0011aabb").status().code(),
             StatusCode::kNotFound);
   EXPECT_EQ(backend->DestroyKey("software:nope-0011aabb").code(), StatusCode::kNotFound);
-  for (const char* bad : {"pkcs11:token=x", "software:", "software:../keystore",
-                          "software:a/b", "software:.hidden", "software:UPPER"}) {
+  for (const char* bad : {"pkcs11:token=x", "software:", "software:../keystore", "software:a/b",
+                          "software:.hidden", "software:UPPER"}) {
     EXPECT_EQ(backend->SignDigest(bad, Algorithm::kES256, digest).status().code(),
               StatusCode::kInvalidArgument)
         << bad;

@@ -75,6 +75,63 @@ CREATE UNIQUE INDEX keys_one_active_per_tenant ON keys (tenant_id) WHERE state =
 CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id);
 )sql";
 
+// The signing ledger: one row per signature returned (see concierge/ledger.h).
+//
+// No foreign keys to tenants/keys. This table sits on the signing hot path
+// (every signature is a row, written by the group-commit writer), and an FK
+// would add an index probe into tenants and keys per inserted row and make the
+// append depend on rows that the admin path updates concurrently. The signer
+// has just loaded the tenant's policy and active key from the store, so the
+// references are validated upstream; and the ledger is history that must be
+// kept whatever later happens to the tenant or key it names.
+//
+// seq is AUTOINCREMENT so a seq is never handed out twice, even if the newest
+// rows were ever removed; cursors held by clients stay unambiguous. Times are
+// unix milliseconds, like every other time column.
+//
+// Indexes, one per query the service makes:
+//  - (tenant_id, seq): ListLedger's cursor paging (WHERE tenant_id = ? AND
+//    seq > ? ORDER BY seq), served in index order with no sort.
+//  - (key_id, seq, signed_at): "everything key K signed between T1 and T2".
+//    ListLedger pages in seq order, so seq must follow key_id for the scan to
+//    be index-ordered; with (key_id, signed_at) every page would have to
+//    re-read and sort all of K's rows in the window (quadratic over a full
+//    listing). Keeping signed_at in the index lets SQLite reject rows outside
+//    [T1, T2) without visiting the table.
+//  - (tenant_id, request_id): HasRequest. Not UNIQUE: one batch request
+//    yields several rows with the same request id.
+//  - (signed_at): CountByMinuteSince, the start-up scan of the last 24 hours.
+//
+// PostgreSQL dialect (same version and name): seq BIGINT GENERATED ALWAYS AS
+// IDENTITY PRIMARY KEY, INTEGER columns BIGINT, the same indexes. There seq
+// follows commit order only because a single writer appends (LedgerWriter).
+constexpr std::string_view kV3SigningLedger = R"sql(
+CREATE TABLE ledger (
+  seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant_id      TEXT    NOT NULL,
+  key_id         TEXT    NOT NULL,
+  key_version    INTEGER NOT NULL,
+  cert_serial    TEXT    NOT NULL DEFAULT '',
+  algorithm      TEXT    NOT NULL,
+  kind           TEXT    NOT NULL,
+  digest_hex     TEXT    NOT NULL,
+  asset_id       TEXT    NOT NULL DEFAULT '',
+  request_id     TEXT    NOT NULL,
+  api_key_id     TEXT    NOT NULL,
+  client_address TEXT    NOT NULL,
+  policy_hash    TEXT    NOT NULL,
+  signed_at      INTEGER NOT NULL
+);
+
+CREATE INDEX ledger_by_tenant_seq ON ledger (tenant_id, seq);
+
+CREATE INDEX ledger_by_key_seq_time ON ledger (key_id, seq, signed_at);
+
+CREATE INDEX ledger_by_tenant_request ON ledger (tenant_id, request_id);
+
+CREATE INDEX ledger_by_signed_at ON ledger (signed_at);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& SqliteMigrations() {
@@ -82,6 +139,7 @@ const std::vector<Migration>& SqliteMigrations() {
   static const std::vector<Migration> kMigrations{
       {1, "initial_schema", kV1InitialSchema},
       {2, "key_attestation_and_indexes", kV2KeyAttestationAndIndexes},
+      {3, "signing_ledger", kV3SigningLedger},
   };
   return kMigrations;
 }

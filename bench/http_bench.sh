@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# End-to-end durable signing over HTTP (ES256, software key, ledger row committed
+# before each response) with wrk at 1, 64 and 1000 connections, printed beside
+# `openssl speed -multi 2 ecdsap256` measured in the same run. The load
+# generator shares the machine's cores with the server, as PERFORMANCE.md states.
+#
+# Usage: bench/http_bench.sh [BUILD_DIR]   (env: HTTP_BENCH_SECONDS, default 10)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${1:-${BUILD_DIR:-$ROOT/build}}
+KEYCTL=$BUILD_DIR/bin/keyctl
+SECONDS_PER_RUN=${HTTP_BENCH_SECONDS:-10}
+log() { echo "[http-bench] $*" >&2; }
+command -v wrk >/dev/null || { echo "error: wrk not installed (scripts/install-deps.sh)" >&2; exit 1; }
+[[ -x "$KEYCTL" ]] || { echo "error: $KEYCTL not built" >&2; exit 1; }
+ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
+
+WORK=$(mktemp -d)
+SERVER_PID=""
+cleanup() {
+  [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log "openssl speed -multi $(nproc) ecdsap256 (baseline, ${SECONDS_PER_RUN}s)"
+BASE=$(openssl speed -mr -multi "$(nproc)" -seconds "$SECONDS_PER_RUN" ecdsap256 2>/dev/null |
+  awk -F: '$1 == "+F4" && $3 == 256 { printf "%.0f", $4 }')
+
+KEYCTL_LOG_LEVEL=warn "$KEYCTL" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/serve.out" 2>"$WORK/serve.log" &
+SERVER_PID=$!
+URL=""
+for _ in $(seq 1 200); do
+  URL=$(sed -n 's/^keyctl serve: listening on \(http[^ ]*\)$/\1/p' "$WORK/serve.out")
+  [[ -n "$URL" ]] && break
+  sleep 0.1
+done
+[[ -n "$URL" ]] || { cat "$WORK/serve.log" >&2; echo "error: server did not start" >&2; exit 1; }
+export KEYCTL_URL=$URL KEYCTL_TOKEN=$(cat "$WORK/data/bootstrap-admin.token") BENCH_TENANT=bench-tenant
+"$KEYCTL" policy create --tenant-id "$BENCH_TENANT" --algorithm ES256 >/dev/null
+
+printf "%-34s %10s %9s %9s %8s %12s %6s\n" "durable ES256 sign over HTTP" "req/s" "p50" "p99" "errors" "openssl -multi" "ratio"
+for conns in 1 64 1000; do
+  threads=2; [[ $conns -lt 2 ]] && threads=1
+  log "wrk -t$threads -c$conns -d${SECONDS_PER_RUN}s"
+  wrk -t"$threads" -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -s "$ROOT/bench/sign.lua" "$URL" >"$WORK/wrk.txt" 2>&1 || true
+  rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$WORK/wrk.txt")
+  p50=$(awk '$1 == "50%" { print $2 }' "$WORK/wrk.txt")
+  p99=$(awk '$1 == "99%" { print $2 }' "$WORK/wrk.txt")
+  errs=$(awk '/Non-2xx/ { n += $NF } /Socket errors/ { gsub(",", ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$WORK/wrk.txt")
+  ratio=$(awk -v a="${rps:-0}" -v b="${BASE:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+  printf "%-34s %10s %9s %9s %8s %12s %6s\n" "  $conns connections" "${rps:-n/a}" "${p50:-n/a}" "${p99:-n/a}" "$errs" "${BASE:-n/a}" "$ratio"
+done
+log "target: ratio >= 0.25 at 64 connections with p99 < 10ms (PERFORMANCE.md)"

@@ -1,0 +1,75 @@
+// Signing ledger: one row per signature the service returned. It is what makes
+// mass re-signing possible after a key compromise ("everything key K signed
+// between T1 and T2"), and what issuance caps are derived from after a restart.
+//
+// Contract: a signature is returned to a client only after its ledger row is
+// durable (AppendBatch returned OK). Rows are append-only; `seq` is assigned by
+// the store, strictly increasing in commit order. Implementations must be
+// thread-safe; AppendBatch is called by a single group-commit writer thread, so
+// it should not share a lock with request-path reads.
+#ifndef CONCIERGE_LEDGER_H_
+#define CONCIERGE_LEDGER_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "concierge/clock.h"
+#include "concierge/status.h"
+
+namespace concierge {
+
+struct LedgerEntry {
+  int64_t seq = 0;            // assigned by AppendBatch
+  std::string tenant_id;
+  std::string key_id;
+  int64_t key_version = 0;
+  std::string cert_serial;    // empty until certificates exist
+  std::string algorithm;      // "ES256", ...
+  std::string kind = "digest";  // "digest" | "batch" | "cose" | "raw" | "resign"
+  std::string digest_hex;     // what was signed (digest, or hash of the payload)
+  std::string asset_id;       // opaque client reference, may be empty
+  std::string request_id;
+  std::string api_key_id;
+  std::string client_address;
+  std::string policy_hash;
+  TimePoint signed_at{};
+};
+
+struct LedgerQuery {
+  std::string tenant_id;              // required
+  std::string key_id;                 // optional filter
+  std::optional<TimePoint> from;      // inclusive
+  std::optional<TimePoint> to;        // exclusive
+  int64_t after_seq = 0;              // cursor: rows with seq > after_seq
+  int limit = 100;                    // 1..1000
+};
+
+struct LedgerPage {
+  std::vector<LedgerEntry> entries;  // ascending seq
+  int64_t next_cursor = 0;           // 0 = no more rows
+};
+
+// Signatures per minute, for rebuilding issuance windows at start-up.
+struct MinuteCount {
+  std::string tenant_id;
+  int64_t minute = 0;  // unix minutes
+  int64_t count = 0;
+};
+
+class LedgerStore {
+ public:
+  virtual ~LedgerStore() = default;
+  // Appends all entries in one transaction, durable on return; fills `seq`.
+  virtual Status AppendBatch(std::vector<LedgerEntry>& entries) = 0;
+  virtual StatusOr<LedgerPage> ListLedger(const LedgerQuery& query) = 0;
+  // Per-tenant, per-minute counts of rows with signed_at >= since.
+  virtual StatusOr<std::vector<MinuteCount>> CountByMinuteSince(TimePoint since) = 0;
+  // Whether a row with this request id exists for the tenant (tests, idempotency).
+  virtual StatusOr<bool> HasRequest(const std::string& tenant_id, const std::string& request_id) = 0;
+};
+
+}  // namespace concierge
+
+#endif  // CONCIERGE_LEDGER_H_

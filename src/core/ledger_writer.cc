@@ -1,0 +1,81 @@
+#include "core/ledger_writer.h"
+
+namespace concierge::core {
+
+LedgerWriter::LedgerWriter(LedgerStore& store, LedgerWriterOptions options)
+    : store_(store), options_(options), thread_([this] { Run(); }) {}
+
+LedgerWriter::~LedgerWriter() { Stop(); }
+
+void LedgerWriter::Submit(std::vector<LedgerEntry> entries, DoneWithEntries done) {
+  bool stopping;
+  {
+    std::lock_guard lock(mu_);
+    stopping = stopping_;
+    if (!stopping && queued_rows_ + entries.size() <= options_.max_queued_rows) {
+      queued_rows_ += entries.size();
+      queue_.push_back(Pending{std::move(entries), std::move(done)});
+      cv_.notify_one();
+      return;
+    }
+  }
+  Status st = UnavailableError(stopping ? "ledger writer is shutting down" : "ledger writer is overloaded; retry");
+  done(st, entries);
+}
+
+void LedgerWriter::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+LedgerWriterStats LedgerWriter::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+void LedgerWriter::Run() {
+  std::vector<Pending> batch;
+  std::vector<LedgerEntry> rows;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      size_t taken = 0;
+      while (!queue_.empty() && (batch.empty() || taken + queue_.front().entries.size() <= options_.max_batch_rows)) {
+        taken += queue_.front().entries.size();
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      queued_rows_ -= taken;
+    }
+    rows.clear();
+    for (auto& p : batch) {
+      for (auto& e : p.entries) rows.push_back(std::move(e));
+    }
+    Status st = store_.AppendBatch(rows);
+    // Hand each submission its rows back (with seq filled in on success).
+    size_t i = 0;
+    for (auto& p : batch) {
+      for (auto& e : p.entries) e = std::move(rows[i++]);
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (st.ok()) {
+        ++stats_.commits;
+        stats_.rows += rows.size();
+      } else {
+        ++stats_.failed_commits;
+      }
+    }
+    for (auto& p : batch) p.done(st, p.entries);
+    batch.clear();
+  }
+}
+
+}  // namespace concierge::core

@@ -1,0 +1,75 @@
+// LedgerWriter: the group-commit writer of the signing ledger.
+//
+// Request threads Submit() their rows and return at once; one writer thread
+// takes everything queued (whole submissions, up to max_batch rows), commits it
+// in one transaction, then runs each submission's callback with the outcome.
+// While one commit is in flight the next batch accumulates, so throughput grows
+// with load without adding latency at low load. A caller must not reveal a
+// signature before its callback reported OK: that is what makes "every
+// signature returned is in the ledger" hold across crashes.
+// Thread-safe. Callbacks run on the writer thread and must not block.
+#ifndef CONCIERGE_CORE_LEDGER_WRITER_H_
+#define CONCIERGE_CORE_LEDGER_WRITER_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "concierge/ledger.h"
+
+namespace concierge::core {
+
+struct LedgerWriterOptions {
+  size_t max_batch_rows = 2048;   // rows per transaction (a larger submission still goes whole)
+  size_t max_queued_rows = 200000;  // back-pressure: beyond this Submit fails fast
+};
+
+struct LedgerWriterStats {
+  uint64_t commits = 0;
+  uint64_t rows = 0;
+  uint64_t failed_commits = 0;
+};
+
+class LedgerWriter {
+ public:
+  using Done = std::function<void(const Status&)>;
+
+  LedgerWriter(LedgerStore& store, LedgerWriterOptions options = {});
+  ~LedgerWriter();  // commits what is queued, then stops
+  LedgerWriter(const LedgerWriter&) = delete;
+  LedgerWriter& operator=(const LedgerWriter&) = delete;
+
+  // Queues `entries` to be committed together. `done` receives OK once they are
+  // durable, or the error (kUnavailable when stopped or overloaded). Entries get
+  // their seq filled in before `done` runs; `done` receives them back.
+  using DoneWithEntries = std::function<void(const Status&, std::vector<LedgerEntry>&)>;
+  void Submit(std::vector<LedgerEntry> entries, DoneWithEntries done);
+
+  void Stop();
+  LedgerWriterStats stats() const;
+
+ private:
+  struct Pending {
+    std::vector<LedgerEntry> entries;
+    DoneWithEntries done;
+  };
+  void Run();
+
+  LedgerStore& store_;
+  LedgerWriterOptions options_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;
+  size_t queued_rows_ = 0;
+  bool stopping_ = false;
+  LedgerWriterStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace concierge::core
+
+#endif  // CONCIERGE_CORE_LEDGER_WRITER_H_

@@ -1,0 +1,83 @@
+#include "testing/server_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "testing/test_util.h"
+
+namespace concierge::testing {
+
+ServerProcess::~ServerProcess() {
+  if (pid_ > 0) Kill(SIGKILL);
+}
+
+bool ServerProcess::Start(const std::string& data_dir) {
+  int fds[2];
+  if (pipe(fds) != 0) {
+    error_ = "pipe failed";
+    return false;
+  }
+  std::string binary = KeyctlBinary();
+  log_path_ = data_dir + ".serve.log";
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (log >= 0) dup2(log, STDERR_FILENO);
+    close(fds[0]);
+    close(fds[1]);
+    execl(binary.c_str(), binary.c_str(), "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(fds[1]);
+  if (pid_ < 0) {
+    close(fds[0]);
+    error_ = "fork failed";
+    return false;
+  }
+  // Read stdout until the "listening on" line; bounded by a deadline, not a sleep.
+  std::string out;
+  const std::string marker = "listening on ";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fds[0], POLLIN, 0};
+    if (poll(&p, 1, 200) <= 0) continue;
+    char buf[512];
+    ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n <= 0) break;  // child closed stdout: exited
+    out.append(buf, static_cast<size_t>(n));
+    auto pos = out.find(marker);
+    if (pos != std::string::npos) {
+      auto end = out.find('\n', pos);
+      if (end != std::string::npos) {
+        url_ = out.substr(pos + marker.size(), end - pos - marker.size());
+        out_fd_ = fds[0];  // kept open so later writes by the server never hit SIGPIPE
+        return true;
+      }
+    }
+  }
+  close(fds[0]);
+  error_ = "server did not report its address; output: " + out;
+  Kill(SIGKILL);
+  return false;
+}
+
+void ServerProcess::Kill(int signal) {
+  if (out_fd_ >= 0) {
+    close(out_fd_);
+    out_fd_ = -1;
+  }
+  if (pid_ <= 0) return;
+  ::kill(pid_, signal);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+}  // namespace concierge::testing

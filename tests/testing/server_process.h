@@ -1,0 +1,36 @@
+// ServerProcess: runs `keyctl serve` as a child process on a loopback port chosen
+// by the OS, for tests that must crash the server (SIGKILL) or run the real
+// binary. Not thread-safe.
+#ifndef CONCIERGE_TESTS_TESTING_SERVER_PROCESS_H_
+#define CONCIERGE_TESTS_TESTING_SERVER_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <string>
+
+namespace concierge::testing {
+
+class ServerProcess {
+ public:
+  ServerProcess() = default;
+  ~ServerProcess();  // SIGKILLs a still-running child
+
+  // Starts `keyctl serve --listen 127.0.0.1:0 --data-dir DIR` and waits (bounded)
+  // for its "listening on" line. Returns false (with a reason in error()) if the
+  // server exits or does not report its address in time.
+  bool Start(const std::string& data_dir);
+  void Kill(int signal);  // and reap
+  const std::string& url() const { return url_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  std::string url_;
+  std::string error_;
+  std::string log_path_;
+};
+
+}  // namespace concierge::testing
+
+#endif  // CONCIERGE_TESTS_TESTING_SERVER_PROCESS_H_
