@@ -410,10 +410,13 @@ int RunKeyctl(int argc, char** argv) {
   sign->add_option("--file", file, "hash this file locally and sign its digest");
   sign->add_option("--format", format, "ECDSA output: der or p1363")->check(CLI::IsMember({"der", "p1363"}));
   sign->add_option("--out", out_file, "write the binary signature to this file");
+  std::string asset_id;
+  sign->add_option("--asset-id", asset_id, "your reference for the asset, kept in the ledger");
   sign->callback([&] {
     action = [&] {
       Api api(g);
       json body = {{"digest", DigestHex(api, tenant, digest, file)}, {"format", format}};
+      if (!asset_id.empty()) body["asset_id"] = asset_id;
       json r = api.CallJson("POST", TenantPath(tenant, "/sign"), &body);
       if (!out_file.empty()) {
         auto sig = crypto::Base64Decode(r.value("signature", ""));
@@ -450,6 +453,49 @@ int RunKeyctl(int argc, char** argv) {
                   << ", " << r.value("key_state", "") << ")\n";
       });
       return valid ? 0 : kExitError;
+    };
+  });
+
+  // ledger
+  auto* ledger = app.add_subcommand("ledger", "read the signing ledger");
+  ledger->require_subcommand(1);
+  int64_t after = 0;
+  int limit = 100;
+  std::string from, to;
+  bool all_pages = false;
+  auto* llist = ledger->add_subcommand("list", "list ledger entries (oldest first)");
+  llist->add_option("--tenant-id", tenant, "tenant id")->required();
+  llist->add_option("--key-id", key_id, "only entries signed by this key");
+  llist->add_option("--from", from, "RFC 3339 start time (inclusive)");
+  llist->add_option("--to", to, "RFC 3339 end time (exclusive)");
+  llist->add_option("--after", after, "cursor: entries after this sequence number");
+  llist->add_option("--limit", limit, "entries per page (1-1000)")->check(CLI::Range(1, 1000));
+  llist->add_flag("--all", all_pages, "follow the cursor to the end");
+  llist->callback([&] {
+    action = [&] {
+      Api api(g);
+      json all = json::array();
+      int64_t cursor = after;
+      for (;;) {
+        std::string q = "?limit=" + std::to_string(limit) + "&after=" + std::to_string(cursor);
+        if (!key_id.empty()) q += "&key_id=" + key_id;
+        if (!from.empty()) q += "&from=" + from;
+        if (!to.empty()) q += "&to=" + to;
+        json page = api.CallJson("GET", TenantPath(tenant, "/ledger" + q));
+        for (auto& e : page["entries"]) all.push_back(e);
+        if (!all_pages || page["next_cursor"].is_null()) {
+          if (!all_pages && !page["next_cursor"].is_null()) {
+            std::cerr << "more entries: --after " << page["next_cursor"].get<int64_t>() << " (or --all)\n";
+          }
+          break;
+        }
+        cursor = page["next_cursor"].get<int64_t>();
+      }
+      json out = {{"tenant_id", tenant}, {"entries", all}};
+      Print(g, out, [&] {
+        PrintTable({"seq", "signed_at", "key_id", "kind", "asset_id", "request_id", "digest"}, all);
+      });
+      return 0;
     };
   });
 

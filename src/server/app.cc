@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "backends/pkcs11/server_setup.h"
 #include "backends/software/software_backend.h"
 #include "core/auth.h"
 #include "core/issuance.h"
@@ -133,6 +134,16 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
   Log(LogLevel::kInfo, "keystore_opened",
       {{"dir", config.keystore_dir}, {"kek_source", std::string((*software)->kek_source())}});
   RETURN_IF_ERROR(impl->backends.Register(*std::move(software)));
+
+  // PKCS#11 HSMs: the configured module, or a SoftHSM2 dev token (docs/pkcs11.md).
+  backends::pkcs11::Pkcs11ServerSettings p11{config.data_dir, config.pkcs11_module, config.pkcs11_allowed_modules,
+                                             config.pkcs11_sessions, config.io_threads, config.yubihsm2_module,
+                                             &config.pkcs11_pin};
+  ASSIGN_OR_RETURN(auto hsm, backends::pkcs11::CreatePkcs11Backends(p11));
+  for (const auto& [warn, note] : hsm.notes) {
+    Log(warn ? LogLevel::kWarn : LogLevel::kInfo, "pkcs11", {{"detail", note}});
+  }
+  for (auto& b : hsm.backends) RETURN_IF_ERROR(impl->backends.Register(std::move(b)));
 
   impl->auth = std::make_unique<core::Authenticator>(*impl->store, clock);
   impl->tenants = std::make_unique<core::TenantService>(*impl->store, impl->backends, clock);

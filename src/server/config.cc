@@ -68,6 +68,20 @@ Status Apply(ServerConfig& c, const std::string& key, const std::string& value) 
   } else if (key == "argon2_parallelism") {
     RETURN_IF_ERROR(SetUint(key, value, 64, &c.argon2_parallelism));
     if (c.argon2_parallelism < 1) return FieldError(key, "config key 'argon2_parallelism' must be at least 1");
+  } else if (key == "pkcs11_module") {
+    if (!value.empty() && value != "none" && value.front() != '/') {
+      return FieldError(key, "config key 'pkcs11_module' must be an absolute path or 'none'");
+    }
+    c.pkcs11_module = value;
+  } else if (key == "pkcs11_allowed_modules") {
+    c.pkcs11_allowed_modules = value;
+  } else if (key == "pkcs11_sessions") {
+    return SetUint(key, value, 256, &c.pkcs11_sessions);
+  } else if (key == "yubihsm2_module") {
+    if (!value.empty() && value.front() != '/') {
+      return FieldError(key, "config key 'yubihsm2_module' must be an absolute path");
+    }
+    c.yubihsm2_module = value;
   } else {
     return FieldError(key, "unknown config key '" + key + "'");
   }
@@ -126,6 +140,11 @@ ServerConfig ServerConfig::Clone() const {
   c.argon2_memory_kib = argon2_memory_kib;
   c.argon2_parallelism = argon2_parallelism;
   if (master_passphrase) c.master_passphrase = master_passphrase->Clone();
+  c.pkcs11_module = pkcs11_module;
+  c.pkcs11_allowed_modules = pkcs11_allowed_modules;
+  c.pkcs11_sessions = pkcs11_sessions;
+  c.yubihsm2_module = yubihsm2_module;
+  if (pkcs11_pin) c.pkcs11_pin = pkcs11_pin->Clone();
   return c;
 }
 
@@ -172,10 +191,17 @@ StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<s
       {"KEYCTL_ARGON2_TIME_COST", "argon2_time_cost"},
       {"KEYCTL_ARGON2_MEMORY_KIB", "argon2_memory_kib"},
       {"KEYCTL_ARGON2_PARALLELISM", "argon2_parallelism"},
+      {"KEYCTL_PKCS11_MODULE", "pkcs11_module"},
+      {"KEYCTL_PKCS11_ALLOWED_MODULES", "pkcs11_allowed_modules"},
+      {"KEYCTL_PKCS11_SESSIONS", "pkcs11_sessions"},
+      {"KEYCTL_YUBIHSM2_MODULE", "yubihsm2_module"},
   };
   for (const auto& [var, key] : kEnvKeys) {
     auto it = env.find(var);
     if (it != env.end()) RETURN_IF_ERROR(Apply(c, key, it->second).Annotate("environment variable " + var));
+  }
+  if (auto pin = env.find("KEYCTL_PKCS11_PIN"); pin != env.end() && !pin->second.empty()) {
+    c.pkcs11_pin = SecretBytes::FromString(pin->second, SecretAccess::Grant());
   }
   auto pass = env.find("KEYCTL_MASTER_PASSPHRASE");
   auto pass_file = env.find("KEYCTL_MASTER_PASSPHRASE_FILE");

@@ -37,13 +37,14 @@ if grep -qF "$KEYCTL_TOKEN" "$WORK/serve.log" "$WORK/serve.out"; then fail "toke
 # --- the walkthrough, exactly as in README.md ---
 "$KEYCTL" policy create --tenant-id acme-news --algorithm ES256 --key-type software --provider software --rotation-days 30
 echo "my first C2PA asset" > asset.jpg
-"$KEYCTL" sign --tenant-id acme-news --file asset.jpg --out asset.sig
+"$KEYCTL" sign --tenant-id acme-news --file asset.jpg --out asset.sig --asset-id urn:example:asset-1
 "$KEYCTL" key pubkey --tenant-id acme-news --out acme-news.pem
 openssl dgst -sha256 -verify acme-news.pem -signature asset.sig asset.jpg | tee verify.out
 grep -q "Verified OK" verify.out || fail "openssl did not verify the signature"
 "$KEYCTL" verify --tenant-id acme-news --file asset.jpg --signature-file asset.sig
 "$KEYCTL" policy list
 "$KEYCTL" key list --tenant-id acme-news
+"$KEYCTL" ledger list --tenant-id acme-news | grep -q "urn:example:asset-1" || fail "signature missing from ledger"
 "$KEYCTL" -o json policy get --tenant-id acme-news | grep -q '"policy_hash"' || fail "json output lacks policy_hash"
 
 # A tampered file must not verify, through keyctl or openssl.

@@ -120,10 +120,10 @@ class Pkcs11Module final : public Pkcs11Api {
     CK_INFO info = {};
     rv = fl_->C_GetInfo(&info);
     if (rv != CKR_OK) return Pkcs11Error("C_GetInfo of " + path_, rv);
-    if (info.cryptoki_version.major != 2) {
+    if (info.cryptokiVersion.major != 2) {
       return FailedPreconditionError("PKCS#11 module " + path_ + " implements Cryptoki " +
-                                     std::to_string(info.cryptoki_version.major) + "." +
-                                     std::to_string(info.cryptoki_version.minor) + "; version 2.x is required");
+                                     std::to_string(info.cryptokiVersion.major) + "." +
+                                     std::to_string(info.cryptokiVersion.minor) + "; version 2.x is required");
     }
     return Status::Ok();
   }

@@ -141,12 +141,8 @@ StatusOr<Pkcs11Uri> ParsePkcs11Uri(std::string_view uri) {
     size_t eq = part.find('=');
     if (part.empty()) return InvalidArgumentError("PKCS#11 URI has an empty attribute");
     if (eq == std::string_view::npos || eq == 0) {
-      // Name only; safe to show since names never carry secrets when valid.
-      std::string shown(part.substr(0, std::min<size_t>(part.size(), 32)));
-      for (char& ch : shown) {
-        if (!IsUnreserved(static_cast<unsigned char>(ch))) ch = '?';
-      }
-      return InvalidArgumentError("PKCS#11 URI attribute '" + shown + "' must have the form name=value");
+      // Not echoed: a mistyped URI may have a PIN where a name should be.
+      return InvalidArgumentError("PKCS#11 URI has an attribute that is not of the form name=value");
     }
     std::string_view name = part.substr(0, eq);
     for (char ch : name) {

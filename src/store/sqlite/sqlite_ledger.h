@@ -48,6 +48,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "concierge/clock.h"
@@ -97,9 +98,9 @@ class SqliteLedger : public LedgerStore {
   // to): one cached statement per combination, indexed by a 3-bit mask.
   static constexpr int kListShapes = 8;
 
-  // Returns the cached statement for `sql`, preparing it on first use.
-  // Requires reader_mu_.
-  StatusOr<sqlite3_stmt*> ReaderStatementLocked(StmtPtr& slot, const std::string& sql,
+  // Returns the statement cached in `slot`, preparing `sql` on first use
+  // (`sql` is only read then). Requires reader_mu_.
+  StatusOr<sqlite3_stmt*> ReaderStatementLocked(StmtPtr& slot, std::string_view sql,
                                                 std::string_view operation);
 
   std::mutex writer_mu_;
