@@ -1,5 +1,7 @@
 #include "core/auth.h"
 
+#include <mutex>
+
 #include "core/policy.h"
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
@@ -88,11 +90,26 @@ StatusOr<Principal> Authenticator::Authenticate(std::string_view authorization) 
   }
   std::string id, secret;
   if (!ParseToken(authorization.substr(kBearer.size()), &id, &secret)) return InvalidCredentials();
-  auto record = store_.GetApiKey(id);
   std::string presented = crypto::Sha256Hex(crypto::AsBytes(secret));
-  if (!record.ok()) {
-    if (record.status().code() == StatusCode::kNotFound) return InvalidCredentials();
-    return record.status().Annotate("looking up API key");
+  std::optional<ApiKeyRecord> record;
+  TimePoint now = clock_.Now();
+  {
+    std::shared_lock lock(mu_);
+    auto it = cache_.find(id);
+    if (it != cache_.end() && now - it->second.loaded_at < kCacheTtl && now >= it->second.loaded_at) {
+      record = it->second.record;
+    }
+  }
+  if (!record) {
+    auto loaded = store_.GetApiKey(id);
+    if (!loaded.ok()) {
+      if (loaded.status().code() == StatusCode::kNotFound) return InvalidCredentials();
+      return loaded.status().Annotate("looking up API key");
+    }
+    record = *std::move(loaded);
+    std::unique_lock lock(mu_);
+    if (cache_.size() > 100000) cache_.clear();  // bound memory against id spraying
+    cache_[id] = Cached{*record, now};
   }
   if (!ConstantTimeEquals(std::string_view(presented), std::string_view(record->secret_hash))) {
     return InvalidCredentials();
@@ -101,6 +118,13 @@ StatusOr<Principal> Authenticator::Authenticate(std::string_view authorization) 
   auto role = ParseRole(record->role);
   if (!role) return InternalError("API key has an unknown role");
   return Principal{record->id, *role, record->tenant_id};
+}
+
+Status Authenticator::Revoke(const std::string& id) {
+  RETURN_IF_ERROR(store_.RevokeApiKey(id, clock_.Now()));
+  std::unique_lock lock(mu_);
+  cache_.erase(id);
+  return Status::Ok();
 }
 
 Status Authenticator::Authorize(const Principal& principal, Permission permission,

@@ -4,11 +4,19 @@
 // secret (64 hex, 256 bits) is checked against the stored SHA-256 with a
 // constant-time comparison. Secrets are never stored, logged or returned except
 // once, to the caller that created the key. Unknown, malformed and revoked tokens
-// all fail with the same message, so the error is no oracle. Thread-safe.
+// all fail with the same message, so the error is no oracle.
+//
+// Verified keys are cached in memory (the sign hot path must not query the
+// database per request). Revoke() through this Authenticator takes effect at
+// once; a revocation written by another process sharing the database takes
+// effect within kCacheTtl. Thread-safe.
 #ifndef CONCIERGE_CORE_AUTH_H_
 #define CONCIERGE_CORE_AUTH_H_
 
+#include <chrono>
 #include <optional>
+#include <shared_mutex>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 
@@ -59,6 +67,9 @@ class Authenticator {
   // `tenant_id` empty = a global operation (only unscoped principals pass).
   Status Authorize(const Principal& principal, Permission permission, std::string_view tenant_id) const;
 
+  // Revokes the key and drops it from the cache.
+  Status Revoke(const std::string& id);
+
   StatusOr<NewApiKey> CreateApiKey(Role role, const std::string& tenant_id, const std::string& name,
                                    const std::string& created_by);
   // Makes a key and its token without storing it (the bootstrap path writes the
@@ -68,8 +79,16 @@ class Authenticator {
   Store& store() { return store_; }
 
  private:
+  struct Cached {
+    ApiKeyRecord record;
+    TimePoint loaded_at;
+  };
+  static constexpr std::chrono::seconds kCacheTtl{30};
+
   Store& store_;
   Clock& clock_;
+  std::shared_mutex mu_;
+  std::unordered_map<std::string, Cached> cache_;
 };
 
 // Splits "kc_<id>.<secret>"; false when malformed.

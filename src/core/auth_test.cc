@@ -61,7 +61,19 @@ TEST_F(AuthTest, RevokedKeyIsRejected) {
   std::string token = Token(Role::kOperator);
   auto p = auth_->Authenticate("Bearer " + token);
   ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(auth_->Revoke(p->id).ok());
+  EXPECT_EQ(auth_->Authenticate("Bearer " + token).status().code(), StatusCode::kUnauthenticated);
+}
+
+TEST_F(AuthTest, RevocationByAnotherProcessTakesEffectWithinCacheTtl) {
+  std::string token = Token(Role::kOperator);
+  auto p = auth_->Authenticate("Bearer " + token);
+  ASSERT_TRUE(p.ok());
+  // Another instance revokes directly in the shared database.
   ASSERT_TRUE(store_->RevokeApiKey(p->id, clock_.Now()).ok());
+  clock_.Advance(std::chrono::seconds(29));
+  EXPECT_TRUE(auth_->Authenticate("Bearer " + token).ok());  // still cached
+  clock_.Advance(std::chrono::seconds(2));
   EXPECT_EQ(auth_->Authenticate("Bearer " + token).status().code(), StatusCode::kUnauthenticated);
 }
 

@@ -235,7 +235,8 @@ void Api::Finish(const std::shared_ptr<Call>& call, HttpResponse response) {
   response.headers.emplace_back("X-Request-Id", call->request_id);
   auto micros =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - call->start);
-  Log(response.status >= 500 ? LogLevel::kWarn : LogLevel::kDebug, "http_request",
+  LogLevel level = response.status >= 500 ? LogLevel::kWarn : LogLevel::kDebug;
+  if (LogEnabled(level)) Log(response.status >= 500 ? LogLevel::kWarn : LogLevel::kDebug, "http_request",
       {{"request_id", call->request_id},
        {"method", call->req.method},
        {"path", call->req.path},
@@ -275,6 +276,7 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
 
   if (is({"health"})) return m == "GET" ? Health(call) : method_not_allowed("GET");
   if (is({"ready"})) return m == "GET" ? Ready(call) : method_not_allowed("GET");
+  if (is({"metrics"})) return m == "GET" ? Metrics(call) : method_not_allowed("GET");
   if (s.size() < 2 || s[0] != "api" || s[1] != "v1") {
     return ErrorResponse(NotFoundError("no route for " + call.req.path), call.request_id);
   }
@@ -337,6 +339,26 @@ HttpResponse Api::Ready(Call&) {
     ready = ready && h.healthy;
   }
   return JsonResponse(ready ? 200 : 503, {{"ready", ready}, {"components", components}});
+}
+
+// Prometheus text format. Unauthenticated like /health: counters only, no
+// tenant data; restrict it at the network layer if that matters.
+HttpResponse Api::Metrics(Call&) {
+  std::string out;
+  auto counter = [&](const char* name, const char* help, uint64_t value) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " +
+           std::to_string(value) + "\n";
+  };
+  if (d_.ledger_writer) {
+    core::LedgerWriterStats st = d_.ledger_writer->stats();
+    counter("keyctl_ledger_commits_total", "Ledger group commits.", st.commits);
+    counter("keyctl_ledger_rows_total", "Ledger rows committed.", st.rows);
+    counter("keyctl_ledger_failed_commits_total", "Ledger commits that failed.", st.failed_commits);
+  }
+  HttpResponse r;
+  r.content_type = "text/plain; version=0.0.4";
+  r.body = std::move(out);
+  return r;
 }
 
 HttpResponse Api::Whoami(Call& call) {
@@ -691,7 +713,7 @@ HttpResponse Api::RevokeApiKey(Call& call, const std::string& id) {
   if (id == call.principal->id) {
     return ErrorResponse(FailedPreconditionError("an API key cannot revoke itself"), call.request_id);
   }
-  API_RETURN_IF_ERROR(call, d_.store->RevokeApiKey(id, d_.clock->Now()));
+  API_RETURN_IF_ERROR(call, d_.auth->Revoke(id));
   Log(LogLevel::kInfo, "api_key_revoked", {{"api_key_id", id}, {"actor", call.principal->id}, {"request_id", call.request_id}});
   return JsonResponse(200, {{"id", id}, {"revoked", true}});
 }

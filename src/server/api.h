@@ -16,6 +16,7 @@
 #include "concierge/ledger.h"
 #include "concierge/store.h"
 #include "core/auth.h"
+#include "core/ledger_writer.h"
 #include "core/signing_service.h"
 #include "core/tenant_service.h"
 #include "server/http_server.h"
@@ -33,6 +34,7 @@ struct ApiDeps {
   core::TenantService* tenants = nullptr;
   core::SigningService* signing = nullptr;
   LedgerStore* ledger = nullptr;
+  core::LedgerWriter* ledger_writer = nullptr;
   Clock* clock = nullptr;
 };
 
@@ -50,6 +52,7 @@ class Api {
 
   HttpResponse Health(Call& call);
   HttpResponse Ready(Call& call);
+  HttpResponse Metrics(Call& call);
   HttpResponse Whoami(Call& call);
   HttpResponse ListTenants(Call& call);
   HttpResponse GetTenant(Call& call, const std::string& tenant);

@@ -152,7 +152,8 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
   impl->signing = std::make_unique<core::SigningService>(*impl->tenants, *impl->ledger_writer, impl->limiter, clock,
                                                          signing_options);
   impl->api = std::make_unique<Api>(ApiDeps{impl->store.get(), &impl->backends, impl->auth.get(),
-                                            impl->tenants.get(), impl->signing.get(), impl->ledger.get(), &clock});
+                                            impl->tenants.get(), impl->signing.get(), impl->ledger.get(),
+                                            impl->ledger_writer.get(), &clock});
 
   // First start: mint an admin key, write its token (0600) before storing the
   // key, so a crash in between leaves no admin key that nobody holds.

@@ -39,6 +39,8 @@ void SetLogLevel(std::string_view level) {
   else Logger()->set_level(spdlog::level::info);
 }
 
+bool LogEnabled(LogLevel level) { return Logger()->should_log(ToSpd(level)); }
+
 void Log(LogLevel level, std::string_view event, nlohmann::json fields) {
   auto logger = Logger();
   if (!logger->should_log(ToSpd(level))) return;

@@ -13,6 +13,8 @@ namespace concierge::server {
 enum class LogLevel { kDebug, kInfo, kWarn, kError };
 
 void SetLogLevel(std::string_view level);  // "debug", "info", ...
+// Lets hot paths skip building fields for a line that would be dropped.
+bool LogEnabled(LogLevel level);
 void Log(LogLevel level, std::string_view event, nlohmann::json fields = nlohmann::json::object());
 
 }  // namespace concierge::server

@@ -442,7 +442,8 @@ struct Pkcs11Backend::Impl {
 
   std::mutex tokens_mu;  // guards modules and tokens (opening is rare)
   std::map<std::string, std::shared_ptr<Pkcs11Api>> modules;
-  std::map<std::string, std::unique_ptr<Token>> tokens;
+  std::map<std::string, std::unique_ptr<Token>> tokens;  // by module + label + serial
+  std::map<std::string, Token*> token_aliases;            // by module + URI selector
 
   std::shared_mutex keys_mu;
   std::map<std::string, KeyEntry, std::less<>> keys;
@@ -483,9 +484,9 @@ struct Pkcs11Backend::Impl {
     std::lock_guard l(tokens_mu);
     std::string module_path;
     ASSIGN_OR_RETURN(std::shared_ptr<Pkcs11Api> api, ModuleLocked(uri, &module_path));
-    std::string key = TokenKey(module_path, uri);
-    auto it = tokens.find(key);
-    if (it != tokens.end()) return it->second.get();
+    std::string alias = TokenKey(module_path, uri);
+    auto it = token_aliases.find(alias);
+    if (it != token_aliases.end()) return it->second;
 
     auto t = std::make_unique<Token>();
     t->api = api;
@@ -519,6 +520,12 @@ struct Pkcs11Backend::Impl {
     }
     t->label = Trim(info.label, 32);
     t->serial = Trim(info.serialNumber, 16);
+    // Another URI form (e.g. with serial) may already have opened this token.
+    std::string identity = module_path + "\n" + t->label + "\n" + t->serial;
+    if (auto same = tokens.find(identity); same != tokens.end()) {
+      token_aliases[alias] = same->second.get();
+      return same->second.get();
+    }
     t->login_required = (info.flags & CKF_LOGIN_REQUIRED) != 0;
     t->selector.token = t->label;
     t->selector.serial = t->serial;
@@ -544,7 +551,8 @@ struct Pkcs11Backend::Impl {
       }
     }
     Token* raw = t.get();
-    tokens.emplace(key, std::move(t));
+    tokens.emplace(identity, std::move(t));
+    token_aliases[alias] = raw;
     return raw;
   }
 
