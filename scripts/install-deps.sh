@@ -11,7 +11,7 @@ PACKAGES=(
   libpq-dev postgresql
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libtomlplusplus-dev
   libcurl4-openssl-dev curl
-  libargon2-dev
+  libargon2-dev libjemalloc-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   softhsm2 opensc libp11-kit-dev
   wrk

@@ -156,6 +156,10 @@ Status ValidatePolicy(const Policy& p) {
                                       " provider (it belongs to key_type " + std::string(provider_type) + ")");
   }
   if (p.key_uri.size() > 2048) return FieldError("key_uri", "key_uri is longer than 2048 characters");
+  // Policies are stored and returned by the API: a PIN must never be part of one.
+  if (p.key_uri.find("pin-value") != std::string::npos) {
+    return FieldError("key_uri", "key_uri must not contain pin-value; use pin-source=FILE or KEYCTL_PKCS11_PIN");
+  }
   if (p.failover.size() > 4) return FieldError("failover", "at most 4 failover backends are allowed");
   for (const auto& f : p.failover) {
     if (f.empty() || f.size() > 2048) return FieldError("failover", "failover entries must be 1 to 2048 characters");

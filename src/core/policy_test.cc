@@ -46,6 +46,9 @@ TEST(PolicyTest, ErrorsNameTheField) {
   EXPECT_EQ(FieldOf(ParseError({{"cert_validity_days", 30}, {"rotate_every_days", 90}})), "cert_validity_days");
   EXPECT_EQ(FieldOf(ParseError({{"canary_count", 1001}})), "canary_count");
   EXPECT_EQ(FieldOf(ParseError({{"tenant_id", "other"}})), "tenant_id");
+  Status pin = ParseError({{"provider", "pkcs11"}, {"key_uri", "pkcs11:token=t?pin-value=1234"}});
+  EXPECT_EQ(FieldOf(pin), "key_uri");
+  EXPECT_EQ(pin.message().find("1234"), std::string::npos);
 }
 
 TEST(PolicyTest, AssertionListsMustNotOverlap) {
