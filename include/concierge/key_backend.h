@@ -59,6 +59,17 @@ class KeyBackend {
   // Ed25519, the digest bytes are signed as the message.
   virtual StatusOr<Bytes> SignDigest(std::string_view key_uri, Algorithm alg, ByteView digest) = 0;
 
+  // Signs `message` itself, without pre-hashing: PureEdDSA, which is what X.509
+  // (RFC 8410) and COSE (RFC 9053) mean by an Ed25519 signature over their
+  // to-be-signed bytes. Only EdDSA keys need it; backends that cannot do it keep
+  // this default and callers report the limitation.
+  virtual StatusOr<Bytes> SignMessage(std::string_view key_uri, Algorithm alg, ByteView message) {
+    (void)key_uri;
+    (void)message;
+    return UnimplementedError("backend '" + std::string(provider()) + "' cannot sign whole messages with " +
+                              std::string(AlgorithmName(alg)));
+  }
+
   virtual StatusOr<Bytes> PublicKeySpkiDer(std::string_view key_uri) = 0;
 
   // Makes the key unusable. Irreversible.

@@ -69,6 +69,35 @@ struct ApiKeyRecord {
   std::optional<TimePoint> revoked_at;
 };
 
+// An X.509 certificate of a tenant key. `serial` is lowercase hex; (issuer,
+// serial) is unique. Status: "active" (the key's current certificate),
+// "superseded" (replaced by a newer one for the same key) or "revoked".
+// Source: "builtin-ca" or "imported".
+struct CertificateRecord {
+  std::string serial;
+  std::string tenant_id;
+  std::string key_id;
+  std::string pem;        // the end-entity certificate
+  std::string chain_pem;  // end-entity first, then intermediates, root last
+  std::string issuer;     // RFC 2253 issuer name
+  std::string source;
+  std::string status = "active";
+  TimePoint not_before{};
+  TimePoint not_after{};
+  TimePoint created_at{};
+  std::optional<TimePoint> revoked_at;
+};
+
+// The built-in issuing CA (at most one per database).
+struct CaRecord {
+  std::string provider;   // backend holding the CA key
+  std::string key_uri;
+  std::string algorithm;  // "ES256", ...
+  std::string cert_pem;   // self-signed CA certificate
+  int64_t crl_number = 0; // last CRL number handed out
+  TimePoint created_at{};
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -109,6 +138,27 @@ class Store {
   virtual Status UpdateKeyState(const std::string& key_id, const std::string& expected_state,
                                 const std::string& new_state, TimePoint at) = 0;
   virtual StatusOr<int64_t> NextKeyVersion(const std::string& tenant_id) = 0;
+
+  // --- certificates and the built-in CA ---
+  // kAlreadyExists when the CA was initialised before.
+  virtual Status InsertCa(const CaRecord& ca) = 0;
+  // kNotFound when there is no CA.
+  virtual StatusOr<CaRecord> GetCa() = 0;
+  // Increments and returns the CA's CRL number (kNotFound without a CA).
+  virtual StatusOr<int64_t> NextCrlNumber() = 0;
+  // Stores `cert` as the active certificate of cert.key_id; the key's previous
+  // active certificate (if any) becomes "superseded", in one transaction.
+  // The tenant must exist and not be deleted (kNotFound).
+  virtual Status InsertCertificate(const CertificateRecord& cert) = 0;
+  // The key's "active" certificate (kNotFound if none). A revoked certificate
+  // is returned by GetLatestCertificate, so callers can say why signing stops.
+  virtual StatusOr<CertificateRecord> GetActiveCertificate(const std::string& key_id) = 0;
+  // The newest certificate of the key whatever its status (kNotFound if none).
+  virtual StatusOr<CertificateRecord> GetLatestCertificate(const std::string& key_id) = 0;
+  // Marks a certificate revoked (idempotent: the first time is kept).
+  virtual Status RevokeCertificate(const std::string& issuer, const std::string& serial, TimePoint at) = 0;
+  // Revoked certificates of one issuer, oldest revocation first (for CRLs).
+  virtual StatusOr<std::vector<CertificateRecord>> ListRevokedCertificates(const std::string& issuer) = 0;
 
   // --- API keys ---
   virtual Status InsertApiKey(const ApiKeyRecord& key) = 0;

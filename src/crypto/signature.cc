@@ -103,6 +103,48 @@ StatusOr<Bytes> SignDigest(EVP_PKEY* private_key, Algorithm alg, ByteView digest
   return sig;
 }
 
+PreparedSigner::PreparedSigner(EvpPkeyPtr key, Algorithm alg, size_t max_signature)
+    : key_(std::move(key)), alg_(alg), max_signature_(max_signature) {}
+
+PreparedSigner::~PreparedSigner() = default;
+
+StatusOr<std::unique_ptr<PreparedSigner>> PreparedSigner::Create(EVP_PKEY* key, Algorithm alg) {
+  RETURN_IF_ERROR(CheckKeyMatchesAlgorithm(key, alg));
+  int max_size = EVP_PKEY_get_size(key);
+  if (max_size <= 0) return OpenSslError("sizing signature");
+  if (EVP_PKEY_up_ref(key) != 1) return OpenSslError("referencing key");
+  return std::unique_ptr<PreparedSigner>(
+      new PreparedSigner(EvpPkeyPtr(key), alg, static_cast<size_t>(max_size)));
+}
+
+StatusOr<Bytes> PreparedSigner::Sign(ByteView digest) const {
+  // Only the canonical digest size of a pre-hash family has a pooled context;
+  // everything else (Ed25519, Ed25519 over SHA-256) takes the general path.
+  if (FamilyOf(alg_) == KeyFamily::kEdDsa || digest.size() != DigestSize(alg_)) {
+    return SignDigest(key_.get(), alg_, digest);
+  }
+  EvpPkeyCtxPtr ctx;
+  {
+    std::lock_guard lock(mu_);
+    if (!idle_.empty()) {
+      ctx = std::move(idle_.back());
+      idle_.pop_back();
+    }
+  }
+  if (!ctx) {
+    ASSIGN_OR_RETURN(ctx, PrehashContext(key_.get(), alg_, digest.size(), true));
+  }
+  Bytes sig(max_signature_);
+  size_t len = sig.size();
+  if (EVP_PKEY_sign(ctx.get(), sig.data(), &len, digest.data(), digest.size()) != 1) {
+    return OpenSslError("signing digest");  // the context is dropped, not reused
+  }
+  sig.resize(len);
+  std::lock_guard lock(mu_);
+  if (idle_.size() < 64) idle_.push_back(std::move(ctx));
+  return sig;
+}
+
 Status VerifyDigest(EVP_PKEY* public_key, Algorithm alg, ByteView digest, ByteView signature) {
   RETURN_IF_ERROR(CheckInputs(public_key, alg, digest));
   if (signature.empty()) return NotVerified();

@@ -7,6 +7,10 @@
 #ifndef CONCIERGE_CRYPTO_SIGNATURE_H_
 #define CONCIERGE_CRYPTO_SIGNATURE_H_
 
+#include <memory>
+#include <mutex>
+#include <vector>
+
 #include "concierge/algorithm.h"
 #include "concierge/key_backend.h"
 #include "crypto/openssl_util.h"
@@ -25,6 +29,31 @@ Status VerifyDigest(EVP_PKEY* public_key, Algorithm alg, ByteView digest, ByteVi
 StatusOr<Bytes> EcdsaDerToP1363(ByteView der, size_t field_bytes);
 // r||s (even length) -> DER. InvalidArgument on odd/empty input.
 StatusOr<Bytes> EcdsaP1363ToDer(ByteView raw);
+
+// A private key prepared for repeated digest signing on the hot path. Keeps a
+// small pool of initialised EVP_PKEY_CTXs (one per concurrent signer), so each
+// signature skips context creation, the digest lookup and the key/algorithm
+// check, which together cost about a fifth of an ES256 signature in OpenSSL 3.
+// Thread-safe; holds its own reference to the key.
+class PreparedSigner {
+ public:
+  // Checks once that `key` fits `alg`.
+  static StatusOr<std::unique_ptr<PreparedSigner>> Create(EVP_PKEY* key, Algorithm alg);
+  ~PreparedSigner();
+  PreparedSigner(const PreparedSigner&) = delete;
+  PreparedSigner& operator=(const PreparedSigner&) = delete;
+
+  // Same contract as SignDigest(key, alg, digest).
+  StatusOr<Bytes> Sign(ByteView digest) const;
+
+ private:
+  PreparedSigner(EvpPkeyPtr key, Algorithm alg, size_t max_signature);
+  EvpPkeyPtr key_;
+  Algorithm alg_;
+  size_t max_signature_;
+  mutable std::mutex mu_;
+  mutable std::vector<EvpPkeyCtxPtr> idle_;
+};
 
 }  // namespace concierge::crypto
 

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
+#include <thread>
 #include <mutex>
 
 #include "crypto/encoding.h"
@@ -237,6 +239,45 @@ TEST(P1363Test, RejectsMalformedInput) {
   // Trailing bytes after the SEQUENCE.
   der.push_back(0);
   EXPECT_EQ(EcdsaDerToP1363(der, 32).status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace concierge::crypto
+
+namespace concierge::crypto {
+namespace {
+
+// The pooled contexts must give valid, independent signatures when reused and
+// when shared by threads.
+TEST(PreparedSignerTest, ReusedContextsSignCorrectlyAcrossThreads) {
+  for (Algorithm alg : {Algorithm::kES256, Algorithm::kES384, Algorithm::kPS256, Algorithm::kEd25519}) {
+    auto key = GenerateKeyPair(alg);
+    ASSERT_TRUE(key.ok());
+    auto signer = PreparedSigner::Create(key->get(), alg);
+    ASSERT_TRUE(signer.ok()) << signer.status().ToString();
+    std::atomic<int> good{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 25; ++i) {
+          Bytes digest = DigestFor(alg, AsBytes("msg " + std::to_string(t * 100 + i)));
+          auto sig = (*signer)->Sign(digest);
+          if (sig.ok() && VerifyDigest(key->get(), alg, digest, *sig).ok()) ++good;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(good.load(), 100) << AlgorithmName(alg);
+  }
+}
+
+TEST(PreparedSignerTest, RejectsMismatchedKeyAndBadDigest) {
+  auto key = GenerateKeyPair(Algorithm::kES256);
+  ASSERT_TRUE(key.ok());
+  EXPECT_FALSE(PreparedSigner::Create(key->get(), Algorithm::kES384).ok());
+  auto signer = PreparedSigner::Create(key->get(), Algorithm::kES256);
+  ASSERT_TRUE(signer.ok());
+  EXPECT_EQ((*signer)->Sign(Bytes(20, 1)).status().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
+#include "crypto/eddsa.h"
 #include "crypto/keys.h"
 #include "crypto/signature.h"
 
@@ -302,6 +303,7 @@ struct SoftwareBackend::Impl {
     Algorithm alg;
     crypto::EvpPkeyPtr pkey;
     Bytes spki;
+    std::unique_ptr<crypto::PreparedSigner> signer;  // pooled contexts for the hot path
   };
 
   std::string dir;
@@ -402,6 +404,9 @@ StatusOr<std::shared_ptr<SoftwareBackend::Impl::LoadedKey>> SoftwareBackend::Imp
   loaded->alg = *alg;
   loaded->pkey = std::move(pkey).value();
   loaded->spki = std::move(spki).value();
+  auto signer = crypto::PreparedSigner::Create(loaded->pkey.get(), loaded->alg);
+  if (!signer.ok()) return corrupt("key does not fit its algorithm");
+  loaded->signer = *std::move(signer);
   return loaded;
 }
 
@@ -621,6 +626,7 @@ StatusOr<GeneratedKey> SoftwareBackend::GenerateKey(const KeySpec& spec) {
   loaded->alg = spec.algorithm;
   loaded->pkey = std::move(pkey);
   loaded->spki = spki;
+  ASSIGN_OR_RETURN(loaded->signer, crypto::PreparedSigner::Create(loaded->pkey.get(), loaded->alg));
   {
     std::unique_lock lock(impl_->mu);
     impl_->cache.emplace(name, std::move(loaded));
@@ -641,7 +647,22 @@ StatusOr<Bytes> SoftwareBackend::SignDigest(std::string_view key_uri, Algorithm 
   }
   // OpenSSL 3 allows concurrent signing with one EVP_PKEY; the shared_ptr keeps
   // it alive even if DestroyKey evicts it mid-call.
-  return crypto::SignDigest(key->pkey.get(), alg, digest);
+  return key->signer->Sign(digest);
+}
+
+StatusOr<Bytes> SoftwareBackend::SignMessage(std::string_view key_uri, Algorithm alg,
+                                             ByteView message) {
+  if (FamilyOf(alg) != KeyFamily::kEdDsa) {
+    return UnimplementedError("whole-message signing is for Ed25519; hash and use SignDigest for " +
+                              std::string(AlgorithmName(alg)));
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Impl::LoadedKey> key, impl_->Get(key_uri));
+  if (key->alg != alg) {
+    return FieldError("algorithm", "key " + std::string(key_uri) + " is " +
+                                       std::string(AlgorithmName(key->alg)) + ", not " +
+                                       std::string(AlgorithmName(alg)));
+  }
+  return crypto::Ed25519SignMessage(key->pkey.get(), message);
 }
 
 StatusOr<Bytes> SoftwareBackend::PublicKeySpkiDer(std::string_view key_uri) {

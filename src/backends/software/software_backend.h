@@ -47,6 +47,8 @@ class SoftwareBackend final : public KeyBackend {
   std::string_view provider() const override { return "software"; }
   StatusOr<GeneratedKey> GenerateKey(const KeySpec& spec) override;
   StatusOr<Bytes> SignDigest(std::string_view key_uri, Algorithm alg, ByteView digest) override;
+  // Ed25519 only (PureEdDSA over `message`); kUnimplemented for other algorithms.
+  StatusOr<Bytes> SignMessage(std::string_view key_uri, Algorithm alg, ByteView message) override;
   StatusOr<Bytes> PublicKeySpkiDer(std::string_view key_uri) override;
   Status DestroyKey(std::string_view key_uri) override;
   BackendHealth Health() override;

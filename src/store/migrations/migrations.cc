@@ -132,6 +132,52 @@ CREATE INDEX ledger_by_tenant_request ON ledger (tenant_id, request_id);
 CREATE INDEX ledger_by_signed_at ON ledger (signed_at);
 )sql";
 
+// Certificates of tenant keys and the built-in issuing CA.
+//
+// (issuer, serial) is the identity of a certificate (serials are only unique
+// per issuer, and imported certificates come from any CA). The partial unique
+// index makes "at most one active certificate per key" a database invariant,
+// like keys_one_active_per_tenant. No FK on key_id: the key row is owned by the
+// tenant's lifecycle, certificates are history that outlives it; tenant_id keeps
+// its FK so a certificate can never name a tenant that never existed.
+//
+// The CA table holds one row (id = 1): the CA key stays in its backend, only
+// its URI and the self-signed certificate are here. crl_number is the last CRL
+// number handed out, incremented under the write lock.
+constexpr std::string_view kV4Certificates = R"sql(
+CREATE TABLE certificates (
+  issuer      TEXT    NOT NULL,
+  serial      TEXT    NOT NULL,
+  tenant_id   TEXT    NOT NULL REFERENCES tenants (tenant_id),
+  key_id      TEXT    NOT NULL,
+  pem         TEXT    NOT NULL,
+  chain_pem   TEXT    NOT NULL,
+  source      TEXT    NOT NULL,
+  status      TEXT    NOT NULL,
+  not_before  INTEGER NOT NULL,
+  not_after   INTEGER NOT NULL,
+  created_at  INTEGER NOT NULL,
+  revoked_at  INTEGER,
+  PRIMARY KEY (issuer, serial)
+);
+
+CREATE UNIQUE INDEX certificates_one_active_per_key ON certificates (key_id) WHERE status = 'active';
+
+CREATE INDEX certificates_by_key_created ON certificates (key_id, created_at);
+
+CREATE INDEX certificates_revoked_by_issuer ON certificates (issuer, revoked_at) WHERE revoked_at IS NOT NULL;
+
+CREATE TABLE ca (
+  id          INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+  provider    TEXT    NOT NULL,
+  key_uri     TEXT    NOT NULL,
+  algorithm   TEXT    NOT NULL,
+  cert_pem    TEXT    NOT NULL,
+  crl_number  INTEGER NOT NULL DEFAULT 0,
+  created_at  INTEGER NOT NULL
+);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& SqliteMigrations() {
@@ -140,6 +186,7 @@ const std::vector<Migration>& SqliteMigrations() {
       {1, "initial_schema", kV1InitialSchema},
       {2, "key_attestation_and_indexes", kV2KeyAttestationAndIndexes},
       {3, "signing_ledger", kV3SigningLedger},
+      {4, "certificates", kV4Certificates},
   };
   return kMigrations;
 }

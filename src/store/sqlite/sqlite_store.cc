@@ -114,6 +114,26 @@ ApiKeyRecord ReadApiKey(const Statement& s) {
   return a;
 }
 
+constexpr std::string_view kCertColumns =
+    "issuer, serial, tenant_id, key_id, pem, chain_pem, source, status, not_before, not_after, "
+    "created_at, revoked_at";
+CertificateRecord ReadCert(const Statement& s) {
+  CertificateRecord c;
+  c.issuer = s.ColumnText(0);
+  c.serial = s.ColumnText(1);
+  c.tenant_id = s.ColumnText(2);
+  c.key_id = s.ColumnText(3);
+  c.pem = s.ColumnText(4);
+  c.chain_pem = s.ColumnText(5);
+  c.source = s.ColumnText(6);
+  c.status = s.ColumnText(7);
+  c.not_before = s.ColumnTime(8);
+  c.not_after = s.ColumnTime(9);
+  c.created_at = s.ColumnTime(10);
+  c.revoked_at = s.ColumnOptionalTime(11);
+  return c;
+}
+
 std::string Sql(std::string_view a, std::string_view b = {}, std::string_view c = {}) {
   std::string out(a);
   out.append(b).append(c);
@@ -726,6 +746,154 @@ StatusOr<int64_t> SqliteStore::NextKeyVersion(const std::string& tenant_id) {
   s.Bind(1, tenant_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
   return row ? s.ColumnInt(0) : int64_t{1};
+}
+
+// --- certificates and the built-in CA ----------------------------------------------
+
+Status SqliteStore::InsertCa(const CaRecord& ca) {
+  if (ca.key_uri.empty() || ca.cert_pem.empty()) return InvalidArgumentError("CA record is incomplete");
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(RequireCurrentSchemaLocked());
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_.get(),
+                                                   "INSERT INTO ca (id, provider, key_uri, algorithm, "
+                                                   "cert_pem, crl_number, created_at) "
+                                                   "VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+                                                   "inserting CA"));
+  s.Bind(1, ca.provider).Bind(2, ca.key_uri).Bind(3, ca.algorithm).Bind(4, ca.cert_pem);
+  s.Bind(5, ca.crl_number).BindTime(6, ca.created_at);
+  Status st = s.Run();
+  if (st.code() == StatusCode::kAlreadyExists) return AlreadyExistsError("the built-in CA is already initialised");
+  return st;
+}
+
+StatusOr<CaRecord> SqliteStore::GetCa() {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(RequireCurrentSchemaLocked());
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_.get(),
+                                                   "SELECT provider, key_uri, algorithm, cert_pem, "
+                                                   "crl_number, created_at FROM ca WHERE id = 1",
+                                                   "reading CA"));
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return NotFoundError("the built-in CA is not initialised");
+  CaRecord ca;
+  ca.provider = s.ColumnText(0);
+  ca.key_uri = s.ColumnText(1);
+  ca.algorithm = s.ColumnText(2);
+  ca.cert_pem = s.ColumnText(3);
+  ca.crl_number = s.ColumnInt(4);
+  ca.created_at = s.ColumnTime(5);
+  return ca;
+}
+
+StatusOr<int64_t> SqliteStore::NextCrlNumber() {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(RequireCurrentSchemaLocked());
+  sqlite3* db = db_.get();
+  ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(db, Transaction::Mode::kImmediate, "numbering CRL"));
+  {
+    ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db, "UPDATE ca SET crl_number = crl_number + 1 WHERE id = 1",
+                                                     "numbering CRL"));
+    RETURN_IF_ERROR(s.Run());
+    if (sqlite3_changes(db) == 0) return NotFoundError("the built-in CA is not initialised");
+  }
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db, "SELECT crl_number FROM ca WHERE id = 1", "numbering CRL"));
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return NotFoundError("the built-in CA is not initialised");
+  int64_t n = s.ColumnInt(0);
+  RETURN_IF_ERROR(tx.Commit());
+  return n;
+}
+
+Status SqliteStore::InsertCertificate(const CertificateRecord& c) {
+  if (c.serial.empty() || c.issuer.empty() || c.key_id.empty() || c.pem.empty()) {
+    return InvalidArgumentError("certificate record is incomplete");
+  }
+  if (c.status != "active") return FieldError("status", "a new certificate must be \"active\"");
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(RequireCurrentSchemaLocked());
+  sqlite3* db = db_.get();
+  ASSIGN_OR_RETURN(Transaction tx,
+                   Transaction::Begin(db, Transaction::Mode::kImmediate, "inserting certificate"));
+  ASSIGN_OR_RETURN(TenantState t, LoadTenantState(db, c.tenant_id));
+  if (!t.exists || t.deleted) return TenantNotFoundOrDeleted(c.tenant_id);
+  {
+    ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
+                                                     "UPDATE certificates SET status = 'superseded' "
+                                                     "WHERE key_id = ?1 AND status = 'active'",
+                                                     "superseding certificate"));
+    s.Bind(1, c.key_id);
+    RETURN_IF_ERROR(s.Run());
+  }
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
+                                                   Sql("INSERT INTO certificates (", kCertColumns,
+                                                       ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                                                       "?10, ?11, ?12)"),
+                                                   "inserting certificate"));
+  s.Bind(1, c.issuer).Bind(2, c.serial).Bind(3, c.tenant_id).Bind(4, c.key_id).Bind(5, c.pem);
+  s.Bind(6, c.chain_pem).Bind(7, c.source).Bind(8, c.status).BindTime(9, c.not_before);
+  s.BindTime(10, c.not_after).BindTime(11, c.created_at).BindOptionalTime(12, c.revoked_at);
+  RETURN_IF_ERROR(s.Run());
+  return tx.Commit();
+}
+
+StatusOr<CertificateRecord> SqliteStore::GetActiveCertificate(const std::string& key_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(RequireCurrentSchemaLocked());
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_.get(),
+                                                   Sql("SELECT ", kCertColumns,
+                                                       " FROM certificates WHERE key_id = ?1 "
+                                                       "AND status = 'active'"),
+                                                   "reading active certificate"));
+  s.Bind(1, key_id);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return NotFoundError("key " + key_id + " has no active certificate");
+  return ReadCert(s);
+}
+
+StatusOr<CertificateRecord> SqliteStore::GetLatestCertificate(const std::string& key_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(RequireCurrentSchemaLocked());
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_.get(),
+                                                   Sql("SELECT ", kCertColumns,
+                                                       " FROM certificates WHERE key_id = ?1 "
+                                                       "ORDER BY created_at DESC, rowid DESC LIMIT 1"),
+                                                   "reading latest certificate"));
+  s.Bind(1, key_id);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return NotFoundError("key " + key_id + " has no certificate");
+  return ReadCert(s);
+}
+
+Status SqliteStore::RevokeCertificate(const std::string& issuer, const std::string& serial, TimePoint at) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(RequireCurrentSchemaLocked());
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_.get(),
+                                                   "UPDATE certificates SET status = 'revoked', "
+                                                   "revoked_at = COALESCE(revoked_at, ?3) "
+                                                   "WHERE issuer = ?1 AND serial = ?2",
+                                                   "revoking certificate"));
+  s.Bind(1, issuer).Bind(2, serial).BindTime(3, at);
+  RETURN_IF_ERROR(s.Run());
+  if (sqlite3_changes(db_.get()) == 0) return NotFoundError("certificate " + serial + " not found");
+  return Status::Ok();
+}
+
+StatusOr<std::vector<CertificateRecord>> SqliteStore::ListRevokedCertificates(const std::string& issuer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(RequireCurrentSchemaLocked());
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_.get(),
+                                                   Sql("SELECT ", kCertColumns,
+                                                       " FROM certificates WHERE issuer = ?1 AND "
+                                                       "revoked_at IS NOT NULL ORDER BY revoked_at, serial"),
+                                                   "listing revoked certificates"));
+  s.Bind(1, issuer);
+  std::vector<CertificateRecord> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    out.push_back(ReadCert(s));
+  }
+  return out;
 }
 
 // --- API keys --------------------------------------------------------------------

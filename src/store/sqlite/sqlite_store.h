@@ -111,6 +111,16 @@ class SqliteStore : public Store {
                         const std::string& new_state, TimePoint at) override;
   StatusOr<int64_t> NextKeyVersion(const std::string& tenant_id) override;
 
+  // Certificates and the built-in CA ----------------------------------------
+  Status InsertCa(const CaRecord& ca) override;
+  StatusOr<CaRecord> GetCa() override;
+  StatusOr<int64_t> NextCrlNumber() override;
+  Status InsertCertificate(const CertificateRecord& cert) override;
+  StatusOr<CertificateRecord> GetActiveCertificate(const std::string& key_id) override;
+  StatusOr<CertificateRecord> GetLatestCertificate(const std::string& key_id) override;
+  Status RevokeCertificate(const std::string& issuer, const std::string& serial, TimePoint at) override;
+  StatusOr<std::vector<CertificateRecord>> ListRevokedCertificates(const std::string& issuer) override;
+
   // API keys --------------------------------------------------------------
   Status InsertApiKey(const ApiKeyRecord& key) override;
   StatusOr<ApiKeyRecord> GetApiKey(const std::string& id) override;
