@@ -11,6 +11,8 @@ cat <<MSG
     export KEYCTL_URL=${URL}
     export KEYCTL_TOKEN=\$(cat ${DATA_DIR}/bootstrap-admin.token)
     ${KEYCTL} policy create --tenant-id acme-news --algorithm ES256 --key-type software --provider software --rotation-days 30
+  Keys in a (SoftHSM2) hardware token instead, initialised for you in ${DATA_DIR}/softhsm:
+    ${KEYCTL} policy create --tenant-id acme-hsm --algorithm ES256 --key-type hsm --provider pkcs11
   then follow the walkthrough in README.md. Stop the server with Ctrl-C.
 
 MSG
