@@ -49,6 +49,8 @@ std::string_view PermissionName(Permission p) {
     case Permission::kSign: return "sign";
     case Permission::kVerify: return "verify";
     case Permission::kApiKeyManage: return "apikey:manage";
+    case Permission::kCaManage: return "ca:manage";
+    case Permission::kCertRevoke: return "cert:revoke";
   }
   return "unknown";
 }
@@ -58,6 +60,8 @@ bool RoleAllows(Role role, Permission permission) {
     case Role::kAdmin:
       return true;
     case Role::kSecurityOfficer:
+      return permission == Permission::kTenantRead || permission == Permission::kPolicyWrite ||
+             permission == Permission::kVerify || permission == Permission::kCertRevoke;
     case Role::kOperator:
       return permission == Permission::kTenantRead || permission == Permission::kPolicyWrite ||
              permission == Permission::kVerify;

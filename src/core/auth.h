@@ -38,6 +38,8 @@ enum class Permission {
   kSign,          // sign digests
   kVerify,        // verify signatures
   kApiKeyManage,  // create/list/revoke API keys (unscoped admins only)
+  kCaManage,      // initialise the built-in CA (admins only)
+  kCertRevoke,    // revoke a tenant's certificate (admins, security officers)
 };
 
 std::string_view PermissionName(Permission p);

@@ -108,6 +108,7 @@ class CertificateService {
   std::unordered_map<std::string, CachedChain> chains_;  // by key id; guarded by mu_
   std::optional<CrlBundle> crl_;                         // guarded by mu_
   TimePoint crl_issued_at_{};                            // guarded by mu_
+  uint64_t crl_generation_ = 0;                          // guarded by mu_; bumped by Revoke
   std::mutex crl_mu_;  // serialises CRL issuance so numbers are not wasted
 };
 

@@ -8,6 +8,7 @@
 
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
+#include "crypto/x509.h"
 
 namespace concierge::core {
 namespace {
@@ -180,6 +181,7 @@ Status ValidatePolicy(const Policy& p) {
                                                 std::to_string(p.rotate_every_days) + ")");
   }
   if (p.cert_subject.size() > 512) return FieldError("cert_subject", "cert_subject is longer than 512 characters");
+  if (!p.cert_subject.empty()) RETURN_IF_ERROR(crypto::ParseDistinguishedName(p.cert_subject).status());
   RETURN_IF_ERROR(CheckRange("canary_count", p.canary_count, 0, 1000));
   for (const char* field : {"assertions_allow", "assertions_deny"}) {
     const auto& list = std::string_view(field) == "assertions_allow" ? p.assertions_allow : p.assertions_deny;

@@ -61,6 +61,27 @@ json KeyJson(const KeyRecord& k) {
   return j;
 }
 
+json CertificateJson(const CertificateRecord& c) {
+  return {{"serial", c.serial},
+          {"tenant_id", c.tenant_id},
+          {"key_id", c.key_id},
+          {"issuer", c.issuer},
+          {"source", c.source},
+          {"status", c.status},
+          {"not_before", FormatRfc3339(c.not_before)},
+          {"not_after", FormatRfc3339(c.not_after)},
+          {"revoked_at", c.revoked_at ? json(FormatRfc3339(*c.revoked_at)) : json(nullptr)}};
+}
+
+HttpResponse PemResponse(std::string body, const char* content_type = "application/x-pem-file") {
+  HttpResponse r;
+  r.content_type = content_type;
+  r.body = std::move(body);
+  return r;
+}
+
+Status NoCertificateService() { return UnavailableError("certificates are not configured on this server"); }
+
 json PolicyVersionJson(const core::PolicyVersion& v) {
   json j = core::PolicyToJson(v.policy);
   j["version"] = v.version;
@@ -291,6 +312,9 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
   if (is({"api", "v1", "api-keys", "*"})) {
     return m == "DELETE" ? RevokeApiKey(call, s[3]) : method_not_allowed("DELETE");
   }
+  if (is({"api", "v1", "ca"})) return m == "POST" ? InitCa(call) : method_not_allowed("POST");
+  if (is({"api", "v1", "ca", "certificate"})) return m == "GET" ? CaCertificate(call) : method_not_allowed("GET");
+  if (is({"api", "v1", "ca", "crl"})) return m == "GET" ? CaCrl(call) : method_not_allowed("GET");
   if (s.size() >= 4 && s[2] == "tenants") {
     const std::string& t = s[3];
     if (is({"api", "v1", "tenants", "*"})) return m == "GET" ? GetTenant(call, t) : method_not_allowed("GET");
@@ -316,6 +340,18 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
     }
     if (is({"api", "v1", "tenants", "*", "sign", "batch"})) {
       return m == "POST" ? Sign(call_ptr, t, /*batch=*/true) : method_not_allowed("POST");
+    }
+    if (is({"api", "v1", "tenants", "*", "certificate-chain"})) {
+      return m == "GET" ? CertificateChain(call, t) : method_not_allowed("GET");
+    }
+    if (is({"api", "v1", "tenants", "*", "certificate"})) {
+      return m == "POST" ? ImportCertificate(call, t) : method_not_allowed("POST");
+    }
+    if (is({"api", "v1", "tenants", "*", "certificate", "issue"})) {
+      return m == "POST" ? IssueCertificate(call, t) : method_not_allowed("POST");
+    }
+    if (is({"api", "v1", "tenants", "*", "certificate", "revoke"})) {
+      return m == "POST" ? RevokeCertificate(call, t) : method_not_allowed("POST");
     }
     if (is({"api", "v1", "tenants", "*", "ledger"})) return m == "GET" ? Ledger(call, t) : method_not_allowed("GET");
     if (is({"api", "v1", "tenants", "*", "verify"})) {
@@ -408,6 +444,19 @@ HttpResponse Api::CreatePolicy(Call& call, const std::string& tenant) {
        {"key_id", created.active_key.key_id}, {"actor", call.principal->id}, {"request_id", call.request_id}});
   json out = PolicyVersionJson(created.policy);
   out["key"] = KeyJson(created.active_key);
+  // With the built-in CA initialised, the new key is certified at once. The
+  // policy stands even if that fails; the chain endpoints then say why and
+  // POST .../certificate/issue retries.
+  if (d_.certs != nullptr && d_.certs->CaInitialised()) {
+    auto cert = d_.certs->IssueForKey(created.active_key, created.policy.policy);
+    if (cert.ok()) {
+      out["certificate"] = CertificateJson(*cert);
+    } else {
+      Log(LogLevel::kWarn, "certificate_issue_failed",
+          {{"tenant_id", tenant}, {"error", cert.status().message()}, {"request_id", call.request_id}});
+      out["certificate_error"] = cert.status().message();
+    }
+  }
   return JsonResponse(201, out);
 }
 
@@ -676,6 +725,105 @@ HttpResponse Api::Verify(Call& call, const std::string& tenant) {
                             {"key_version", result.key_version},
                             {"key_state", result.key_state},
                             {"algorithm", std::string(AlgorithmName(result.algorithm))}});
+}
+
+HttpResponse Api::InitCa(Call& call) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kCaManage, ""));
+  if (d_.certs == nullptr) return ErrorResponse(NoCertificateService(), call.request_id);
+  json body = json::object();
+  if (!call.req.body.empty()) {
+    API_ASSIGN_OR_RETURN(call, body, ParseBody(call.req.body));
+  }
+  API_RETURN_IF_ERROR(call, OnlyFields(body, {"algorithm", "subject", "validity_days", "provider"}));
+  core::CaInitOptions options;
+  API_ASSIGN_OR_RETURN(call, std::string alg, StringField(body, "algorithm", false));
+  if (!alg.empty()) {
+    auto parsed = ParseAlgorithm(alg);
+    if (!parsed) return ErrorResponse(FieldError("algorithm", "unknown algorithm '" + alg.substr(0, 32) + "'"), call.request_id);
+    options.algorithm = *parsed;
+  }
+  API_ASSIGN_OR_RETURN(call, std::string subject, StringField(body, "subject", false));
+  if (!subject.empty()) options.subject = subject;
+  API_ASSIGN_OR_RETURN(call, std::string provider, StringField(body, "provider", false));
+  if (!provider.empty()) options.provider = provider;
+  if (auto it = body.find("validity_days"); it != body.end()) {
+    if (!it->is_number_integer()) {
+      return ErrorResponse(FieldError("validity_days", "validity_days must be an integer"), call.request_id);
+    }
+    options.validity_days = it->get<int>();
+  }
+  API_ASSIGN_OR_RETURN(call, CaRecord ca, d_.certs->InitCa(options));
+  Log(LogLevel::kInfo, "ca_initialised",
+      {{"algorithm", ca.algorithm}, {"provider", ca.provider}, {"actor", call.principal->id}, {"request_id", call.request_id}});
+  return JsonResponse(201, {{"algorithm", ca.algorithm},
+                            {"provider", ca.provider},
+                            {"created_at", FormatRfc3339(ca.created_at)},
+                            {"certificate_pem", ca.cert_pem}});
+}
+
+// The CA certificate and CRL are public by nature (relying parties fetch them
+// to validate signatures), so like /health they need no API key.
+HttpResponse Api::CaCertificate(Call& call) {
+  if (d_.certs == nullptr) return ErrorResponse(NoCertificateService(), call.request_id);
+  API_ASSIGN_OR_RETURN(call, CaRecord ca, d_.certs->Ca());
+  return PemResponse(ca.cert_pem);
+}
+
+HttpResponse Api::CaCrl(Call& call) {
+  if (d_.certs == nullptr) return ErrorResponse(NoCertificateService(), call.request_id);
+  std::string format = "pem";
+  if (auto it = call.req.query.find("format"); it != call.req.query.end()) format = it->second;
+  if (format != "pem" && format != "der") {
+    return ErrorResponse(FieldError("format", "format must be 'pem' or 'der'"), call.request_id);
+  }
+  API_ASSIGN_OR_RETURN(call, core::CrlBundle crl, d_.certs->Crl());
+  HttpResponse r = format == "der" ? PemResponse(crypto::AsString(crl.der), "application/pkix-crl")
+                                   : PemResponse(crl.pem);
+  r.headers.emplace_back("X-Crl-Number", std::to_string(crl.number));
+  return r;
+}
+
+HttpResponse Api::CertificateChain(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kTenantRead, tenant));
+  if (d_.certs == nullptr) return ErrorResponse(NoCertificateService(), call.request_id);
+  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ActiveChain(tenant));
+  HttpResponse r = PemResponse(chain->chain_pem);
+  r.headers.emplace_back("X-Certificate-Serial", chain->serial);
+  r.headers.emplace_back("X-Key-Id", chain->key_id);
+  return r;
+}
+
+HttpResponse Api::ImportCertificate(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kPolicyWrite, tenant));
+  if (d_.certs == nullptr) return ErrorResponse(NoCertificateService(), call.request_id);
+  API_ASSIGN_OR_RETURN(call, json body, ParseBody(call.req.body));
+  API_RETURN_IF_ERROR(call, OnlyFields(body, {"chain_pem"}));
+  API_ASSIGN_OR_RETURN(call, std::string chain_pem, StringField(body, "chain_pem", true));
+  API_ASSIGN_OR_RETURN(call, CertificateRecord cert, d_.certs->Import(tenant, chain_pem));
+  Log(LogLevel::kInfo, "certificate_imported",
+      {{"tenant_id", tenant}, {"serial", cert.serial}, {"issuer", cert.issuer}, {"actor", call.principal->id},
+       {"request_id", call.request_id}});
+  return JsonResponse(201, CertificateJson(cert));
+}
+
+HttpResponse Api::IssueCertificate(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kPolicyWrite, tenant));
+  if (d_.certs == nullptr) return ErrorResponse(NoCertificateService(), call.request_id);
+  API_ASSIGN_OR_RETURN(call, CertificateRecord cert, d_.certs->IssueForTenant(tenant));
+  Log(LogLevel::kInfo, "certificate_issued",
+      {{"tenant_id", tenant}, {"serial", cert.serial}, {"actor", call.principal->id}, {"request_id", call.request_id}});
+  return JsonResponse(201, CertificateJson(cert));
+}
+
+HttpResponse Api::RevokeCertificate(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kCertRevoke, tenant));
+  if (d_.certs == nullptr) return ErrorResponse(NoCertificateService(), call.request_id);
+  API_ASSIGN_OR_RETURN(call, CertificateRecord cert, d_.certs->Revoke(tenant));
+  Log(LogLevel::kInfo, "certificate_revoked",
+      {{"tenant_id", tenant}, {"serial", cert.serial}, {"actor", call.principal->id}, {"request_id", call.request_id}});
+  json out = CertificateJson(cert);
+  out["on_crl"] = cert.source == "builtin-ca";
+  return JsonResponse(200, out);
 }
 
 HttpResponse Api::CreateApiKey(Call& call) {

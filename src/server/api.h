@@ -16,6 +16,7 @@
 #include "concierge/ledger.h"
 #include "concierge/store.h"
 #include "core/auth.h"
+#include "core/ca.h"
 #include "core/ledger_writer.h"
 #include "core/signing_service.h"
 #include "core/tenant_service.h"
@@ -36,6 +37,7 @@ struct ApiDeps {
   LedgerStore* ledger = nullptr;
   core::LedgerWriter* ledger_writer = nullptr;
   Clock* clock = nullptr;
+  core::CertificateService* certs = nullptr;
 };
 
 class Api {
@@ -68,6 +70,13 @@ class Api {
   std::optional<HttpResponse> Sign(const std::shared_ptr<Call>& call, const std::string& tenant, bool batch);
   HttpResponse Ledger(Call& call, const std::string& tenant);
   HttpResponse Verify(Call& call, const std::string& tenant);
+  HttpResponse InitCa(Call& call);
+  HttpResponse CaCertificate(Call& call);
+  HttpResponse CaCrl(Call& call);
+  HttpResponse CertificateChain(Call& call, const std::string& tenant);
+  HttpResponse ImportCertificate(Call& call, const std::string& tenant);
+  HttpResponse IssueCertificate(Call& call, const std::string& tenant);
+  HttpResponse RevokeCertificate(Call& call, const std::string& tenant);
   HttpResponse CreateApiKey(Call& call);
   HttpResponse ListApiKeys(Call& call);
   HttpResponse RevokeApiKey(Call& call, const std::string& id);

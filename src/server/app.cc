@@ -14,6 +14,7 @@
 #include "backends/pkcs11/server_setup.h"
 #include "backends/software/software_backend.h"
 #include "core/auth.h"
+#include "core/ca.h"
 #include "core/issuance.h"
 #include "core/ledger_writer.h"
 #include "core/signing_service.h"
@@ -81,6 +82,7 @@ struct App::Impl {
   std::unique_ptr<core::Authenticator> auth;
   std::unique_ptr<core::TenantService> tenants;
   std::unique_ptr<core::SigningService> signing;
+  std::unique_ptr<core::CertificateService> certs;
   std::unique_ptr<Api> api;
   std::unique_ptr<HttpServer> http;
   std::string bootstrap_token_path;
@@ -151,9 +153,10 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
   signing_options.max_batch = config.max_batch;
   impl->signing = std::make_unique<core::SigningService>(*impl->tenants, *impl->ledger_writer, impl->limiter, clock,
                                                          signing_options);
+  impl->certs = std::make_unique<core::CertificateService>(*impl->store, impl->backends, *impl->tenants, clock);
   impl->api = std::make_unique<Api>(ApiDeps{impl->store.get(), &impl->backends, impl->auth.get(),
                                             impl->tenants.get(), impl->signing.get(), impl->ledger.get(),
-                                            impl->ledger_writer.get(), &clock});
+                                            impl->ledger_writer.get(), &clock, impl->certs.get()});
 
   // First start: mint an admin key, write its token (0600) before storing the
   // key, so a crash in between leaves no admin key that nobody holds.
