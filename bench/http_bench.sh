@@ -52,3 +52,21 @@ for conns in 1 64 1000; do
   printf "%-34s %10s %9s %9s %8s %12s %6s\n" "  $conns connections" "${rps:-n/a}" "${p50:-n/a}" "${p99:-n/a}" "$errs" "${BASE:-n/a}" "$ratio"
 done
 log "target: ratio >= 0.25 at 64 connections with p99 < 10ms (PERFORMANCE.md)"
+
+# HSM path: ES256 in the server's SoftHSM2 dev token over HTTP, beside raw
+# multi-threaded C_Sign on the same token (pkcs11_bench --data-dir), same run.
+P11_BENCH=$BUILD_DIR/bin/pkcs11_bench
+if "$KEYCTL" policy create --tenant-id bench-hsm --algorithm ES256 --key-type hsm --provider pkcs11 >/dev/null 2>&1 &&
+   [[ -x "$P11_BENCH" ]]; then
+  log "wrk -t2 -c64 -d${SECONDS_PER_RUN}s against the HSM tenant"
+  BENCH_TENANT=bench-hsm wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -s "$ROOT/bench/sign.lua" "$URL" >"$WORK/wrk-hsm.txt" 2>&1 || true
+  hsm_rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$WORK/wrk-hsm.txt")
+  hsm_p99=$(awk '$1 == "99%" { print $2 }' "$WORK/wrk-hsm.txt")
+  log "raw C_Sign on the same token (2 threads)"
+  raw=$("$P11_BENCH" --seconds 4 --threads 2 --data-dir "$WORK/data" 2>/dev/null | awk '$1 == "2" { printf "%.0f", $2 }')
+  ratio=$(awk -v a="${hsm_rps:-0}" -v b="${raw:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+  printf "%-34s %10s %9s %24s %6s\n" "ES256 via PKCS#11 over HTTP (64c)" "${hsm_rps:-n/a}" "${hsm_p99:-n/a}" "raw C_Sign x2: ${raw:-n/a}" "$ratio"
+  log "target: >= 0.7x of raw multi-threaded C_Sign (PERFORMANCE.md)"
+else
+  log "PKCS#11 over HTTP skipped (no dev token or pkcs11_bench not built)"
+fi

@@ -5,6 +5,8 @@
 // in the same run. Target (docs/PERFORMANCE.md): backend >= 0.7x raw.
 //
 // Usage: pkcs11_bench [--seconds S] [--threads 1,2] [--alg ES256|PS256|Ed25519]
+//                     [--data-dir DIR]  use the dev token of a keyctl data dir (the
+//                                       same token a running server signs with)
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -74,6 +76,7 @@ int main(int argc, char** argv) {
   double seconds = 2.0;
   std::vector<int> thread_counts = {1, 2};
   Algorithm alg = Algorithm::kES256;
+  std::string data_dir;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--seconds") {
@@ -85,6 +88,8 @@ int main(int argc, char** argv) {
         thread_counts.push_back(std::atoi(value.substr(p, c - p).c_str()));
         p = c == std::string::npos ? value.size() : c + 1;
       }
+    } else if (flag == "--data-dir") {
+      data_dir = value;
     } else if (flag == "--alg") {
       alg = value == "PS256" ? Algorithm::kPS256 : value == "Ed25519" ? Algorithm::kEd25519 : Algorithm::kES256;
     }
@@ -94,8 +99,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   char tmpl[] = "/tmp/pkcs11-bench-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) return 1;
-  std::string dir = tmpl;
+  std::string dir = data_dir;
+  if (dir.empty()) {
+    if (::mkdtemp(tmpl) == nullptr) return 1;
+    dir = tmpl;
+  }
   int rc = 0;
   {
     auto dev = p11::EnsureSoftHsmDevToken(dir);
@@ -181,6 +189,6 @@ int main(int argc, char** argv) {
     for (CK_SESSION_HANDLE s : sessions) api.CloseSession(s);
   }
   std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
+  if (data_dir.empty()) std::filesystem::remove_all(dir, ec);
   return rc == 2 ? 0 : rc;  // a missed target is reported, not a crash
 }

@@ -231,6 +231,20 @@ StatusOr<CertificateRecord> CertificateService::Revoke(const std::string& tenant
   return cert;
 }
 
+StatusOr<std::string> CertificateService::CsrPem(const std::string& tenant_id) {
+  ASSIGN_OR_RETURN(std::shared_ptr<const TenantState> state, tenants_.Active(tenant_id));
+  const KeyRecord& key = state->active_key;
+  KeyBackend* backend = backends_.Find(key.provider);
+  if (backend == nullptr) {
+    return UnavailableError("backend '" + key.provider + "' for key '" + key.key_id + "' is not configured");
+  }
+  auto alg = ParseAlgorithm(key.algorithm);
+  if (!alg) return DataLossError("key '" + key.key_id + "' has an unknown algorithm");
+  ASSIGN_OR_RETURN(crypto::X509ReqPtr csr, crypto::CreateCsr(CertificateSubjectFor(state->policy.policy),
+                                                             crypto::BackendKey{backend, key.key_uri, *alg}));
+  return crypto::CsrToPem(csr.get());
+}
+
 StatusOr<std::shared_ptr<const CertChain>> CertificateService::ActiveChain(const std::string& tenant_id) {
   ASSIGN_OR_RETURN(std::shared_ptr<const TenantState> state, tenants_.Active(tenant_id));
   const KeyRecord& key = state->active_key;

@@ -83,6 +83,10 @@ class CertificateService {
   // then appears on the CRL. FailedPrecondition when there is none.
   StatusOr<CertificateRecord> Revoke(const std::string& tenant_id);
 
+  // A PKCS#10 CSR (PEM) for the tenant's active key, signed by the key inside
+  // its backend, with the policy's subject; for certification by an external CA.
+  StatusOr<std::string> CsrPem(const std::string& tenant_id);
+
   // The active key's certificate chain. FailedPrecondition with guidance when
   // there is none, or it is revoked, expired or not yet valid.
   StatusOr<std::shared_ptr<const CertChain>> ActiveChain(const std::string& tenant_id);

@@ -344,6 +344,7 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
     if (is({"api", "v1", "tenants", "*", "certificate-chain"})) {
       return m == "GET" ? CertificateChain(call, t) : method_not_allowed("GET");
     }
+    if (is({"api", "v1", "tenants", "*", "csr"})) return m == "GET" ? Csr(call, t) : method_not_allowed("GET");
     if (is({"api", "v1", "tenants", "*", "certificate"})) {
       return m == "POST" ? ImportCertificate(call, t) : method_not_allowed("POST");
     }
@@ -791,6 +792,13 @@ HttpResponse Api::CertificateChain(Call& call, const std::string& tenant) {
   r.headers.emplace_back("X-Certificate-Serial", chain->serial);
   r.headers.emplace_back("X-Key-Id", chain->key_id);
   return r;
+}
+
+HttpResponse Api::Csr(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kTenantRead, tenant));
+  if (d_.certs == nullptr) return ErrorResponse(NoCertificateService(), call.request_id);
+  API_ASSIGN_OR_RETURN(call, std::string pem, d_.certs->CsrPem(tenant));
+  return PemResponse(std::move(pem), "application/pkcs10");
 }
 
 HttpResponse Api::ImportCertificate(Call& call, const std::string& tenant) {

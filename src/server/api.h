@@ -74,6 +74,7 @@ class Api {
   HttpResponse CaCertificate(Call& call);
   HttpResponse CaCrl(Call& call);
   HttpResponse CertificateChain(Call& call, const std::string& tenant);
+  HttpResponse Csr(Call& call, const std::string& tenant);
   HttpResponse ImportCertificate(Call& call, const std::string& tenant);
   HttpResponse IssueCertificate(Call& call, const std::string& tenant);
   HttpResponse RevokeCertificate(Call& call, const std::string& tenant);
