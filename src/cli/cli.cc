@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -76,7 +77,13 @@ class Api {
 
   client::HttpResult Call(const std::string& method, const std::string& path, const json* body = nullptr,
                           const std::map<std::string, std::string>& headers = {}) {
-    auto r = client_->Request(method, path, body ? body->dump() : "", headers);
+    return CallBytes(method, path, body ? body->dump() : "", headers);
+  }
+
+  // Like Call, with an arbitrary (e.g. binary) request body.
+  client::HttpResult CallBytes(const std::string& method, const std::string& path, const std::string& body,
+                               const std::map<std::string, std::string>& headers = {}) {
+    auto r = client_->Request(method, path, body, headers);
     if (!r.ok()) Fail(r.status().message(), kExitUnreachable);
     if (r->status >= 400) {
       json err = json::parse(r->body, nullptr, false);
@@ -534,6 +541,157 @@ int RunKeyctl(int argc, char** argv) {
       json r = api.CallJson("GET", TenantPath(tenant, "/keys/" + key_id));
       Print(g, r, [&] { PrintObject(r); });
       return 0;
+    };
+  });
+
+  // ca (built-in issuing CA)
+  auto* ca = app.add_subcommand("ca", "the built-in issuing CA");
+  ca->require_subcommand(1);
+  std::string ca_alg, ca_subject, ca_provider;
+  int ca_validity_days = 0;
+  auto* cainit = ca->add_subcommand("init", "create the CA key and self-signed CA certificate (admin)");
+  cainit->add_option("--algorithm", ca_alg, "CA key algorithm (default ES256)");
+  cainit->add_option("--subject", ca_subject, "CA subject (default 'CN=C2-Concierge Issuing CA')");
+  cainit->add_option("--validity-days", ca_validity_days, "CA certificate validity (default 3650)");
+  cainit->add_option("--provider", ca_provider, "backend for the CA key (default software)");
+  cainit->add_option("--out", out_file, "also write the CA certificate PEM to this file");
+  cainit->callback([&] {
+    action = [&] {
+      Api api(g);
+      json body = json::object();
+      if (!ca_alg.empty()) body["algorithm"] = ca_alg;
+      if (!ca_subject.empty()) body["subject"] = ca_subject;
+      if (!ca_provider.empty()) body["provider"] = ca_provider;
+      if (ca_validity_days > 0) body["validity_days"] = ca_validity_days;
+      json r = api.CallJson("POST", "/api/v1/ca", &body);
+      if (!out_file.empty()) WriteFileOrFail(out_file, r.value("certificate_pem", ""));
+      Print(g, r, [&] { PrintObject(r); });
+      return 0;
+    };
+  });
+  auto* cacert = ca->add_subcommand("cert", "print the CA certificate (PEM)");
+  cacert->add_option("--out", out_file, "write the PEM to this file");
+  cacert->callback([&] {
+    action = [&] {
+      Api api(g);
+      auto r = api.Call("GET", "/api/v1/ca/certificate");
+      if (!out_file.empty()) WriteFileOrFail(out_file, r.body);
+      else std::cout << r.body;
+      return 0;
+    };
+  });
+  std::string crl_format = "pem";
+  auto* cacrl = ca->add_subcommand("crl", "fetch the CA's current CRL");
+  cacrl->add_option("--out", out_file, "write the CRL to this file (default stdout)");
+  cacrl->add_option("--format", crl_format, "pem or der")->check(CLI::IsMember({"pem", "der"}));
+  cacrl->callback([&] {
+    action = [&] {
+      Api api(g);
+      auto r = api.Call("GET", "/api/v1/ca/crl?format=" + crl_format);
+      if (!out_file.empty()) WriteFileOrFail(out_file, r.body);
+      else std::cout << r.body;
+      return 0;
+    };
+  });
+
+  // cert (tenant certificates)
+  auto* cert = app.add_subcommand("cert", "tenant certificates");
+  cert->require_subcommand(1);
+  std::string chain_file;
+  auto* certget = cert->add_subcommand("get", "print the tenant's certificate chain (PEM, end-entity first)");
+  certget->add_option("--tenant-id", tenant, "tenant id")->required();
+  certget->add_option("--out", out_file, "write the PEM to this file");
+  certget->callback([&] {
+    action = [&] {
+      Api api(g);
+      auto r = api.Call("GET", TenantPath(tenant, "/certificate-chain"));
+      if (!out_file.empty()) WriteFileOrFail(out_file, r.body);
+      else std::cout << r.body;
+      return 0;
+    };
+  });
+  auto* certcsr = cert->add_subcommand("csr", "a CSR for the tenant's active key, signed inside its backend");
+  certcsr->add_option("--tenant-id", tenant, "tenant id")->required();
+  certcsr->add_option("--out", out_file, "write the PEM to this file");
+  certcsr->callback([&] {
+    action = [&] {
+      Api api(g);
+      auto r = api.Call("GET", TenantPath(tenant, "/csr"));
+      if (!out_file.empty()) WriteFileOrFail(out_file, r.body);
+      else std::cout << r.body;
+      return 0;
+    };
+  });
+  auto* certimport = cert->add_subcommand("import", "import a chain from an external CA for the active key");
+  certimport->add_option("--tenant-id", tenant, "tenant id")->required();
+  certimport->add_option("--chain", chain_file, "PEM file: end-entity first, intermediates, root last")->required();
+  certimport->callback([&] {
+    action = [&] {
+      Api api(g);
+      json body = {{"chain_pem", ReadFileOrFail(chain_file)}};
+      json r = api.CallJson("POST", TenantPath(tenant, "/certificate"), &body);
+      Print(g, r, [&] { PrintObject(r); });
+      return 0;
+    };
+  });
+  auto* certissue = cert->add_subcommand("issue", "issue a certificate for the active key from the built-in CA");
+  certissue->add_option("--tenant-id", tenant, "tenant id")->required();
+  certissue->callback([&] {
+    action = [&] {
+      Api api(g);
+      json r = api.CallJson("POST", TenantPath(tenant, "/certificate/issue"));
+      Print(g, r, [&] { PrintObject(r); });
+      return 0;
+    };
+  });
+  auto* certrevoke = cert->add_subcommand("revoke", "revoke the active key's certificate (security-officer/admin)");
+  certrevoke->add_option("--tenant-id", tenant, "tenant id")->required();
+  certrevoke->add_flag("--yes", yes, "confirm");
+  certrevoke->callback([&] {
+    action = [&] {
+      if (!yes) Fail("refusing to revoke the certificate of '" + tenant + "' without --yes", 2);
+      Api api(g);
+      json r = api.CallJson("POST", TenantPath(tenant, "/certificate/revoke"));
+      Print(g, r, [&] { PrintObject(r); });
+      return 0;
+    };
+  });
+
+  // c2pa-signer: c2patool's --signer-path protocol (docs/c2pa.md).
+  bool signer_info = false;
+  std::string tsa_url, legacy_alg;
+  int64_t legacy_reserve = 0;
+  auto* c2pa = app.add_subcommand("c2pa-signer", "external signer for c2patool --signer-path");
+  c2pa->add_option("--tenant-id", tenant, "tenant id")->required();
+  c2pa->add_flag("--signer-info", signer_info, "print {alg, sign_cert, reserve_size} JSON and exit");
+  c2pa->add_option("--tsa-url", tsa_url, "timestamp authority URL to report in --signer-info");
+  // Older c2patool releases pass these when alg and cert come from settings;
+  // accepted so such invocations do not fail, and checked against the server.
+  c2pa->add_option("--alg", legacy_alg, "(deprecated by c2patool) expected algorithm");
+  c2pa->add_option("--reserve-size", legacy_reserve, "(deprecated by c2patool) ignored");
+  c2pa->callback([&] {
+    action = [&] {
+      Api api(g);
+      if (signer_info) {
+        json info = api.CallJson("GET", TenantPath(tenant, "/c2pa-signer-info"));
+        json out = {{"alg", info["alg"]}, {"sign_cert", info["sign_cert"]}, {"reserve_size", info["reserve_size"]}};
+        if (!tsa_url.empty()) out["tsa_url"] = tsa_url;
+        std::cout << out.dump() << std::endl;
+        return 0;
+      }
+      std::string tbs((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+      if (tbs.empty()) Fail("nothing to sign on stdin");
+      auto r = api.CallBytes("POST", TenantPath(tenant, "/sign/raw"), tbs,
+                             {{"Content-Type", "application/octet-stream"}});
+      if (!legacy_alg.empty()) {
+        std::string got = r.headers.count("x-algorithm") ? r.headers.at("x-algorithm") : "";
+        auto want = ParseAlgorithm(legacy_alg);
+        if (!want || AlgorithmName(*want) != got) Fail("c2patool expects " + legacy_alg + " but the tenant signs with " + got);
+      }
+      if (r.body.empty()) Fail("server returned an empty signature");
+      std::cout.write(r.body.data(), static_cast<std::streamsize>(r.body.size()));
+      std::cout.flush();
+      return std::cout ? 0 : kExitError;
     };
   });
 

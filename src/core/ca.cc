@@ -44,8 +44,14 @@ StatusOr<std::shared_ptr<const CertChain>> ToChain(const CertificateRecord& rec)
   chain->chain_pem = rec.chain_pem;
   chain->not_before = rec.not_before;
   chain->not_after = rec.not_after;
-  for (const auto& c : certs) {
-    ASSIGN_OR_RETURN(Bytes der, crypto::CertificateToDer(c.get()));
+  for (size_t i = 0; i < certs.size(); ++i) {
+    ASSIGN_OR_RETURN(Bytes der, crypto::CertificateToDer(certs[i].get()));
+    bool is_root = i > 0 && i + 1 == certs.size() && crypto::IsSelfSigned(certs[i].get());
+    if (!is_root) {
+      chain->signing_der.push_back(der);
+      ASSIGN_OR_RETURN(std::string pem, crypto::CertificateToPem(certs[i].get()));
+      chain->signing_pem += pem;
+    }
     chain->der.push_back(std::move(der));
   }
   return std::shared_ptr<const CertChain>(std::move(chain));

@@ -39,6 +39,11 @@ struct CertChain {
   std::string serial;
   std::string chain_pem;   // end-entity first
   std::vector<Bytes> der;  // same order
+  // What goes into COSE x5chain and c2patool's sign_cert: the chain without a
+  // trailing self-signed root, which verifiers must take from their own trust
+  // list (c2patool documents sign_cert as "end-entity to intermediate CA").
+  std::vector<Bytes> signing_der;
+  std::string signing_pem;
   TimePoint not_before{};
   TimePoint not_after{};
 };

@@ -3,6 +3,7 @@
 #include <future>
 
 #include "crypto/encoding.h"
+#include "crypto/hash.h"
 #include "crypto/keys.h"
 #include "crypto/signature.h"
 
@@ -124,6 +125,82 @@ void SigningService::SignAsync(const std::string& tenant_id, SignRequest request
     }
     for (size_t i = 0; i < results.size() && i < committed.size(); ++i) results[i].ledger_seq = committed[i].seq;
     done(std::move(results));
+  });
+}
+
+void SigningService::SignMessageAsync(const std::string& tenant_id, MessageSignRequest request,
+                                      MessageCallback done) {
+  auto state_or = tenants_.Active(tenant_id);
+  if (!state_or.ok()) return done(state_or.status());
+  std::shared_ptr<const TenantState> state = *std::move(state_or);
+  const Policy& policy = state->policy.policy;
+  const KeyRecord& key = state->active_key;
+  if (!policy.sign_enabled) {
+    return done(FailedPreconditionError("signing is paused for tenant '" + tenant_id + "' (sign_enabled=false)"));
+  }
+  if (request.asset_id.size() > options_.max_asset_id_bytes) {
+    return done(FieldError("asset_id", "asset_id is longer than " + std::to_string(options_.max_asset_id_bytes) +
+                                           " bytes"));
+  }
+  if (!request.expected_key_id.empty() && request.expected_key_id != key.key_id) {
+    return done(AbortedError("the active key of tenant '" + tenant_id + "' changed during the request; retry"));
+  }
+  if (key.state != "active") {
+    return done(FailedPreconditionError("key '" + key.key_id + "' is " + key.state + ", not active"));
+  }
+  KeyBackend* backend = tenants_.backends().Find(key.provider);
+  if (backend == nullptr) {
+    return done(UnavailableError("backend '" + key.provider + "' for key '" + key.key_id + "' is not configured"));
+  }
+  TimePoint now = clock_.Now();
+  Status reserved = limiter_.Reserve(tenant_id, policy.max_issuance_per_24h, policy.rate_limit_per_second, 1, now);
+  if (!reserved.ok()) return done(reserved);
+  const Algorithm alg = policy.algorithm;
+  auto signature = FamilyOf(alg) == KeyFamily::kEdDsa
+                       ? backend->SignMessage(key.key_uri, alg, request.message)
+                       : backend->SignDigest(key.key_uri, alg, crypto::DigestFor(alg, request.message));
+  if (signature.ok() && FamilyOf(alg) == KeyFamily::kEcdsa) {
+    signature = crypto::EcdsaDerToP1363(*signature, EcdsaFieldBytes(alg));
+  }
+  if (!signature.ok()) {
+    limiter_.Release(tenant_id, 1, now);
+    return done(signature.status().Annotate("signing with key '" + key.key_id + "'"));
+  }
+  MessageSignResult r;
+  r.signature = *std::move(signature);
+  r.key_id = key.key_id;
+  r.key_version = key.version;
+  r.algorithm = alg;
+  r.policy_hash = state->policy.hash;
+  r.cert_serial = request.cert_serial;
+  r.signed_at = now;
+  r.request_id = request.request_id;
+
+  LedgerEntry e;
+  e.tenant_id = tenant_id;
+  e.key_id = key.key_id;
+  e.key_version = key.version;
+  e.cert_serial = request.cert_serial;
+  e.algorithm = std::string(AlgorithmName(alg));
+  e.kind = request.kind;
+  e.digest_hex = request.ledger_digest_hex.empty() ? crypto::Sha256Hex(request.message) : request.ledger_digest_hex;
+  e.asset_id = request.asset_id;
+  e.request_id = request.request_id;
+  e.api_key_id = request.api_key_id;
+  e.client_address = request.client_address;
+  e.policy_hash = state->policy.hash;
+  e.signed_at = now;
+  std::vector<LedgerEntry> rows;
+  rows.push_back(std::move(e));
+  ledger_.Submit(std::move(rows), [this, tenant_id, now, r = std::move(r), done = std::move(done)](
+                                      const Status& st, std::vector<LedgerEntry>& committed) mutable {
+    if (!st.ok()) {
+      limiter_.Release(tenant_id, 1, now);
+      done(UnavailableError("signing ledger unavailable, no signature issued: " + st.message()));
+      return;
+    }
+    if (!committed.empty()) r.ledger_seq = committed.front().seq;
+    done(std::move(r));
   });
 }
 

@@ -57,6 +57,32 @@ struct SignResult {
   std::string request_id;
 };
 
+// A whole message to sign (COSE Sig_structure, c2patool's to-be-signed bytes):
+// hashed with the policy's digest, or signed as-is (PureEdDSA) for Ed25519.
+struct MessageSignRequest {
+  Bytes message;
+  std::string kind = "raw";        // ledger kind: "raw" | "cose"
+  std::string ledger_digest_hex;   // what the ledger records (e.g. SHA-256 of the payload)
+  std::string expected_key_id;     // when set, the active key must still be this one
+  std::string cert_serial;         // recorded in the ledger
+  std::string asset_id;
+  std::string request_id;
+  std::string api_key_id;
+  std::string client_address;
+};
+
+struct MessageSignResult {
+  Bytes signature;  // ECDSA as P1363 r||s, RSA-PSS raw, Ed25519 raw
+  std::string key_id;
+  int64_t key_version = 0;
+  Algorithm algorithm = Algorithm::kES256;
+  std::string policy_hash;
+  std::string cert_serial;
+  int64_t ledger_seq = 0;
+  TimePoint signed_at{};
+  std::string request_id;
+};
+
 struct VerifyRequest {
   Bytes digest;
   Bytes signature;
@@ -88,6 +114,11 @@ class SigningService {
   // Calls `done` exactly once: right away on a refusal, or from the ledger
   // writer thread once the rows are durable (or failed to be).
   void SignAsync(const std::string& tenant_id, SignRequest request, SignCallback done);
+  // Same policy checks, reservation and ledger-before-response contract as
+  // SignAsync, for one whole message. kAborted when expected_key_id is no
+  // longer the active key (a rotation raced the request; retry).
+  using MessageCallback = std::function<void(StatusOr<MessageSignResult>)>;
+  void SignMessageAsync(const std::string& tenant_id, MessageSignRequest request, MessageCallback done);
   // Blocking convenience wrapper (tests, internal callers).
   StatusOr<std::vector<SignResult>> Sign(const std::string& tenant_id, SignRequest request);
 

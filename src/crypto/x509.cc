@@ -395,6 +395,15 @@ StatusOr<X509Ptr> CertificateFromPem(std::string_view pem) {
   return std::move(certs.front());
 }
 
+bool IsSelfSigned(const X509* cert) {
+  X509* c = const_cast<X509*>(cert);  // X509_check_issued caches parsed extensions
+  if (X509_check_issued(c, c) != X509_V_OK) return false;
+  EVP_PKEY* key = X509_get0_pubkey(c);
+  bool ok = key != nullptr && X509_verify(c, key) == 1;
+  ERR_clear_error();
+  return ok;
+}
+
 std::string SerialHex(const X509* cert) {
   BignumPtr bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr));
   if (!bn) return "";

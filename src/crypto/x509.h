@@ -100,6 +100,8 @@ StatusOr<X509Ptr> CertificateFromDer(ByteView der);
 // Every certificate in a PEM bundle, in order. InvalidArgument when none.
 StatusOr<std::vector<X509Ptr>> CertificatesFromPem(std::string_view pem);
 
+// Issuer == subject and the signature checks out under its own key (a root).
+bool IsSelfSigned(const X509* cert);
 std::string SerialHex(const X509* cert);  // lowercase, no separators
 StatusOr<Bytes> CertificateSpkiDer(const X509* cert);
 TimePoint NotBefore(const X509* cert);

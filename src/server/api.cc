@@ -4,8 +4,10 @@
 
 #include <chrono>
 
+#include "crypto/cose.h"
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
+#include "server/health_probe.h"
 #include "server/log.h"
 
 namespace concierge::server {
@@ -344,6 +346,15 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
     if (is({"api", "v1", "tenants", "*", "certificate-chain"})) {
       return m == "GET" ? CertificateChain(call, t) : method_not_allowed("GET");
     }
+    if (is({"api", "v1", "tenants", "*", "sign", "cose"})) {
+      return m == "POST" ? SignCose(call_ptr, t) : method_not_allowed("POST");
+    }
+    if (is({"api", "v1", "tenants", "*", "sign", "raw"})) {
+      return m == "POST" ? SignRaw(call_ptr, t) : method_not_allowed("POST");
+    }
+    if (is({"api", "v1", "tenants", "*", "c2pa-signer-info"})) {
+      return m == "GET" ? C2paSignerInfo(call, t) : method_not_allowed("GET");
+    }
     if (is({"api", "v1", "tenants", "*", "csr"})) return m == "GET" ? Csr(call, t) : method_not_allowed("GET");
     if (is({"api", "v1", "tenants", "*", "certificate"})) {
       return m == "POST" ? ImportCertificate(call, t) : method_not_allowed("POST");
@@ -370,10 +381,9 @@ HttpResponse Api::Ready(Call&) {
   Status db = d_.store->Ping();
   components["database"] = {{"ok", db.ok()}, {"detail", db.ok() ? "reachable" : db.message()}};
   ready = ready && db.ok();
-  for (KeyBackend* b : d_.backends->All()) {
-    BackendHealth h = b->Health();
-    components[std::string("backend:") + std::string(b->provider())] = {{"ok", h.healthy}, {"detail", h.detail}};
-    ready = ready && h.healthy;
+  for (const ComponentHealth& c : d_.prober->Probe()) {
+    components[c.name] = {{"ok", c.ok}, {"detail", c.detail}};
+    ready = ready && c.ok;
   }
   return JsonResponse(ready ? 200 : 503, {{"ready", ready}, {"components", components}});
 }
@@ -648,6 +658,121 @@ std::optional<HttpResponse> Api::Sign(const std::shared_ptr<Call>& call_ptr, con
     Finish(call_ptr, JsonResponse(200, out));
   });
   return std::nullopt;
+}
+
+std::optional<HttpResponse> Api::SignCose(const std::shared_ptr<Call>& call_ptr, const std::string& tenant) {
+  Call& call = *call_ptr;
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kSign, tenant));
+  if (d_.certs == nullptr) return ErrorResponse(NoCertificateService(), call.request_id);
+  API_ASSIGN_OR_RETURN(call, json body, ParseBody(call.req.body));
+  API_RETURN_IF_ERROR(call, OnlyFields(body, {"payload", "detached", "asset_id", "request_id"}));
+  API_ASSIGN_OR_RETURN(call, std::string payload_b64, StringField(body, "payload", true));
+  auto payload = crypto::Base64Decode(payload_b64);
+  if (!payload.ok()) return ErrorResponse(FieldError("payload", "payload must be base64"), call.request_id);
+  bool detached = false;
+  if (auto it = body.find("detached"); it != body.end() && !it->is_null()) {
+    if (!it->is_boolean()) return ErrorResponse(FieldError("detached", "detached must be true or false"), call.request_id);
+    detached = it->get<bool>();
+  }
+  core::MessageSignRequest req;
+  API_ASSIGN_OR_RETURN(call, req.asset_id, StringField(body, "asset_id", false));
+  API_ASSIGN_OR_RETURN(call, std::string client_request_id, StringField(body, "request_id", false));
+  if (!client_request_id.empty() && !ValidRequestId(client_request_id)) {
+    return ErrorResponse(FieldError("request_id", "request_id must be 1-128 characters of [A-Za-z0-9._:-]"),
+                         call.request_id);
+  }
+  API_ASSIGN_OR_RETURN(call, auto state, d_.tenants->Active(tenant));
+  // The chain is checked (present, not revoked, valid now) before anything is signed.
+  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ActiveChain(tenant));
+  const Algorithm alg = state->policy.policy.algorithm;
+  auto protected_header = std::make_shared<Bytes>(crypto::CoseProtectedHeader(alg, chain->signing_der));
+  auto payload_ptr = std::make_shared<Bytes>(*std::move(payload));
+  req.message = crypto::CoseSigStructure(*protected_header, *payload_ptr);
+  req.kind = "cose";
+  req.ledger_digest_hex = crypto::Sha256Hex(*payload_ptr);
+  req.expected_key_id = chain->key_id;
+  req.cert_serial = chain->serial;
+  req.request_id = client_request_id.empty() ? call.request_id : client_request_id;
+  req.api_key_id = call.principal->id;
+  req.client_address = call.req.remote_address;
+  d_.signing->SignMessageAsync(
+      tenant, std::move(req),
+      [this, call_ptr, protected_header, payload_ptr, detached](StatusOr<core::MessageSignResult> r) {
+        if (!r.ok()) {
+          Finish(call_ptr, ErrorResponse(r.status(), call_ptr->request_id));
+          return;
+        }
+        Bytes cose = crypto::CoseSign1Tagged(*protected_header, *payload_ptr, detached, r->signature);
+        Finish(call_ptr, JsonResponse(200, {{"cose_sign1", crypto::Base64Encode(cose)},
+                                            {"detached", detached},
+                                            {"key_id", r->key_id},
+                                            {"key_version", r->key_version},
+                                            {"algorithm", std::string(AlgorithmName(r->algorithm))},
+                                            {"cose_alg", CoseAlgorithmId(r->algorithm)},
+                                            {"cert_serial", r->cert_serial},
+                                            {"payload_sha256", crypto::Sha256Hex(*payload_ptr)},
+                                            {"policy_hash", r->policy_hash},
+                                            {"ledger_seq", r->ledger_seq},
+                                            {"signed_at", FormatRfc3339(r->signed_at)},
+                                            {"request_id", r->request_id}}));
+      });
+  return std::nullopt;
+}
+
+// c2patool's [signer.remote] form: the body is the bytes to sign, the response
+// the raw signature (ECDSA as r||s), as c2patool documents it.
+std::optional<HttpResponse> Api::SignRaw(const std::shared_ptr<Call>& call_ptr, const std::string& tenant) {
+  Call& call = *call_ptr;
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kSign, tenant));
+  if (d_.certs == nullptr) return ErrorResponse(NoCertificateService(), call.request_id);
+  if (call.req.body.empty()) {
+    return ErrorResponse(FieldError("body", "request body is empty; send the bytes to sign"), call.request_id);
+  }
+  // A signature only makes sense to C2PA with a certificate for the key.
+  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ActiveChain(tenant));
+  core::MessageSignRequest req;
+  req.message = Bytes(call.req.body.begin(), call.req.body.end());
+  req.kind = "raw";
+  req.ledger_digest_hex = crypto::Sha256Hex(req.message);
+  req.expected_key_id = chain->key_id;
+  req.cert_serial = chain->serial;
+  req.request_id = call.request_id;
+  req.api_key_id = call.principal->id;
+  req.client_address = call.req.remote_address;
+  d_.signing->SignMessageAsync(tenant, std::move(req), [this, call_ptr](StatusOr<core::MessageSignResult> r) {
+    if (!r.ok()) {
+      Finish(call_ptr, ErrorResponse(r.status(), call_ptr->request_id));
+      return;
+    }
+    HttpResponse resp;
+    resp.content_type = "application/octet-stream";
+    resp.body = crypto::AsString(r->signature);
+    resp.headers.emplace_back("X-Key-Id", r->key_id);
+    resp.headers.emplace_back("X-Algorithm", std::string(AlgorithmName(r->algorithm)));
+    resp.headers.emplace_back("X-Certificate-Serial", r->cert_serial);
+    resp.headers.emplace_back("X-Ledger-Seq", std::to_string(r->ledger_seq));
+    Finish(call_ptr, std::move(resp));
+  });
+  return std::nullopt;
+}
+
+// What `keyctl c2pa-signer --signer-info` prints for c2patool.
+HttpResponse Api::C2paSignerInfo(Call& call, const std::string& tenant) {
+  API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kTenantRead, tenant));
+  if (d_.certs == nullptr) return ErrorResponse(NoCertificateService(), call.request_id);
+  API_ASSIGN_OR_RETURN(call, auto state, d_.tenants->Active(tenant));
+  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ActiveChain(tenant));
+  std::string alg(AlgorithmName(state->policy.policy.algorithm));
+  for (auto& c : alg) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  size_t chain_bytes = 0;
+  for (const Bytes& der : chain->signing_der) chain_bytes += der.size();
+  // The COSE signature box holds the chain, the signature (at most 512 bytes
+  // for RSA-4096) and headers; 10 KiB on top also leaves room for a TSA token.
+  return JsonResponse(200, {{"alg", alg},
+                            {"sign_cert", chain->signing_pem},
+                            {"reserve_size", chain_bytes + 10240},
+                            {"key_id", chain->key_id},
+                            {"cert_serial", chain->serial}});
 }
 
 HttpResponse Api::Ledger(Call& call, const std::string& tenant) {

@@ -36,6 +36,7 @@ struct ApiDeps {
   core::SigningService* signing = nullptr;
   LedgerStore* ledger = nullptr;
   core::LedgerWriter* ledger_writer = nullptr;
+  class HealthProber* prober = nullptr;
   Clock* clock = nullptr;
   core::CertificateService* certs = nullptr;
 };
@@ -68,6 +69,9 @@ class Api {
   HttpResponse GetKey(Call& call, const std::string& tenant, const std::string& key_id);
   HttpResponse PublicKey(Call& call, const std::string& tenant);
   std::optional<HttpResponse> Sign(const std::shared_ptr<Call>& call, const std::string& tenant, bool batch);
+  std::optional<HttpResponse> SignCose(const std::shared_ptr<Call>& call, const std::string& tenant);
+  std::optional<HttpResponse> SignRaw(const std::shared_ptr<Call>& call, const std::string& tenant);
+  HttpResponse C2paSignerInfo(Call& call, const std::string& tenant);
   HttpResponse Ledger(Call& call, const std::string& tenant);
   HttpResponse Verify(Call& call, const std::string& tenant);
   HttpResponse InitCa(Call& call);

@@ -20,6 +20,7 @@
 #include "core/signing_service.h"
 #include "core/tenant_service.h"
 #include "server/api.h"
+#include "server/health_probe.h"
 #include "server/http_server.h"
 #include "server/log.h"
 #include "store/sqlite/sqlite_ledger.h"
@@ -83,6 +84,7 @@ struct App::Impl {
   std::unique_ptr<core::TenantService> tenants;
   std::unique_ptr<core::SigningService> signing;
   std::unique_ptr<core::CertificateService> certs;
+  std::unique_ptr<HealthProber> prober;
   std::unique_ptr<Api> api;
   std::unique_ptr<HttpServer> http;
   std::string bootstrap_token_path;
@@ -154,9 +156,11 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
   impl->signing = std::make_unique<core::SigningService>(*impl->tenants, *impl->ledger_writer, impl->limiter, clock,
                                                          signing_options);
   impl->certs = std::make_unique<core::CertificateService>(*impl->store, impl->backends, *impl->tenants, clock);
+  impl->prober = std::make_unique<HealthProber>(impl->backends, config.data_dir + "/health-probes.json");
   impl->api = std::make_unique<Api>(ApiDeps{impl->store.get(), &impl->backends, impl->auth.get(),
                                             impl->tenants.get(), impl->signing.get(), impl->ledger.get(),
-                                            impl->ledger_writer.get(), &clock, impl->certs.get()});
+                                            impl->ledger_writer.get(), impl->prober.get(), &clock,
+                                            impl->certs.get()});
 
   // First start: mint an admin key, write its token (0600) before storing the
   // key, so a crash in between leaves no admin key that nobody holds.

@@ -23,6 +23,14 @@ TEST_F(ApiTest, HealthAndReadyNeedNoAuth) {
   EXPECT_TRUE(j["ready"].get<bool>());
   EXPECT_TRUE(j["components"]["database"]["ok"].get<bool>());
   EXPECT_TRUE(j["components"]["backend:software"]["ok"].get<bool>());
+  // Readiness is proven by a real signature with each backend's probe key.
+  EXPECT_NE(j["components"]["backend:software"]["detail"].get<std::string>().find("probe signature verified"),
+            std::string::npos)
+      << r.body;
+  // The probe key is created once and reused.
+  std::string state = testing::ReadFile(dir_.File("data") + "/health-probes.json");
+  EXPECT_EQ(Call("", "GET", "/ready").status, 200);
+  EXPECT_EQ(testing::ReadFile(dir_.File("data") + "/health-probes.json"), state);
 }
 
 TEST_F(ApiTest, BootstrapTokenIsPrivateAndAdmin) {
