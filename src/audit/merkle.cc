@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstdlib>
+#include <initializer_list>
 #include <string>
 #include <utility>
 
