@@ -239,6 +239,13 @@ StatusOr<X509Ptr> IssueCertificate(const CertificateTemplate& tmpl, const X509* 
   ASSIGN_OR_RETURN(EvpPkeyPtr issuer_pub, BackendPublicKey(issuer_key));
   ASSIGN_OR_RETURN(Asn1IntegerPtr serial, SerialToAsn1(tmpl.serial));
   if (tmpl.not_after <= tmpl.not_before) return InvalidArgumentError("certificate validity window is empty");
+  if (issuer == nullptr) {
+    // Self-signed: a mismatch would yield a certificate nobody can verify.
+    ASSIGN_OR_RETURN(Bytes issuer_spki, PublicKeyToSpkiDer(issuer_pub.get()));
+    if (issuer_spki != tmpl.subject_spki_der) {
+      return InvalidArgumentError("a self-signed certificate must certify the issuer's own key");
+    }
+  }
   X509Ptr cert(X509_new());
   if (!cert) return OpenSslError("allocating certificate");
   X509_NAME* issuer_name = issuer != nullptr ? X509_get_subject_name(issuer) : subject.get();

@@ -873,10 +873,11 @@ HttpResponse Api::InitCa(Call& call) {
   API_ASSIGN_OR_RETURN(call, std::string provider, StringField(body, "provider", false));
   if (!provider.empty()) options.provider = provider;
   if (auto it = body.find("validity_days"); it != body.end()) {
-    if (!it->is_number_integer()) {
-      return ErrorResponse(FieldError("validity_days", "validity_days must be an integer"), call.request_id);
+    if (!it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > 36500) {
+      return ErrorResponse(FieldError("validity_days", "validity_days must be an integer from 1 to 36500"),
+                           call.request_id);
     }
-    options.validity_days = it->get<int>();
+    options.validity_days = static_cast<int>(it->get<int64_t>());
   }
   API_ASSIGN_OR_RETURN(call, CaRecord ca, d_.certs->InitCa(options));
   Log(LogLevel::kInfo, "ca_initialised",

@@ -556,6 +556,71 @@ TEST_P(StoreConformanceTest, ConcurrentVersionAllocationNeverDuplicates) {
   for (size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(keys[i].version, static_cast<int64_t>(i) + 1);
 }
 
+// --- certificates and the built-in CA ------------------------------------------
+
+inline CertificateRecord MakeCert(const std::string& tenant, const std::string& key_id, const std::string& serial,
+                                  TimePoint at = T(0)) {
+  CertificateRecord c;
+  c.serial = serial;
+  c.tenant_id = tenant;
+  c.key_id = key_id;
+  c.pem = "-----BEGIN CERTIFICATE-----\n" + serial + "\n-----END CERTIFICATE-----\n";
+  c.chain_pem = c.pem + c.pem;
+  c.issuer = "CN=Test CA";
+  c.source = "builtin-ca";
+  c.not_before = at;
+  c.not_after = at + std::chrono::hours(24);
+  c.created_at = at;
+  return c;
+}
+
+TEST_P(StoreConformanceTest, CaIsSingleAndNumbersCrls) {
+  EXPECT_TRUE(HasCode(store_->GetCa().status(), StatusCode::kNotFound));
+  EXPECT_TRUE(HasCode(store_->NextCrlNumber().status(), StatusCode::kNotFound));
+  CaRecord ca{"software", "software:ca", "ES256", "-----BEGIN CERTIFICATE-----\nca\n", 0, T(5)};
+  ASSERT_TRUE(IsOk(store_->InsertCa(ca)));
+  EXPECT_TRUE(HasCode(store_->InsertCa(ca), StatusCode::kAlreadyExists));
+  StatusOr<CaRecord> got = store_->GetCa();
+  ASSERT_TRUE(IsOk(got.status()));
+  EXPECT_EQ(got->key_uri, "software:ca");
+  EXPECT_EQ(got->cert_pem, ca.cert_pem);
+  EXPECT_EQ(got->created_at, T(5));
+  EXPECT_EQ(*store_->NextCrlNumber(), 1);
+  EXPECT_EQ(*store_->NextCrlNumber(), 2);
+  EXPECT_EQ(store_->GetCa()->crl_number, 2);
+}
+
+TEST_P(StoreConformanceTest, NewCertificateSupersedesAndRevocationIsKept) {
+  CreateTenant("acme");
+  EXPECT_TRUE(HasCode(store_->GetActiveCertificate("acme-v1").status(), StatusCode::kNotFound));
+  ASSERT_TRUE(IsOk(store_->InsertCertificate(MakeCert("acme", "acme-v1", "01", T(1)))));
+  ASSERT_TRUE(IsOk(store_->InsertCertificate(MakeCert("acme", "acme-v1", "02", T(2)))));
+  StatusOr<CertificateRecord> active = store_->GetActiveCertificate("acme-v1");
+  ASSERT_TRUE(IsOk(active.status()));
+  EXPECT_EQ(active->serial, "02");
+  EXPECT_EQ(active->chain_pem, MakeCert("acme", "acme-v1", "02").chain_pem);
+  EXPECT_EQ(active->not_after, T(2) + std::chrono::hours(24));
+  // Same (issuer, serial) twice is a conflict and changes nothing.
+  EXPECT_TRUE(HasCode(store_->InsertCertificate(MakeCert("acme", "acme-v1", "02", T(3))), StatusCode::kAlreadyExists));
+  EXPECT_EQ(store_->GetActiveCertificate("acme-v1")->serial, "02");
+  // Unknown or deleted tenants are refused.
+  EXPECT_TRUE(HasCode(store_->InsertCertificate(MakeCert("nobody", "k", "09")), StatusCode::kNotFound));
+
+  ASSERT_TRUE(IsOk(store_->RevokeCertificate("CN=Test CA", "02", T(10))));
+  ASSERT_TRUE(IsOk(store_->RevokeCertificate("CN=Test CA", "02", T(20))));  // idempotent
+  EXPECT_TRUE(HasCode(store_->RevokeCertificate("CN=Test CA", "ff", T(10)), StatusCode::kNotFound));
+  EXPECT_TRUE(HasCode(store_->GetActiveCertificate("acme-v1").status(), StatusCode::kNotFound));
+  StatusOr<CertificateRecord> latest = store_->GetLatestCertificate("acme-v1");
+  ASSERT_TRUE(IsOk(latest.status()));
+  EXPECT_EQ(latest->status, "revoked");
+  EXPECT_EQ(latest->revoked_at, T(10));
+  StatusOr<std::vector<CertificateRecord>> revoked = store_->ListRevokedCertificates("CN=Test CA");
+  ASSERT_TRUE(IsOk(revoked.status()));
+  ASSERT_EQ(revoked->size(), 1u);
+  EXPECT_EQ((*revoked)[0].serial, "02");
+  EXPECT_TRUE(store_->ListRevokedCertificates("CN=Other")->empty());
+}
+
 }  // namespace concierge::store::conformance
 
 #endif  // CONCIERGE_STORE_STORE_TEST_SUITE_H_

@@ -138,7 +138,10 @@ TEST_F(CertApiTest, ImportChecksKeyChainEkuAndValidity) {
   ASSERT_EQ(csr.status, 200);
   WriteFile(dir_.File("imported.csr"), csr.body);
   std::string root = testing::ReadFile(dir_.File("ext-ca.pem"));
-  auto import = [&](const std::string& chain) {
+  // The server's clock follows real time (openssl stamps notBefore with it),
+  // shifted by `ahead` to simulate importing later.
+  auto import = [&](const std::string& chain, std::chrono::hours ahead = std::chrono::hours(0)) {
+    fake_.Set(std::chrono::system_clock::now() + ahead);
     return Admin("POST", "/api/v1/tenants/imported/certificate", {{"chain_pem", chain}});
   };
   auto expect_unchanged = [&] { ExpectError(Admin("GET", "/api/v1/tenants/imported/certificate-chain"), 409); };
@@ -161,12 +164,10 @@ TEST_F(CertApiTest, ImportChecksKeyChainEkuAndValidity) {
   ExpectError(import("not a certificate"), 400, "chain_pem");
 
   // Expired by the time it is imported.
-  fake_.Advance(std::chrono::hours(24 * 3));
-  auto expired = import(leaf + root);
+  auto expired = import(leaf + root, std::chrono::hours(24 * 3));
   ExpectError(expired, 400, "chain_pem");
   EXPECT_NE(expired.body.find("expired"), std::string::npos) << expired.body;
   expect_unchanged();
-  fake_.Set(std::chrono::system_clock::now());
 
   auto ok = import(leaf + root);
   ASSERT_EQ(ok.status, 201) << ok.body;
@@ -378,6 +379,48 @@ TEST_F(CoseApiTest, RawSigningForC2patoolRemoteSigner) {
   VerifyWithOpenssl("remote", "ES256", tbs, r.body);
   json ledger = json::parse(Get("/api/v1/tenants/remote/ledger"));
   EXPECT_EQ(ledger["entries"].back()["kind"], "raw");
+}
+
+TEST_F(CoseApiTest, KeyctlCommandsAndC2patoolSignerProtocol) {
+  const std::string admin = testing::KeyctlBinary() + " --url " + app_->url() + " --token " + admin_token_ + " ";
+  auto init = RunCommand(admin + "ca init --algorithm ES256 --out " + dir_.File("ca.pem"));
+  ASSERT_EQ(init.exit_code, 0) << init.output;
+  CreatePolicy("cli-signer", "ES384");
+  auto get = RunCommand(admin + "cert get --tenant-id cli-signer --out " + dir_.File("chain.pem"));
+  ASSERT_EQ(get.exit_code, 0) << get.output;
+  Openssl("verify -CAfile " + dir_.File("ca.pem") + " " + dir_.File("chain.pem"));
+
+  const std::string signer = testing::KeyctlBinary() + " --url " + app_->url() + " --token " +
+                             NewToken("signer", "cli-signer") + " c2pa-signer --tenant-id cli-signer";
+  auto info = RunCommand(signer + " --signer-info --tsa-url http://tsa.example 2>/dev/null");
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  json j = json::parse(info.output, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << info.output;
+  EXPECT_EQ(j["alg"], "es384");
+  EXPECT_EQ(j["tsa_url"], "http://tsa.example");
+  EXPECT_NE(j["sign_cert"].get<std::string>().find("BEGIN CERTIFICATE"), std::string::npos);
+  EXPECT_TRUE(j["reserve_size"].is_number_integer());
+
+  std::string tbs = std::string("claim\0bytes\xff", 12);
+  auto sign = RunCommand(signer + " > " + dir_.File("sig.out"), tbs);
+  ASSERT_EQ(sign.exit_code, 0) << sign.output;
+  VerifyWithOpenssl("cli-signer", "ES384", tbs, testing::ReadFile(dir_.File("sig.out")));
+  // Failures exit non-zero with a message on stderr.
+  auto bad = RunCommand(testing::KeyctlBinary() + " --url " + app_->url() + " --token " + admin_token_ +
+                            " c2pa-signer --tenant-id no-such-tenant",
+                        "x");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("error:"), std::string::npos) << bad.output;
+  auto wrong_alg = RunCommand(signer + " --alg es256", "x");
+  EXPECT_NE(wrong_alg.exit_code, 0);
+
+  auto crl = RunCommand(admin + "ca crl --out " + dir_.File("ca.crl"));
+  ASSERT_EQ(crl.exit_code, 0) << crl.output;
+  Openssl("crl -noout -CAfile " + dir_.File("ca.pem") + " -in " + dir_.File("ca.crl"));
+  // An import that does not fit is refused by the CLI with the server's reason.
+  auto import = RunCommand(admin + "cert import --tenant-id cli-signer --chain " + dir_.File("ca.pem"));
+  EXPECT_NE(import.exit_code, 0);
+  EXPECT_NE(import.output.find("does not match"), std::string::npos) << import.output;
 }
 
 }  // namespace

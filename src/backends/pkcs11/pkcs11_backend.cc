@@ -844,6 +844,19 @@ StatusOr<Bytes> Pkcs11Backend::SignDigest(std::string_view key_uri, Algorithm al
     return FieldError("digest", "digest length " + std::to_string(digest.size()) + " does not fit " +
                                     std::string(AlgorithmName(alg)));
   }
+  return SignBytes(key_uri, alg, digest);
+}
+
+StatusOr<Bytes> Pkcs11Backend::SignMessage(std::string_view key_uri, Algorithm alg, ByteView message) {
+  if (FamilyOf(alg) != KeyFamily::kEdDsa) {
+    return UnimplementedError("whole-message signing is for Ed25519; hash and use SignDigest for " +
+                              std::string(AlgorithmName(alg)));
+  }
+  // CKM_EDDSA without parameters is PureEdDSA: the token signs the message itself.
+  return SignBytes(key_uri, alg, message);
+}
+
+StatusOr<Bytes> Pkcs11Backend::SignBytes(std::string_view key_uri, Algorithm alg, ByteView digest) {
   ASSIGN_OR_RETURN(KeyEntry e, impl_->Key(key_uri));
   Token* t = e.token;
   KeyFamily family = FamilyOf(alg);

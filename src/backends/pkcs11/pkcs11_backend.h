@@ -66,6 +66,8 @@ class Pkcs11Backend final : public KeyBackend {
   std::string_view provider() const override;
   StatusOr<GeneratedKey> GenerateKey(const KeySpec& spec) override;
   StatusOr<Bytes> SignDigest(std::string_view key_uri, Algorithm alg, ByteView digest) override;
+  // Ed25519 only: CKM_EDDSA over the whole message (X.509 and COSE need it).
+  StatusOr<Bytes> SignMessage(std::string_view key_uri, Algorithm alg, ByteView message) override;
   StatusOr<Bytes> PublicKeySpkiDer(std::string_view key_uri) override;
   Status DestroyKey(std::string_view key_uri) override;
   // Probe: C_GetSessionInfo on a pooled session of every opened token (with the
@@ -77,6 +79,8 @@ class Pkcs11Backend final : public KeyBackend {
   void InvalidateSessionsForTest();
 
  private:
+  // C_Sign over `data` with the algorithm's mechanism; callers check its size.
+  StatusOr<Bytes> SignBytes(std::string_view key_uri, Algorithm alg, ByteView data);
   struct Impl;
   explicit Pkcs11Backend(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -11,6 +11,7 @@
 #include "backends/pkcs11/pkcs11_api.h"
 #include "backends/pkcs11/pkcs11_uri.h"
 #include "backends/pkcs11/softhsm_test_env.h"
+#include "crypto/eddsa.h"
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "crypto/keys.h"
@@ -159,6 +160,15 @@ TEST_F(Pkcs11BackendTest, Ed25519WhenTheModuleSupportsIt) {
   }
   ASSERT_TRUE(key.ok()) << key.status().ToString();
   ExpectVerifies(*b, *key, Algorithm::kEd25519, dir_.path());
+  // PureEdDSA over a whole message of any length (X.509 TBS, COSE Sig_structure).
+  std::string message(1000, 'm');
+  auto sig = b->SignMessage(key->uri, Algorithm::kEd25519, crypto::AsBytes(message));
+  ASSERT_TRUE(sig.ok()) << sig.status().ToString();
+  auto pub = crypto::PublicKeyFromSpkiDer(key->public_key_spki_der);
+  ASSERT_TRUE(pub.ok());
+  EXPECT_TRUE(crypto::Ed25519VerifyMessage(pub->get(), crypto::AsBytes(message), *sig).ok());
+  EXPECT_EQ(b->SignMessage(key->uri, Algorithm::kES256, crypto::AsBytes(message)).status().code(),
+            StatusCode::kUnimplemented);
 }
 
 TEST_F(Pkcs11BackendTest, PrivateKeyIsSensitiveAndNeverExtractable) {
