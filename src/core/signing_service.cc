@@ -9,6 +9,27 @@
 
 namespace concierge::core {
 
+namespace {
+
+// The fields every ledger row shares, whatever was signed.
+LedgerEntry NewLedgerEntry(const std::string& tenant_id, const TenantState& state, Algorithm alg, TimePoint now,
+                           const std::string& request_id, const std::string& api_key_id,
+                           const std::string& client_address) {
+  LedgerEntry e;
+  e.tenant_id = tenant_id;
+  e.key_id = state.active_key.key_id;
+  e.key_version = state.active_key.version;
+  e.algorithm = std::string(AlgorithmName(alg));
+  e.request_id = request_id;
+  e.api_key_id = api_key_id;
+  e.client_address = client_address;
+  e.policy_hash = state.policy.hash;
+  e.signed_at = now;
+  return e;
+}
+
+}  // namespace
+
 std::string_view SignatureFormatName(SignatureFormat f) {
   switch (f) {
     case SignatureFormat::kDer: return "der";
@@ -99,19 +120,11 @@ void SigningService::SignAsync(const std::string& tenant_id, SignRequest request
     r.signed_at = now;
     r.request_id = request.request_id;
 
-    LedgerEntry e;
-    e.tenant_id = tenant_id;
-    e.key_id = key.key_id;
-    e.key_version = key.version;
-    e.algorithm = std::string(AlgorithmName(policy.algorithm));
+    LedgerEntry e = NewLedgerEntry(tenant_id, *state, policy.algorithm, now, request.request_id,
+                                   request.api_key_id, request.client_address);
     e.kind = request.batch ? "batch" : "digest";
     e.digest_hex = crypto::HexEncode(item.digest);
     e.asset_id = item.asset_id;
-    e.request_id = request.request_id;
-    e.api_key_id = request.api_key_id;
-    e.client_address = request.client_address;
-    e.policy_hash = state->policy.hash;
-    e.signed_at = now;
     rows.push_back(std::move(e));
     results.push_back(std::move(r));
   }
@@ -176,20 +189,12 @@ void SigningService::SignMessageAsync(const std::string& tenant_id, MessageSignR
   r.signed_at = now;
   r.request_id = request.request_id;
 
-  LedgerEntry e;
-  e.tenant_id = tenant_id;
-  e.key_id = key.key_id;
-  e.key_version = key.version;
+  LedgerEntry e = NewLedgerEntry(tenant_id, *state, alg, now, request.request_id, request.api_key_id,
+                                 request.client_address);
   e.cert_serial = request.cert_serial;
-  e.algorithm = std::string(AlgorithmName(alg));
   e.kind = request.kind;
   e.digest_hex = request.ledger_digest_hex.empty() ? crypto::Sha256Hex(request.message) : request.ledger_digest_hex;
   e.asset_id = request.asset_id;
-  e.request_id = request.request_id;
-  e.api_key_id = request.api_key_id;
-  e.client_address = request.client_address;
-  e.policy_hash = state->policy.hash;
-  e.signed_at = now;
   std::vector<LedgerEntry> rows;
   rows.push_back(std::move(e));
   ledger_.Submit(std::move(rows), [this, tenant_id, now, r = std::move(r), done = std::move(done)](

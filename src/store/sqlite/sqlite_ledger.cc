@@ -148,14 +148,7 @@ Status ConfigureConnection(sqlite3* db, std::chrono::milliseconds busy_timeout, 
   // Persistent in the file (SqliteStore already set it); repeating it is cheap
   // and proves the file really is in WAL mode, on which "readers never wait
   // for the writer" depends.
-  ASSIGN_OR_RETURN(Statement s,
-                   Statement::Prepare(db, "PRAGMA journal_mode = WAL", "enabling WAL mode"));
-  ASSIGN_OR_RETURN(bool row, s.Step());
-  const std::string mode = row ? s.ColumnText(0) : "";
-  if (mode != "wal") {
-    return FailedPreconditionError("sqlite: enabling WAL mode: database stayed in \"" + mode +
-                                   "\" journal mode");
-  }
+  RETURN_IF_ERROR(EnableWal(db));
   RETURN_IF_ERROR(ExecSql(db, "PRAGMA synchronous = FULL", "setting synchronous=FULL"));
   // See the header: checkpoints run in SqliteStore::Checkpoint, off the
   // signing path. Set on both connections, since any connection that commits

@@ -299,14 +299,7 @@ Status ConfigureConnection(sqlite3* db, std::chrono::milliseconds busy_timeout,
   const int rc = sqlite3_busy_timeout(db, static_cast<int>(busy_timeout.count()));
   if (rc != SQLITE_OK) return SqliteStatus(db, rc, "setting busy timeout");
   if (!in_memory) {
-    ASSIGN_OR_RETURN(Statement s,
-                     Statement::Prepare(db, "PRAGMA journal_mode = WAL", "enabling WAL mode"));
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    const std::string mode = row ? s.ColumnText(0) : "";
-    if (mode != "wal") {
-      return FailedPreconditionError("sqlite: enabling WAL mode: database stayed in \"" + mode +
-                                     "\" journal mode");
-    }
+    RETURN_IF_ERROR(EnableWal(db));
   }
   RETURN_IF_ERROR(ExecSql(db, "PRAGMA synchronous = FULL", "setting synchronous=FULL"));
   RETURN_IF_ERROR(ExecSql(db, "PRAGMA foreign_keys = ON", "enabling foreign keys"));

@@ -167,4 +167,14 @@ TimePoint FromUnixMillis(int64_t ms) {
   return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::milliseconds(ms)));
 }
 
+Status EnableWal(sqlite3* db) {
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db, "PRAGMA journal_mode = WAL", "enabling WAL mode"));
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  const std::string mode = row ? s.ColumnText(0) : "";
+  if (mode != "wal") {
+    return FailedPreconditionError("sqlite: enabling WAL mode: database stayed in \"" + mode + "\" journal mode");
+  }
+  return Status::Ok();
+}
+
 }  // namespace concierge::store

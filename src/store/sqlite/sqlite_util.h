@@ -42,6 +42,10 @@ StatusOr<SqliteDb> OpenSqliteDb(const std::string& path, std::string_view operat
 // Runs SQL text with no bound values (pragmas, DDL, BEGIN/COMMIT).
 Status ExecSql(sqlite3* db, const std::string& sql, std::string_view operation);
 
+// Switches the file to WAL mode and checks that it took (kFailedPrecondition
+// otherwise): "readers never wait for the writer" depends on it.
+Status EnableWal(sqlite3* db);
+
 // A prepared statement. Bind* use 1-based indexes, like SQLite. A bind failure
 // (only possible through a programming error) is remembered and reported by
 // the next Step(), which keeps call sites linear.
