@@ -95,6 +95,7 @@ row "ES256 SoftwareBackend::Sign   vs ecdsap256" \
   "$(ours_rate BM_SoftwareBackendSignDigest/ES256)" "$p256"
 echo
 echo "ratio = ours / openssl. openssl speed reuses one prepared context per loop;"
-echo "ours builds a fresh EVP_PKEY_CTX and checks the key per call, as the service does."
+echo "crypto::SignDigest builds a fresh EVP_PKEY_CTX and checks the key per call; the service"
+echo "(SoftwareBackend::Sign) reuses pooled, pre-initialised contexts per key (PreparedSigner)."
 echo "rsa2048 in openssl speed signs with PKCS#1 v1.5; PS256 adds PSS encoding (small next"
 echo "to the private-key operation)."
