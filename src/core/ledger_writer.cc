@@ -15,7 +15,9 @@ void LedgerWriter::Submit(std::vector<LedgerEntry> entries, DoneWithEntries done
     if (!stopping && queued_rows_ + entries.size() <= options_.max_queued_rows) {
       queued_rows_ += entries.size();
       queue_.push_back(Pending{std::move(entries), std::move(done)});
-      cv_.notify_one();
+      // While the writer lingers, wake it only once the group is big enough:
+      // a wake-up per request would cost more than the larger commit saves.
+      if (!lingering_ || queued_rows_ >= options_.linger_target_rows) cv_.notify_one();
       return;
     }
   }
@@ -41,11 +43,19 @@ LedgerWriterStats LedgerWriter::stats() const {
 void LedgerWriter::Run() {
   std::vector<Pending> batch;
   std::vector<LedgerEntry> rows;
+  size_t last_commit_rows = 0;
   for (;;) {
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping and drained
+      if (last_commit_rows >= options_.linger_after_rows && queued_rows_ < options_.linger_target_rows &&
+          options_.linger.count() > 0) {
+        lingering_ = true;
+        cv_.wait_for(lock, options_.linger,
+                     [this] { return stopping_ || queued_rows_ >= options_.linger_target_rows; });
+        lingering_ = false;
+      }
       size_t taken = 0;
       while (!queue_.empty() && (batch.empty() || taken + queue_.front().entries.size() <= options_.max_batch_rows)) {
         taken += queue_.front().entries.size();
@@ -58,6 +68,7 @@ void LedgerWriter::Run() {
     for (auto& p : batch) {
       for (auto& e : p.entries) rows.push_back(std::move(e));
     }
+    last_commit_rows = rows.size();
     Status st = store_.AppendBatch(rows);
     // Hand each submission its rows back (with seq filled in on success).
     size_t i = 0;
