@@ -127,23 +127,8 @@ void ServerConfig::ResolvePaths() {
 
 ServerConfig ServerConfig::Clone() const {
   ServerConfig c;
-  c.listen = listen;
-  c.data_dir = data_dir;
-  c.io_threads = io_threads;
-  c.max_body_bytes = max_body_bytes;
-  c.max_batch = max_batch;
-  c.log_level = log_level;
-  c.database_path = database_path;
-  c.keystore_dir = keystore_dir;
-  c.master_key_file = master_key_file;
-  c.argon2_time_cost = argon2_time_cost;
-  c.argon2_memory_kib = argon2_memory_kib;
-  c.argon2_parallelism = argon2_parallelism;
+  static_cast<ServerSettings&>(c) = *this;
   if (master_passphrase) c.master_passphrase = master_passphrase->Clone();
-  c.pkcs11_module = pkcs11_module;
-  c.pkcs11_allowed_modules = pkcs11_allowed_modules;
-  c.pkcs11_sessions = pkcs11_sessions;
-  c.yubihsm2_module = yubihsm2_module;
   if (pkcs11_pin) c.pkcs11_pin = pkcs11_pin->Clone();
   return c;
 }

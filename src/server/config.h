@@ -15,7 +15,9 @@
 
 namespace concierge::server {
 
-struct ServerConfig {
+// Every setting that may be copied freely. The secrets live in ServerConfig
+// below, so adding a setting here needs no change to Clone().
+struct ServerSettings {
   std::string listen = "127.0.0.1:8443";
   std::string data_dir = "./data";
   int io_threads = 0;  // 0 = number of cores
@@ -28,14 +30,17 @@ struct ServerConfig {
   uint32_t argon2_time_cost = 3;
   uint32_t argon2_memory_kib = 64 * 1024;
   uint32_t argon2_parallelism = 1;
-  std::optional<SecretBytes> master_passphrase;  // KEYCTL_MASTER_PASSPHRASE(_FILE)
   // PKCS#11 HSMs (docs/pkcs11.md). Empty pkcs11_module: a SoftHSM2 development
   // token in <data_dir>/softhsm when SoftHSM2 is installed; "none" disables it.
   std::string pkcs11_module;
   std::string pkcs11_allowed_modules;     // comma-separated paths; empty = any
   int pkcs11_sessions = 0;                // per token; 0 = io_threads (or cores)
   std::string yubihsm2_module;            // set to enable provider "yubihsm2"
-  std::optional<SecretBytes> pkcs11_pin;  // KEYCTL_PKCS11_PIN (environment only)
+};
+
+struct ServerConfig : ServerSettings {
+  std::optional<SecretBytes> master_passphrase;  // KEYCTL_MASTER_PASSPHRASE(_FILE)
+  std::optional<SecretBytes> pkcs11_pin;         // KEYCTL_PKCS11_PIN (environment only)
 
   // Fills the derived paths from data_dir.
   void ResolvePaths();

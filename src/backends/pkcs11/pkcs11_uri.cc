@@ -100,17 +100,7 @@ bool IsIgnoredPathAttribute(std::string_view name) {
 
 Pkcs11Uri Pkcs11Uri::Clone() const {
   Pkcs11Uri c;
-  c.token = token;
-  c.manufacturer = manufacturer;
-  c.serial = serial;
-  c.model = model;
-  c.slot_id = slot_id;
-  c.object = object;
-  c.id = id;
-  c.type = type;
-  c.module_path = module_path;
-  c.module_name = module_name;
-  c.pin_source = pin_source;
+  static_cast<Pkcs11UriAttributes&>(c) = *this;
   if (pin_value) c.pin_value = pin_value->Clone();
   return c;
 }

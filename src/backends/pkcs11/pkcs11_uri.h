@@ -22,7 +22,9 @@
 
 namespace concierge::backends::pkcs11 {
 
-struct Pkcs11Uri {
+// The attributes that may be copied freely; pin-value is kept apart in
+// Pkcs11Uri so Clone() never has to list fields.
+struct Pkcs11UriAttributes {
   // Token selection (empty = any).
   std::string token;         // CK_TOKEN_INFO.label
   std::string manufacturer;  // CK_TOKEN_INFO.manufacturerID
@@ -37,6 +39,9 @@ struct Pkcs11Uri {
   std::string module_path;
   std::string module_name;
   std::string pin_source;    // file path or "file:" URI
+};
+
+struct Pkcs11Uri : Pkcs11UriAttributes {
   std::optional<SecretBytes> pin_value;
 
   Pkcs11Uri Clone() const;

@@ -90,13 +90,6 @@ class Binder {
   int rc_ = SQLITE_OK;
 };
 
-std::string ColumnText(sqlite3_stmt* stmt, int col) {
-  const auto* text = sqlite3_column_text(stmt, col);
-  if (text == nullptr) return std::string();
-  return std::string(reinterpret_cast<const char*>(text),
-                     static_cast<size_t>(sqlite3_column_bytes(stmt, col)));
-}
-
 // Column order of kLedgerColumns.
 LedgerEntry ReadEntry(sqlite3_stmt* s) {
   LedgerEntry e;

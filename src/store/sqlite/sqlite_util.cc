@@ -113,13 +113,14 @@ Status Statement::Run() {
   return Status::Ok();
 }
 
-std::string Statement::ColumnText(int col) const {
-  const auto* text = sqlite3_column_text(stmt_.get(), col);
+std::string ColumnText(sqlite3_stmt* stmt, int col) {
+  const auto* text = sqlite3_column_text(stmt, col);
   if (text == nullptr) return std::string();
   // column_bytes after column_text gives the UTF-8 length, embedded NULs kept.
-  return std::string(reinterpret_cast<const char*>(text),
-                     static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col)));
+  return std::string(reinterpret_cast<const char*>(text), static_cast<size_t>(sqlite3_column_bytes(stmt, col)));
 }
+
+std::string Statement::ColumnText(int col) const { return store::ColumnText(stmt_.get(), col); }
 
 int64_t Statement::ColumnInt(int col) const { return sqlite3_column_int64(stmt_.get(), col); }
 

@@ -46,6 +46,10 @@ Status ExecSql(sqlite3* db, const std::string& sql, std::string_view operation);
 // otherwise): "readers never wait for the writer" depends on it.
 Status EnableWal(sqlite3* db);
 
+// Text of column `col` of the current row (NULL -> ""), embedded NULs kept.
+// Shared by Statement and the ledger's cached raw statements.
+std::string ColumnText(sqlite3_stmt* stmt, int col);
+
 // A prepared statement. Bind* use 1-based indexes, like SQLite. A bind failure
 // (only possible through a programming error) is remembered and reported by
 // the next Step(), which keeps call sites linear.
