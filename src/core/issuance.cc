@@ -13,7 +13,12 @@ int64_t UnixMinute(TimePoint t) {
 }  // namespace
 
 IssuanceLimiter::TenantWindow& IssuanceLimiter::Window(const std::string& tenant_id) {
-  std::lock_guard lock(mu_);
+  {
+    std::shared_lock lock(mu_);
+    auto it = windows_.find(tenant_id);
+    if (it != windows_.end()) return *it->second;  // windows are never removed
+  }
+  std::unique_lock lock(mu_);
   auto& w = windows_[tenant_id];
   if (!w) w = std::make_unique<TenantWindow>();
   return *w;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -47,7 +48,8 @@ class IssuanceLimiter {
   TenantWindow& Window(const std::string& tenant_id);
   static int64_t Sum(TenantWindow& w, int64_t now_minute);
 
-  std::mutex mu_;
+  // Taken shared on the sign path; exclusively only to add a tenant.
+  std::shared_mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<TenantWindow>> windows_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <chrono>
 
 #include "crypto/cose.h"
@@ -162,6 +163,15 @@ StatusOr<core::SignatureFormat> FormatField(const json& body) {
 
 std::string NewRequestId() { return "req_" + crypto::RandomHex(8); }
 
+// A whole decimal integer within [lo, hi]; nullopt for anything else
+// (signs other than a leading '-', spaces, trailing text, overflow).
+std::optional<int64_t> ParseInt(std::string_view text, int64_t lo, int64_t hi) {
+  int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size() || v < lo || v > hi) return std::nullopt;
+  return v;
+}
+
 bool ValidRequestId(const std::string& id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {
@@ -274,16 +284,12 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
   Call& call = *call_ptr;
   const std::string& m = call.req.method;
   std::vector<std::string> s = Segments(call.req.path);
+  // 405 has no Status code of its own, so its body is written here directly.
   auto method_not_allowed = [&](const char* allowed) {
-    HttpResponse r = ErrorResponse(Status(StatusCode::kInvalidArgument, "method " + m + " is not allowed on " +
-                                                                            call.req.path),
-                                   call.request_id);
-    r.status = 405;
-    r.body = json({{"error", "method_not_allowed"},
-                   {"message", "method " + m + " is not allowed on " + call.req.path},
-                   {"code", 405},
-                   {"details", {{"allow", allowed}}}})
-                 .dump();
+    HttpResponse r = JsonResponse(405, {{"error", "method_not_allowed"},
+                                        {"message", "method " + m + " is not allowed on " + call.req.path},
+                                        {"code", 405},
+                                        {"details", {{"allow", allowed}}}});
     r.headers.emplace_back("Allow", allowed);
     return r;
   };
@@ -476,13 +482,8 @@ HttpResponse Api::GetPolicy(Call& call, const std::string& tenant) {
   std::optional<int64_t> version;
   auto it = call.req.query.find("version");
   if (it != call.req.query.end()) {
-    try {
-      size_t used = 0;
-      version = std::stoll(it->second, &used);
-      if (used != it->second.size() || *version < 1) throw std::invalid_argument("bad");
-    } catch (const std::exception&) {
-      return ErrorResponse(FieldError("version", "version must be a positive integer"), call.request_id);
-    }
+    version = ParseInt(it->second, 1, INT64_MAX);
+    if (!version) return ErrorResponse(FieldError("version", "version must be a positive integer"), call.request_id);
   }
   API_ASSIGN_OR_RETURN(call, auto policy, d_.tenants->GetPolicy(tenant, version));
   return JsonResponse(200, PolicyVersionJson(policy));
@@ -497,11 +498,8 @@ HttpResponse Api::UpdatePolicy(Call& call, const std::string& tenant) {
     if (if_match.size() >= 2 && if_match.front() == '"' && if_match.back() == '"') {
       if_match = if_match.substr(1, if_match.size() - 2);
     }
-    try {
-      size_t used = 0;
-      expected = std::stoll(if_match, &used);
-      if (used != if_match.size()) throw std::invalid_argument("bad");
-    } catch (const std::exception&) {
+    expected = ParseInt(if_match, INT64_MIN, INT64_MAX);
+    if (!expected) {
       return ErrorResponse(FieldError("If-Match", "If-Match must be a policy version number"), call.request_id);
     }
   }
@@ -782,15 +780,12 @@ HttpResponse Api::Ledger(Call& call, const std::string& tenant) {
   auto int_param = [&](const char* name, int64_t lo, int64_t hi, int64_t* out) -> Status {
     auto it = call.req.query.find(name);
     if (it == call.req.query.end()) return Status::Ok();
-    try {
-      size_t used = 0;
-      long long v = std::stoll(it->second, &used);
-      if (used != it->second.size() || v < lo || v > hi) throw std::out_of_range("range");
-      *out = v;
-    } catch (const std::exception&) {
+    std::optional<int64_t> v = ParseInt(it->second, lo, hi);
+    if (!v) {
       return FieldError(name, std::string(name) + " must be an integer from " + std::to_string(lo) + " to " +
                                   std::to_string(hi));
     }
+    *out = *v;
     return Status::Ok();
   };
   auto time_param = [&](const char* name, std::optional<TimePoint>* out) -> Status {
