@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/rsa.h>
 
+#include "crypto/eddsa.h"
 #include "crypto/keys.h"
 
 namespace concierge::crypto {
@@ -73,21 +74,8 @@ Status NotVerified() {
 
 StatusOr<Bytes> SignDigest(EVP_PKEY* private_key, Algorithm alg, ByteView digest) {
   RETURN_IF_ERROR(CheckInputs(private_key, alg, digest));
-  if (FamilyOf(alg) == KeyFamily::kEdDsa) {
-    EvpMdCtxPtr md_ctx(EVP_MD_CTX_new());
-    if (!md_ctx) return OpenSslError("allocating digest context");
-    // A NULL md selects PureEdDSA: the digest bytes are the message.
-    if (EVP_DigestSignInit(md_ctx.get(), nullptr, nullptr, nullptr, private_key) != 1) {
-      return OpenSslError("initialising Ed25519 signing");
-    }
-    Bytes sig(64);
-    size_t len = sig.size();
-    if (EVP_DigestSign(md_ctx.get(), sig.data(), &len, digest.data(), digest.size()) != 1) {
-      return OpenSslError("Ed25519 signing");
-    }
-    sig.resize(len);
-    return sig;
-  }
+  // PureEdDSA: the digest bytes are the message.
+  if (FamilyOf(alg) == KeyFamily::kEdDsa) return Ed25519SignMessage(private_key, digest);
   ASSIGN_OR_RETURN(EvpPkeyCtxPtr ctx, PrehashContext(private_key, alg, digest.size(), true));
   // EVP_PKEY_get_size is the maximum signature size, which saves the separate
   // size-query call on the hot path. For ECDSA it is an upper bound; the DER
@@ -148,18 +136,7 @@ StatusOr<Bytes> PreparedSigner::Sign(ByteView digest) const {
 Status VerifyDigest(EVP_PKEY* public_key, Algorithm alg, ByteView digest, ByteView signature) {
   RETURN_IF_ERROR(CheckInputs(public_key, alg, digest));
   if (signature.empty()) return NotVerified();
-  if (FamilyOf(alg) == KeyFamily::kEdDsa) {
-    EvpMdCtxPtr md_ctx(EVP_MD_CTX_new());
-    if (!md_ctx) return OpenSslError("allocating digest context");
-    if (EVP_DigestVerifyInit(md_ctx.get(), nullptr, nullptr, nullptr, public_key) != 1) {
-      return OpenSslError("initialising Ed25519 verification");
-    }
-    if (EVP_DigestVerify(md_ctx.get(), signature.data(), signature.size(), digest.data(),
-                         digest.size()) != 1) {
-      return NotVerified();
-    }
-    return Status::Ok();
-  }
+  if (FamilyOf(alg) == KeyFamily::kEdDsa) return Ed25519VerifyMessage(public_key, digest, signature);
   ASSIGN_OR_RETURN(EvpPkeyCtxPtr ctx, PrehashContext(public_key, alg, digest.size(), false));
   // 0 is a bad signature and <0 a malformed one; callers treat both as "does not
   // verify", which is what the header promises.
