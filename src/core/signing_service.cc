@@ -1,7 +1,5 @@
 #include "core/signing_service.h"
 
-#include <future>
-
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "crypto/keys.h"
@@ -207,14 +205,6 @@ void SigningService::SignMessageAsync(const std::string& tenant_id, MessageSignR
     if (!committed.empty()) r.ledger_seq = committed.front().seq;
     done(std::move(r));
   });
-}
-
-StatusOr<std::vector<SignResult>> SigningService::Sign(const std::string& tenant_id, SignRequest request) {
-  std::promise<StatusOr<std::vector<SignResult>>> promise;
-  auto future = promise.get_future();
-  SignAsync(tenant_id, std::move(request),
-            [&promise](StatusOr<std::vector<SignResult>> r) { promise.set_value(std::move(r)); });
-  return future.get();
 }
 
 StatusOr<VerifyResult> SigningService::Verify(const std::string& tenant_id, const VerifyRequest& request) {

@@ -119,8 +119,6 @@ class SigningService {
   // longer the active key (a rotation raced the request; retry).
   using MessageCallback = std::function<void(StatusOr<MessageSignResult>)>;
   void SignMessageAsync(const std::string& tenant_id, MessageSignRequest request, MessageCallback done);
-  // Blocking convenience wrapper (tests, internal callers).
-  StatusOr<std::vector<SignResult>> Sign(const std::string& tenant_id, SignRequest request);
 
   StatusOr<VerifyResult> Verify(const std::string& tenant_id, const VerifyRequest& request);
   // The active key, or `key_id` when given.

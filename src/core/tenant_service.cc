@@ -110,8 +110,7 @@ Status TenantService::DeletePolicy(const std::string& tenant_id, const Principal
 
 StatusOr<PolicyVersion> TenantService::GetPolicy(const std::string& tenant_id, std::optional<int64_t> version) {
   if (version) {
-    ASSIGN_OR_RETURN(TenantRecord t, store_.GetTenant(tenant_id));
-    (void)t;
+    RETURN_IF_ERROR(store_.GetTenant(tenant_id).status());  // kNotFound for unknown tenants
     ASSIGN_OR_RETURN(PolicyRecord rec, store_.GetPolicyVersion(tenant_id, *version));
     return ToPolicyVersion(rec);
   }
@@ -120,8 +119,7 @@ StatusOr<PolicyVersion> TenantService::GetPolicy(const std::string& tenant_id, s
 }
 
 StatusOr<std::vector<PolicyVersion>> TenantService::ListPolicyVersions(const std::string& tenant_id) {
-  ASSIGN_OR_RETURN(TenantRecord t, store_.GetTenant(tenant_id));
-  (void)t;
+  RETURN_IF_ERROR(store_.GetTenant(tenant_id).status());  // kNotFound for unknown tenants
   ASSIGN_OR_RETURN(auto recs, store_.ListPolicyVersions(tenant_id));
   std::vector<PolicyVersion> out;
   for (const auto& r : recs) {
@@ -157,8 +155,7 @@ StatusOr<std::vector<PolicyVersion>> TenantService::ListPolicies(const std::stri
 }
 
 StatusOr<std::vector<KeyRecord>> TenantService::ListKeys(const std::string& tenant_id) {
-  ASSIGN_OR_RETURN(TenantRecord t, store_.GetTenant(tenant_id));
-  (void)t;
+  RETURN_IF_ERROR(store_.GetTenant(tenant_id).status());  // kNotFound for unknown tenants
   return store_.ListKeys(tenant_id);
 }
 
