@@ -27,15 +27,9 @@ log "openssl speed -multi $(nproc) ecdsap256 (baseline, ${SECONDS_PER_RUN}s)"
 BASE=$(openssl speed -mr -multi "$(nproc)" -seconds "$SECONDS_PER_RUN" ecdsap256 2>/dev/null |
   awk -F: '$1 == "+F4" && $3 == 256 { printf "%.0f", $4 }')
 
-KEYCTL_LOG_LEVEL=warn "$KEYCTL" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVER_PID=$!
-URL=""
-for _ in $(seq 1 200); do
-  URL=$(sed -n 's/^keyctl serve: listening on \(http[^ ]*\)$/\1/p' "$WORK/serve.out")
-  [[ -n "$URL" ]] && break
-  sleep 0.1
-done
-[[ -n "$URL" ]] || { cat "$WORK/serve.log" >&2; echo "error: server did not start" >&2; exit 1; }
+# shellcheck source=../scripts/keyctl-server.sh
+source "$ROOT/scripts/keyctl-server.sh"
+KEYCTL_LOG_LEVEL=warn start_keyctl_server "$KEYCTL" "$WORK/data" "$WORK/serve" || exit 1
 export KEYCTL_URL=$URL KEYCTL_TOKEN=$(cat "$WORK/data/bootstrap-admin.token") BENCH_TENANT=bench-tenant
 "$KEYCTL" policy create --tenant-id "$BENCH_TENANT" --algorithm ES256 >/dev/null
 

@@ -14,18 +14,11 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# shellcheck source=../../scripts/keyctl-server.sh
+source "$(dirname "$0")/../../scripts/keyctl-server.sh"
 
 cd "$WORK"
-"$KEYCTL" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVER_PID=$!
-URL=""
-for _ in $(seq 1 200); do  # bounded wait for the "listening on" line (up to ~20 s)
-  URL="$(sed -n 's/^keyctl serve: listening on \(http[^ ]*\)$/\1/p' "$WORK/serve.out")"
-  [ -n "$URL" ] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/serve.log" >&2; fail "server exited early"; }
-  sleep 0.1
-done
-[ -n "$URL" ] || fail "server did not report its address"
+start_keyctl_server "$KEYCTL" "$WORK/data" "$WORK/serve" || fail "server did not start"
 grep -q "bootstrap admin token written to $WORK/data/bootstrap-admin.token" "$WORK/serve.out" || fail "no bootstrap path printed"
 [ "$(stat -c %a "$WORK/data/bootstrap-admin.token")" = "600" ] || fail "bootstrap token is not mode 0600"
 
