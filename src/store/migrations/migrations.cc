@@ -1,13 +1,33 @@
 #include "store/migrations/migrations.h"
 
+#include <algorithm>
 #include <set>
 #include <string>
 
 namespace concierge::store {
 namespace {
 
-// Times are INTEGER unix milliseconds (UTC) so they sort and compare in SQL
-// and map 1:1 onto BIGINT in the PostgreSQL dialect.
+// One list for every engine. Each migration is written once, in SQL that both
+// SQLite and PostgreSQL accept, with a few dialect tokens where they differ:
+//
+//   {{INT}}     64-bit integer: SQLite INTEGER, PostgreSQL BIGINT
+//   {{SEQ_PK}}  never-reused ascending row number as primary key: SQLite
+//               INTEGER PRIMARY KEY AUTOINCREMENT, PostgreSQL BIGINT GENERATED
+//               ALWAYS AS IDENTITY PRIMARY KEY
+//   {{BLOB}}    bytes: SQLite BLOB, PostgreSQL BYTEA
+//
+// The SQLite rendering is byte-for-byte the text these migrations shipped with
+// before PostgreSQL existed, so sqlite_master of old and new databases agree.
+// What to keep to when adding a migration (ValidateMigrations checks that no
+// token is left unrendered; the store suites run every step on both engines):
+//  - booleans are {{INT}} 0/1 with a CHECK, times {{INT}} unix milliseconds;
+//  - TEXT compares bytewise in SQLite but by collation in PostgreSQL: queries
+//    that ORDER BY text say COLLATE "C" on PostgreSQL (see postgres_store.cc);
+//  - no engine-only syntax (INSERT OR REPLACE, SERIAL, AUTOINCREMENT outside
+//    {{SEQ_PK}}, ...); if a difference is unavoidable, add a token here
+//    rather than a second list.
+//
+// Times are {{INT}} unix milliseconds (UTC) so they sort and compare in SQL.
 //
 // Key states and API key roles are validated by the store code rather than by
 // CHECK constraints: SQLite cannot alter a CHECK without rebuilding the table,
@@ -15,35 +35,35 @@ namespace {
 constexpr std::string_view kV1InitialSchema = R"sql(
 CREATE TABLE tenants (
   tenant_id             TEXT    NOT NULL PRIMARY KEY,
-  active_policy_version INTEGER NOT NULL DEFAULT 0,
-  deleted               INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),
-  created_at            INTEGER NOT NULL,
-  updated_at            INTEGER NOT NULL
+  active_policy_version {{INT}} NOT NULL DEFAULT 0,
+  deleted               {{INT}} NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),
+  created_at            {{INT}} NOT NULL,
+  updated_at            {{INT}} NOT NULL
 );
 
 CREATE TABLE policies (
   tenant_id   TEXT    NOT NULL REFERENCES tenants (tenant_id),
-  version     INTEGER NOT NULL CHECK (version > 0),
+  version     {{INT}} NOT NULL CHECK (version > 0),
   body_json   TEXT    NOT NULL,
   policy_hash TEXT    NOT NULL,
   created_by  TEXT    NOT NULL,
-  created_at  INTEGER NOT NULL,
+  created_at  {{INT}} NOT NULL,
   PRIMARY KEY (tenant_id, version)
 );
 
 CREATE TABLE keys (
   key_id         TEXT    NOT NULL PRIMARY KEY,
   tenant_id      TEXT    NOT NULL REFERENCES tenants (tenant_id),
-  version        INTEGER NOT NULL CHECK (version > 0),
+  version        {{INT}} NOT NULL CHECK (version > 0),
   algorithm      TEXT    NOT NULL,
   provider       TEXT    NOT NULL,
   key_uri        TEXT    NOT NULL,
   state          TEXT    NOT NULL,
   public_key_pem TEXT    NOT NULL,
   fingerprint    TEXT    NOT NULL,
-  created_at     INTEGER NOT NULL,
-  activated_at   INTEGER,
-  retired_at     INTEGER,
+  created_at     {{INT}} NOT NULL,
+  activated_at   {{INT}},
+  retired_at     {{INT}},
   UNIQUE (tenant_id, version)
 );
 
@@ -56,8 +76,8 @@ CREATE TABLE api_keys (
   tenant_id   TEXT    REFERENCES tenants (tenant_id),
   name        TEXT    NOT NULL,
   created_by  TEXT    NOT NULL,
-  created_at  INTEGER NOT NULL,
-  revoked_at  INTEGER
+  created_at  {{INT}} NOT NULL,
+  revoked_at  {{INT}}
 );
 )sql";
 
@@ -104,15 +124,14 @@ CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id);
 //    diagnostic, not a hot-path call.
 //  - (signed_at): CountByMinuteSince, the start-up scan of the last 24 hours.
 //
-// PostgreSQL dialect (same version and name): seq BIGINT GENERATED ALWAYS AS
-// IDENTITY PRIMARY KEY, INTEGER columns BIGINT, the same indexes. There seq
-// follows commit order only because a single writer appends (LedgerWriter).
+// On PostgreSQL seq is an identity column; it follows commit order because
+// appends are serialised by an advisory lock (see postgres_ledger.h).
 constexpr std::string_view kV3SigningLedger = R"sql(
 CREATE TABLE ledger (
-  seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+  seq            {{SEQ_PK}},
   tenant_id      TEXT    NOT NULL,
   key_id         TEXT    NOT NULL,
-  key_version    INTEGER NOT NULL,
+  key_version    {{INT}} NOT NULL,
   cert_serial    TEXT    NOT NULL DEFAULT '',
   algorithm      TEXT    NOT NULL,
   kind           TEXT    NOT NULL,
@@ -122,7 +141,7 @@ CREATE TABLE ledger (
   api_key_id     TEXT    NOT NULL,
   client_address TEXT    NOT NULL,
   policy_hash    TEXT    NOT NULL,
-  signed_at      INTEGER NOT NULL
+  signed_at      {{INT}} NOT NULL
 );
 
 CREATE INDEX ledger_by_tenant_seq ON ledger (tenant_id, seq);
@@ -154,10 +173,10 @@ CREATE TABLE certificates (
   chain_pem   TEXT    NOT NULL,
   source      TEXT    NOT NULL,
   status      TEXT    NOT NULL,
-  not_before  INTEGER NOT NULL,
-  not_after   INTEGER NOT NULL,
-  created_at  INTEGER NOT NULL,
-  revoked_at  INTEGER,
+  not_before  {{INT}} NOT NULL,
+  not_after   {{INT}} NOT NULL,
+  created_at  {{INT}} NOT NULL,
+  revoked_at  {{INT}},
   PRIMARY KEY (issuer, serial)
 );
 
@@ -168,19 +187,18 @@ CREATE INDEX certificates_by_key_created ON certificates (key_id, created_at);
 CREATE INDEX certificates_revoked_by_issuer ON certificates (issuer, revoked_at) WHERE revoked_at IS NOT NULL;
 
 CREATE TABLE ca (
-  id          INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+  id          {{INT}} NOT NULL PRIMARY KEY CHECK (id = 1),
   provider    TEXT    NOT NULL,
   key_uri     TEXT    NOT NULL,
   algorithm   TEXT    NOT NULL,
   cert_pem    TEXT    NOT NULL,
-  crl_number  INTEGER NOT NULL DEFAULT 0,
-  created_at  INTEGER NOT NULL
+  crl_number  {{INT}} NOT NULL DEFAULT 0,
+  created_at  {{INT}} NOT NULL
 );
 )sql";
 
-}  // namespace
-
-const std::vector<Migration>& SqliteMigrations() {
+// THE list. Append only; every entry is rendered for each dialect.
+const std::vector<Migration>& MigrationTemplates() {
   // Function-local static: built on first use, so no static-init-order issues.
   static const std::vector<Migration> kMigrations{
       {1, "initial_schema", kV1InitialSchema},
@@ -190,6 +208,71 @@ const std::vector<Migration>& SqliteMigrations() {
   };
   return kMigrations;
 }
+
+// The templates rendered for one dialect. The texts are owned here and never
+// move once built, so the Migration views into them stay valid.
+class RenderedMigrations {
+ public:
+  explicit RenderedMigrations(SqlDialect dialect) {
+    const std::vector<Migration>& templates = MigrationTemplates();
+    texts_.reserve(templates.size());
+    for (const Migration& m : templates) texts_.push_back(RenderMigrationSql(m.sql, dialect));
+    for (size_t i = 0; i < templates.size(); ++i) {
+      list_.push_back(Migration{templates[i].version, templates[i].name, texts_[i]});
+    }
+  }
+  const std::vector<Migration>& list() const { return list_; }
+
+ private:
+  std::vector<std::string> texts_;
+  std::vector<Migration> list_;
+};
+
+}  // namespace
+
+std::string RenderMigrationSql(std::string_view sql_template, SqlDialect dialect) {
+  struct Token {
+    std::string_view name, sqlite, postgres;
+  };
+  static constexpr Token kTokens[] = {
+      {"{{INT}}", "INTEGER", "BIGINT"},
+      {"{{SEQ_PK}}", "INTEGER PRIMARY KEY AUTOINCREMENT",
+       "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
+      {"{{BLOB}}", "BLOB", "BYTEA"},
+  };
+  std::string out;
+  out.reserve(sql_template.size() + 256);
+  size_t pos = 0;
+  while (pos < sql_template.size()) {
+    const size_t open = sql_template.find("{{", pos);
+    if (open == std::string_view::npos) break;
+    out.append(sql_template.substr(pos, open - pos));
+    const Token* hit = nullptr;
+    for (const Token& t : kTokens) {
+      if (sql_template.substr(open, t.name.size()) == t.name) hit = &t;
+    }
+    if (hit == nullptr) {
+      // Left as is: ValidateMigrations refuses any "{{" that survives.
+      out.append("{{");
+      pos = open + 2;
+      continue;
+    }
+    out.append(dialect == SqlDialect::kSqlite ? hit->sqlite : hit->postgres);
+    pos = open + hit->name.size();
+  }
+  out.append(sql_template.substr(std::min(pos, sql_template.size())));
+  return out;
+}
+
+const std::vector<Migration>& MigrationsFor(SqlDialect dialect) {
+  static const RenderedMigrations kSqlite(SqlDialect::kSqlite);
+  static const RenderedMigrations kPostgres(SqlDialect::kPostgres);
+  return dialect == SqlDialect::kSqlite ? kSqlite.list() : kPostgres.list();
+}
+
+const std::vector<Migration>& SqliteMigrations() { return MigrationsFor(SqlDialect::kSqlite); }
+
+const std::vector<Migration>& PostgresMigrations() { return MigrationsFor(SqlDialect::kPostgres); }
 
 Status ValidateMigrations(const std::vector<Migration>& migrations) {
   if (migrations.empty()) return InternalError("migration list is empty");
@@ -207,6 +290,10 @@ Status ValidateMigrations(const std::vector<Migration>& migrations) {
     }
     if (m.sql.empty()) {
       return InternalError("migration " + std::to_string(m.version) + " has no SQL");
+    }
+    if (m.sql.find("{{") != std::string_view::npos) {
+      return InternalError("migration " + std::to_string(m.version) +
+                           " has an unknown dialect token");
     }
   }
   return Status::Ok();

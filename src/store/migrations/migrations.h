@@ -2,12 +2,13 @@
 //
 // A migration list is an ordered vector of {version, name, sql}: versions run
 // 1, 2, 3, ... with no gaps, and a database records each applied step in a
-// `schema_migrations(version, name, applied_at)` table. The list format and the
-// planning/running logic here know nothing about a particular database: each
-// store supplies its own dialect's list (SqliteMigrations() today, a PostgreSQL
-// list later with the same versions and names) and a MigrationDriver that
-// applies one step in one transaction. Keeping the versions aligned across
-// dialects means "schema version N" means the same logical schema everywhere.
+// `schema_migrations(version, name, applied_at)` table. There is one list of
+// migrations (migrations.cc), each written once with small dialect tokens, and
+// rendered per engine: SqliteMigrations() and PostgresMigrations() hold the
+// same versions and names, so "schema version N" means the same logical
+// schema everywhere and a migration cannot be added for one engine only. The
+// planning/running logic here knows nothing about a particular database: each
+// store supplies a MigrationDriver that applies one step in one transaction.
 //
 // Released migrations are append-only: never edit one that has shipped, add a
 // new version instead (databases in the field have already run the old text).
@@ -17,6 +18,7 @@
 #ifndef CONCIERGE_STORE_MIGRATIONS_MIGRATIONS_H_
 #define CONCIERGE_STORE_MIGRATIONS_MIGRATIONS_H_
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -30,11 +32,21 @@ struct Migration {
   std::string_view sql;   // one or more statements, no bound values
 };
 
-// The SQLite dialect list. Never empty; validated by ValidateMigrations in tests.
+enum class SqlDialect { kSqlite, kPostgres };
+
+// The list rendered for one engine. Never empty; validated by
+// ValidateMigrations in tests.
+const std::vector<Migration>& MigrationsFor(SqlDialect dialect);
 const std::vector<Migration>& SqliteMigrations();
+const std::vector<Migration>& PostgresMigrations();
+
+// Replaces the dialect tokens ({{INT}}, {{SEQ_PK}}, {{BLOB}}; see
+// migrations.cc) in a migration's SQL. Unknown tokens are left in place for
+// ValidateMigrations to refuse.
+std::string RenderMigrationSql(std::string_view sql_template, SqlDialect dialect);
 
 // Checks the invariants every list must hold: versions 1..N contiguous and in
-// order, non-empty unique names and non-empty SQL. kInternal otherwise (a
+// order, non-empty unique names and non-empty SQL with no dialect token left. kInternal otherwise (a
 // broken list is a programming error, but we prefer a clear refusal at startup
 // to touching a database with it).
 Status ValidateMigrations(const std::vector<Migration>& migrations);

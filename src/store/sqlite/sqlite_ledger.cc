@@ -3,19 +3,16 @@
 #include <string_view>
 #include <utility>
 
+#include "store/common/sql_records.h"
 #include "store/migrations/migrations.h"
 
 namespace concierge::store {
 namespace {
 
-constexpr std::string_view kLedgerColumns =
-    "seq, tenant_id, key_id, key_version, cert_serial, algorithm, kind, digest_hex, asset_id, "
-    "request_id, api_key_id, client_address, policy_hash, signed_at";
-
-constexpr std::string_view kInsertSql =
-    "INSERT INTO ledger (tenant_id, key_id, key_version, cert_serial, algorithm, kind, "
-    "digest_hex, asset_id, request_id, api_key_id, client_address, policy_hash, signed_at) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+std::string InsertSql() {
+  return Sql("INSERT INTO ledger (", kLedgerInsertColumns,
+             ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
+}
 
 // INDEXED BY: without ANALYZE statistics the planner prefers scanning a
 // (tenant_id, ...) index to get the GROUP BY order for free, which reads the
@@ -90,25 +87,13 @@ class Binder {
   int rc_ = SQLITE_OK;
 };
 
-// Column order of kLedgerColumns.
-LedgerEntry ReadEntry(sqlite3_stmt* s) {
-  LedgerEntry e;
-  e.seq = sqlite3_column_int64(s, 0);
-  e.tenant_id = ColumnText(s, 1);
-  e.key_id = ColumnText(s, 2);
-  e.key_version = sqlite3_column_int64(s, 3);
-  e.cert_serial = ColumnText(s, 4);
-  e.algorithm = ColumnText(s, 5);
-  e.kind = ColumnText(s, 6);
-  e.digest_hex = ColumnText(s, 7);
-  e.asset_id = ColumnText(s, 8);
-  e.request_id = ColumnText(s, 9);
-  e.api_key_id = ColumnText(s, 10);
-  e.client_address = ColumnText(s, 11);
-  e.policy_hash = ColumnText(s, 12);
-  e.signed_at = FromUnixMillis(sqlite3_column_int64(s, 13));
-  return e;
-}
+// The current row of a cached raw statement, in the shape ReadLedgerEntry reads.
+struct RawRow {
+  sqlite3_stmt* s;
+  std::string ColumnText(int col) const { return store::ColumnText(s, col); }
+  int64_t ColumnInt(int col) const { return sqlite3_column_int64(s, col); }
+  TimePoint ColumnTime(int col) const { return FromUnixMillis(ColumnInt(col)); }
+};
 
 // PERSISTENT tells SQLite the statement is long-lived, so it does not take
 // memory from the lookaside pool meant for short-lived statements.
@@ -170,19 +155,6 @@ StatusOr<int> ReadSchemaVersion(sqlite3* db) {
   return row ? static_cast<int>(s.ColumnInt(0)) : 0;
 }
 
-Status ValidateEntries(const std::vector<LedgerEntry>& entries) {
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const LedgerEntry& e = entries[i];
-    if (e.tenant_id.empty()) {
-      return FieldError("tenant_id", "ledger entry " + std::to_string(i) + ": tenant id is empty");
-    }
-    if (e.key_id.empty()) {
-      return FieldError("key_id", "ledger entry " + std::to_string(i) + ": key id is empty");
-    }
-  }
-  return Status::Ok();
-}
-
 // One transaction, one reused INSERT. Fills seq as it goes; the caller zeroes
 // them again if this fails. The Transaction rolls back on every early return.
 Status InsertBatch(sqlite3* db, sqlite3_stmt* insert, std::vector<LedgerEntry>& entries) {
@@ -230,12 +202,10 @@ StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const std::string& pa
   const int latest = static_cast<int>(SqliteMigrations().size());
   if (*version > latest) return annotate(SchemaTooNewError(*version, latest));
   if (*version < kMinSchemaVersion) {
-    return annotate(FailedPreconditionError(
-        "database schema is at version " + std::to_string(*version) + " but the ledger needs " +
-        std::to_string(kMinSchemaVersion) + "; run migrations first"));
+    return annotate(SchemaBehindError(*version, kMinSchemaVersion, "the ledger"));
   }
 
-  StatusOr<StmtPtr> insert = PrepareCached(writer->get(), kInsertSql, "preparing ledger insert");
+  StatusOr<StmtPtr> insert = PrepareCached(writer->get(), InsertSql(), "preparing ledger insert");
   if (!insert.ok()) return annotate(insert.status());
   return std::make_unique<SqliteLedger>(PrivateTag(), std::move(writer).value(),
                                         std::move(insert).value(), std::move(reader).value());
@@ -247,7 +217,7 @@ SqliteLedger::SqliteLedger(PrivateTag, SqliteDb writer, StmtPtr insert, SqliteDb
 Status SqliteLedger::AppendBatch(std::vector<LedgerEntry>& entries) {
   for (LedgerEntry& e : entries) e.seq = 0;
   if (entries.empty()) return Status::Ok();
-  RETURN_IF_ERROR(ValidateEntries(entries));
+  RETURN_IF_ERROR(ValidateLedgerEntries(entries));
   Status s;
   {
     std::lock_guard<std::mutex> lock(writer_mu_);
@@ -269,12 +239,7 @@ StatusOr<sqlite3_stmt*> SqliteLedger::ReaderStatementLocked(StmtPtr& slot, std::
 }
 
 StatusOr<LedgerPage> SqliteLedger::ListLedger(const LedgerQuery& query) {
-  if (query.tenant_id.empty()) return FieldError("tenant_id", "tenant id is required");
-  if (query.limit < 1 || query.limit > kMaxPageSize) {
-    return FieldError("limit", "limit must be between 1 and " + std::to_string(kMaxPageSize) +
-                                   ", got " + std::to_string(query.limit));
-  }
-  if (query.after_seq < 0) return FieldError("after_seq", "cursor must not be negative");
+  RETURN_IF_ERROR(ValidateLedgerQuery(query));
   const int shape = (query.key_id.empty() ? 0 : kByKey) | (query.from ? kFrom : 0) |
                     (query.to ? kTo : 0);
   constexpr std::string_view kOp = "listing ledger";
@@ -297,7 +262,7 @@ StatusOr<LedgerPage> SqliteLedger::ListLedger(const LedgerQuery& query) {
     const int rc = sqlite3_step(s);
     if (rc == SQLITE_DONE) break;
     if (rc != SQLITE_ROW) return SqliteStatus(reader_.get(), rc, kOp);
-    page.entries.push_back(ReadEntry(s));
+    page.entries.push_back(ReadLedgerEntry(RawRow{s}));
   }
   if (page.entries.size() == static_cast<size_t>(query.limit)) {
     page.next_cursor = page.entries.back().seq;

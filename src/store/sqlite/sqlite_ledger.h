@@ -54,6 +54,7 @@
 #include "concierge/clock.h"
 #include "concierge/ledger.h"
 #include "concierge/status.h"
+#include "store/common/sql_records.h"
 #include "store/sqlite/sqlite_util.h"
 
 namespace concierge::store {
@@ -67,9 +68,9 @@ struct SqliteLedgerOptions {
 class SqliteLedger : public LedgerStore {
  public:
   // The schema version that created the ledger table.
-  static constexpr int kMinSchemaVersion = 3;
+  static constexpr int kMinSchemaVersion = kLedgerMinSchemaVersion;
   // Largest page ListLedger returns.
-  static constexpr int kMaxPageSize = 1000;
+  static constexpr int kMaxPageSize = kMaxLedgerPageSize;
 
   // `path` must name a database file (":memory:" is refused with
   // kInvalidArgument: two connections would see two different databases).

@@ -5,140 +5,11 @@
 #include <string_view>
 #include <utility>
 
+#include "store/common/sql_records.h"
 #include "store/migrations/migrations.h"
 
 namespace concierge::store {
 namespace {
-
-constexpr std::array<std::string_view, 7> kKeyStates = {
-    "pending", "active", "retiring", "retired", "compromised", "destroyed", "disabled"};
-// States in which a key may still sign or be about to; DeleteTenant moves keys
-// out of these.
-constexpr std::array<std::string_view, 3> kInServiceKeyStates = {"pending", "active", "retiring"};
-// States that end a key's service life and so stamp retired_at.
-constexpr std::array<std::string_view, 3> kRetiredAtStates = {"retired", "compromised",
-                                                              "destroyed"};
-constexpr std::array<std::string_view, 5> kRoles = {"admin", "security-officer", "operator",
-                                                    "signer", "auditor"};
-
-template <size_t N>
-bool Contains(const std::array<std::string_view, N>& set, std::string_view value) {
-  return std::find(set.begin(), set.end(), value) != set.end();
-}
-
-Status ValidateKeyState(std::string_view field, const std::string& state) {
-  if (!Contains(kKeyStates, state)) {
-    return FieldError(std::string(field), "unknown key state \"" + state + "\"");
-  }
-  return Status::Ok();
-}
-
-Status ValidatePolicy(const PolicyRecord& p) {
-  if (p.tenant_id.empty()) return FieldError("tenant_id", "tenant id is empty");
-  if (p.version < 1) return FieldError("version", "policy version must be >= 1");
-  if (p.body_json.empty()) return FieldError("body_json", "policy body is empty");
-  if (p.policy_hash.empty()) return FieldError("policy_hash", "policy hash is empty");
-  return Status::Ok();
-}
-
-Status ValidateKey(const KeyRecord& k) {
-  if (k.key_id.empty()) return FieldError("key_id", "key id is empty");
-  if (k.tenant_id.empty()) return FieldError("tenant_id", "tenant id is empty");
-  if (k.version < 1) return FieldError("version", "key version must be >= 1");
-  return ValidateKeyState("state", k.state);
-}
-
-std::optional<TimePoint> StampIf(bool condition, TimePoint at) {
-  return condition ? std::optional<TimePoint>(at) : std::nullopt;
-}
-
-// Column lists and row readers, kept next to each other so the indexes match.
-constexpr std::string_view kTenantColumns =
-    "tenant_id, active_policy_version, deleted, created_at, updated_at";
-TenantRecord ReadTenant(const Statement& s) {
-  TenantRecord t;
-  t.tenant_id = s.ColumnText(0);
-  t.active_policy_version = s.ColumnInt(1);
-  t.deleted = s.ColumnInt(2) != 0;
-  t.created_at = s.ColumnTime(3);
-  t.updated_at = s.ColumnTime(4);
-  return t;
-}
-
-constexpr std::string_view kPolicyColumns =
-    "tenant_id, version, body_json, policy_hash, created_by, created_at";
-PolicyRecord ReadPolicy(const Statement& s) {
-  PolicyRecord p;
-  p.tenant_id = s.ColumnText(0);
-  p.version = s.ColumnInt(1);
-  p.body_json = s.ColumnText(2);
-  p.policy_hash = s.ColumnText(3);
-  p.created_by = s.ColumnText(4);
-  p.created_at = s.ColumnTime(5);
-  return p;
-}
-
-constexpr std::string_view kKeyColumns =
-    "key_id, tenant_id, version, algorithm, provider, key_uri, state, public_key_pem, "
-    "fingerprint, attestation, created_at, activated_at, retired_at";
-KeyRecord ReadKey(const Statement& s) {
-  KeyRecord k;
-  k.key_id = s.ColumnText(0);
-  k.tenant_id = s.ColumnText(1);
-  k.version = s.ColumnInt(2);
-  k.algorithm = s.ColumnText(3);
-  k.provider = s.ColumnText(4);
-  k.key_uri = s.ColumnText(5);
-  k.state = s.ColumnText(6);
-  k.public_key_pem = s.ColumnText(7);
-  k.fingerprint = s.ColumnText(8);
-  k.attestation = s.ColumnText(9);
-  k.created_at = s.ColumnTime(10);
-  k.activated_at = s.ColumnOptionalTime(11);
-  k.retired_at = s.ColumnOptionalTime(12);
-  return k;
-}
-
-constexpr std::string_view kApiKeyColumns =
-    "id, secret_hash, role, tenant_id, name, created_by, created_at, revoked_at";
-ApiKeyRecord ReadApiKey(const Statement& s) {
-  ApiKeyRecord a;
-  a.id = s.ColumnText(0);
-  a.secret_hash = s.ColumnText(1);
-  a.role = s.ColumnText(2);
-  a.tenant_id = s.ColumnText(3);  // NULL ("all tenants") reads back as ""
-  a.name = s.ColumnText(4);
-  a.created_by = s.ColumnText(5);
-  a.created_at = s.ColumnTime(6);
-  a.revoked_at = s.ColumnOptionalTime(7);
-  return a;
-}
-
-constexpr std::string_view kCertColumns =
-    "issuer, serial, tenant_id, key_id, pem, chain_pem, source, status, not_before, not_after, "
-    "created_at, revoked_at";
-CertificateRecord ReadCert(const Statement& s) {
-  CertificateRecord c;
-  c.issuer = s.ColumnText(0);
-  c.serial = s.ColumnText(1);
-  c.tenant_id = s.ColumnText(2);
-  c.key_id = s.ColumnText(3);
-  c.pem = s.ColumnText(4);
-  c.chain_pem = s.ColumnText(5);
-  c.source = s.ColumnText(6);
-  c.status = s.ColumnText(7);
-  c.not_before = s.ColumnTime(8);
-  c.not_after = s.ColumnTime(9);
-  c.created_at = s.ColumnTime(10);
-  c.revoked_at = s.ColumnOptionalTime(11);
-  return c;
-}
-
-std::string Sql(std::string_view a, std::string_view b = {}, std::string_view c = {}) {
-  std::string out(a);
-  out.append(b).append(c);
-  return out;
-}
 
 // --- helpers that run inside a caller's transaction -----------------------
 
@@ -178,9 +49,7 @@ StatusOr<int64_t> MaxPolicyVersion(sqlite3* db, const std::string& tenant_id) {
 Status RequireNewPolicyVersion(sqlite3* db, const PolicyRecord& policy) {
   ASSIGN_OR_RETURN(int64_t max_version, MaxPolicyVersion(db, policy.tenant_id));
   if (policy.version <= max_version) {
-    return FieldError("version", "policy version " + std::to_string(policy.version) +
-                                     " is not above the tenant's latest version " +
-                                     std::to_string(max_version));
+    return PolicyVersionNotAbove(policy.version, max_version);
   }
   return Status::Ok();
 }
@@ -207,8 +76,7 @@ Status RequireNoOtherActiveKey(sqlite3* db, const std::string& tenant_id,
   s.Bind(1, tenant_id).Bind(2, except_key_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
   if (row) {
-    return FailedPreconditionError("tenant " + tenant_id + " already has an active key (" +
-                                   s.ColumnText(0) + "); move it out of \"active\" first");
+    return OtherKeyActive(tenant_id, s.ColumnText(0));
   }
   return Status::Ok();
 }
@@ -225,14 +93,6 @@ Status InsertKeyRow(sqlite3* db, const KeyRecord& k) {
   s.Bind(9, k.fingerprint).Bind(10, k.attestation).BindTime(11, k.created_at);
   s.BindOptionalTime(12, k.activated_at).BindOptionalTime(13, k.retired_at);
   return s.Run();
-}
-
-Status TenantNotFound(const std::string& tenant_id) {
-  return NotFoundError("tenant " + tenant_id + " not found");
-}
-
-Status TenantNotFoundOrDeleted(const std::string& tenant_id) {
-  return NotFoundError("tenant " + tenant_id + " not found or deleted");
 }
 
 // Ensures a tenant row exists (deleted or not), for history listings.
@@ -395,9 +255,7 @@ Status SqliteStore::RequireCurrentSchemaLocked() {
   ASSIGN_OR_RETURN(schema_version_, ReadSchemaVersionLocked());
   if (schema_version_ == latest) return Status::Ok();
   if (schema_version_ > latest) return SchemaTooNewError(schema_version_, latest);
-  return FailedPreconditionError("database schema is at version " +
-                                 std::to_string(schema_version_) + " but this build needs " +
-                                 std::to_string(latest) + "; run migrations first");
+  return SchemaBehindError(schema_version_, latest, "this build");
 }
 
 Status SqliteStore::Migrate(int target_version) {
@@ -425,11 +283,7 @@ Status SqliteStore::Ping() {
 // --- tenants and policies ------------------------------------------------------
 
 Status SqliteStore::CreateTenant(const PolicyRecord& policy, const KeyRecord& key) {
-  RETURN_IF_ERROR(ValidatePolicy(policy));
-  RETURN_IF_ERROR(ValidateKey(key));
-  if (key.tenant_id != policy.tenant_id) {
-    return FieldError("tenant_id", "key and policy name different tenants");
-  }
+  RETURN_IF_ERROR(ValidateNewTenant(policy, key));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
@@ -504,10 +358,8 @@ Status SqliteStore::AddPolicyVersion(const PolicyRecord& policy, int64_t expecte
   ASSIGN_OR_RETURN(TenantState t, LoadTenantState(db, policy.tenant_id));
   if (!t.exists || t.deleted) return TenantNotFoundOrDeleted(policy.tenant_id);
   if (t.active_policy_version != expected_active_version) {
-    return AbortedError("policy of tenant " + policy.tenant_id +
-                        " changed concurrently: active version is " +
-                        std::to_string(t.active_policy_version) + ", expected " +
-                        std::to_string(expected_active_version));
+    return PolicyChangedConcurrently(policy.tenant_id, t.active_policy_version,
+                                     expected_active_version);
   }
   RETURN_IF_ERROR(RequireNewPolicyVersion(db, policy));
   RETURN_IF_ERROR(InsertPolicyRow(db, policy));
@@ -533,7 +385,7 @@ StatusOr<PolicyRecord> SqliteStore::GetActivePolicy(const std::string& tenant_id
                                                    "reading active policy"));
   s.Bind(1, tenant_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return NotFoundError("no active policy for tenant " + tenant_id);
+  if (!row) return NoActivePolicy(tenant_id);
   return ReadPolicy(s);
 }
 
@@ -548,10 +400,7 @@ StatusOr<PolicyRecord> SqliteStore::GetPolicyVersion(const std::string& tenant_i
                                       "reading policy version"));
   s.Bind(1, tenant_id).Bind(2, version);
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) {
-    return NotFoundError("policy version " + std::to_string(version) + " of tenant " + tenant_id +
-                         " not found");
-  }
+  if (!row) return PolicyVersionNotFound(tenant_id, version);
   return ReadPolicy(s);
 }
 
@@ -581,12 +430,7 @@ StatusOr<std::vector<PolicyRecord>> SqliteStore::ListPolicyVersions(const std::s
 
 Status SqliteStore::DeleteTenant(const std::string& tenant_id, TimePoint at,
                                  const std::string& new_key_state) {
-  RETURN_IF_ERROR(ValidateKeyState("new_key_state", new_key_state));
-  if (Contains(kInServiceKeyStates, new_key_state)) {
-    return FieldError(
-        "new_key_state",
-        "keys of a deleted tenant must leave service, not become \"" + new_key_state + "\"");
-  }
+  RETURN_IF_ERROR(ValidateRetirementState(new_key_state));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
@@ -612,7 +456,7 @@ Status SqliteStore::DeleteTenant(const std::string& tenant_id, TimePoint at,
                                         "AND state IN ('pending', 'active', 'retiring')",
                                         "moving keys of deleted tenant"));
     s.Bind(1, tenant_id).Bind(2, new_key_state);
-    s.BindOptionalTime(3, StampIf(Contains(kRetiredAtStates, new_key_state), at));
+    s.BindOptionalTime(3, RetiredStamp(new_key_state, at));
     RETURN_IF_ERROR(s.Run());
   }
   return tx.Commit();
@@ -642,7 +486,7 @@ StatusOr<KeyRecord> SqliteStore::GetKey(const std::string& key_id) {
                          "reading key"));
   s.Bind(1, key_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return NotFoundError("key " + key_id + " not found");
+  if (!row) return KeyNotFound(key_id);
   return ReadKey(s);
 }
 
@@ -679,7 +523,7 @@ StatusOr<KeyRecord> SqliteStore::GetActiveKey(const std::string& tenant_id) {
                                       "reading active key"));
   s.Bind(1, tenant_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return NotFoundError("tenant " + tenant_id + " has no active key");
+  if (!row) return NoActiveKey(tenant_id);
   return ReadKey(s);
 }
 
@@ -700,19 +544,15 @@ Status SqliteStore::UpdateKeyState(const std::string& key_id, const std::string&
                                                      "reading key state"));
     s.Bind(1, key_id);
     ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) return NotFoundError("key " + key_id + " not found");
+    if (!row) return KeyNotFound(key_id);
     const std::string current = s.ColumnText(0);
-    if (current != expected_state) {
-      return AbortedError("key " + key_id + " changed concurrently: state is \"" + current +
-                          "\", expected \"" + expected_state + "\"");
-    }
+    if (current != expected_state) return KeyChangedConcurrently(key_id, current, expected_state);
     tenant_id = s.ColumnText(1);
   }
   if (new_state == "active") {
     ASSIGN_OR_RETURN(TenantState t, LoadTenantState(db, tenant_id));
     if (t.deleted) {
-      return FailedPreconditionError("cannot activate key " + key_id + ": tenant " + tenant_id +
-                                     " is deleted");
+      return CannotActivateInDeletedTenant(key_id, tenant_id);
     }
     RETURN_IF_ERROR(RequireNoOtherActiveKey(db, tenant_id, key_id));
   }
@@ -723,8 +563,8 @@ Status SqliteStore::UpdateKeyState(const std::string& key_id, const std::string&
                                                    "WHERE key_id = ?1",
                                                    "updating key state"));
   s.Bind(1, key_id).Bind(2, new_state);
-  s.BindOptionalTime(3, StampIf(new_state == "active", at));
-  s.BindOptionalTime(4, StampIf(Contains(kRetiredAtStates, new_state), at));
+  s.BindOptionalTime(3, ActivatedStamp(new_state, at));
+  s.BindOptionalTime(4, RetiredStamp(new_state, at));
   RETURN_IF_ERROR(s.Run());
   return tx.Commit();
 }
@@ -744,7 +584,7 @@ StatusOr<int64_t> SqliteStore::NextKeyVersion(const std::string& tenant_id) {
 // --- certificates and the built-in CA ----------------------------------------------
 
 Status SqliteStore::InsertCa(const CaRecord& ca) {
-  if (ca.key_uri.empty() || ca.cert_pem.empty()) return InvalidArgumentError("CA record is incomplete");
+  RETURN_IF_ERROR(ValidateCa(ca));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_.get(),
@@ -755,7 +595,7 @@ Status SqliteStore::InsertCa(const CaRecord& ca) {
   s.Bind(1, ca.provider).Bind(2, ca.key_uri).Bind(3, ca.algorithm).Bind(4, ca.cert_pem);
   s.Bind(5, ca.crl_number).BindTime(6, ca.created_at);
   Status st = s.Run();
-  if (st.code() == StatusCode::kAlreadyExists) return AlreadyExistsError("the built-in CA is already initialised");
+  if (st.code() == StatusCode::kAlreadyExists) return CaAlreadyInitialised();
   return st;
 }
 
@@ -763,19 +603,11 @@ StatusOr<CaRecord> SqliteStore::GetCa() {
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_.get(),
-                                                   "SELECT provider, key_uri, algorithm, cert_pem, "
-                                                   "crl_number, created_at FROM ca WHERE id = 1",
+                                                   Sql("SELECT ", kCaColumns, " FROM ca WHERE id = 1"),
                                                    "reading CA"));
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return NotFoundError("the built-in CA is not initialised");
-  CaRecord ca;
-  ca.provider = s.ColumnText(0);
-  ca.key_uri = s.ColumnText(1);
-  ca.algorithm = s.ColumnText(2);
-  ca.cert_pem = s.ColumnText(3);
-  ca.crl_number = s.ColumnInt(4);
-  ca.created_at = s.ColumnTime(5);
-  return ca;
+  if (!row) return CaNotInitialised();
+  return ReadCa(s);
 }
 
 StatusOr<int64_t> SqliteStore::NextCrlNumber() {
@@ -787,21 +619,18 @@ StatusOr<int64_t> SqliteStore::NextCrlNumber() {
     ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db, "UPDATE ca SET crl_number = crl_number + 1 WHERE id = 1",
                                                      "numbering CRL"));
     RETURN_IF_ERROR(s.Run());
-    if (sqlite3_changes(db) == 0) return NotFoundError("the built-in CA is not initialised");
+    if (sqlite3_changes(db) == 0) return CaNotInitialised();
   }
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db, "SELECT crl_number FROM ca WHERE id = 1", "numbering CRL"));
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return NotFoundError("the built-in CA is not initialised");
+  if (!row) return CaNotInitialised();
   int64_t n = s.ColumnInt(0);
   RETURN_IF_ERROR(tx.Commit());
   return n;
 }
 
 Status SqliteStore::InsertCertificate(const CertificateRecord& c) {
-  if (c.serial.empty() || c.issuer.empty() || c.key_id.empty() || c.pem.empty()) {
-    return InvalidArgumentError("certificate record is incomplete");
-  }
-  if (c.status != "active") return FieldError("status", "a new certificate must be \"active\"");
+  RETURN_IF_ERROR(ValidateNewCertificate(c));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
@@ -839,7 +668,7 @@ StatusOr<CertificateRecord> SqliteStore::GetActiveCertificate(const std::string&
                                                    "reading active certificate"));
   s.Bind(1, key_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return NotFoundError("key " + key_id + " has no active certificate");
+  if (!row) return NoActiveCertificate(key_id);
   return ReadCert(s);
 }
 
@@ -853,7 +682,7 @@ StatusOr<CertificateRecord> SqliteStore::GetLatestCertificate(const std::string&
                                                    "reading latest certificate"));
   s.Bind(1, key_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return NotFoundError("key " + key_id + " has no certificate");
+  if (!row) return NoCertificate(key_id);
   return ReadCert(s);
 }
 
@@ -867,7 +696,7 @@ Status SqliteStore::RevokeCertificate(const std::string& issuer, const std::stri
                                                    "revoking certificate"));
   s.Bind(1, issuer).Bind(2, serial).BindTime(3, at);
   RETURN_IF_ERROR(s.Run());
-  if (sqlite3_changes(db_.get()) == 0) return NotFoundError("certificate " + serial + " not found");
+  if (sqlite3_changes(db_.get()) == 0) return CertificateNotFound(serial);
   return Status::Ok();
 }
 
@@ -892,9 +721,7 @@ StatusOr<std::vector<CertificateRecord>> SqliteStore::ListRevokedCertificates(co
 // --- API keys --------------------------------------------------------------------
 
 Status SqliteStore::InsertApiKey(const ApiKeyRecord& key) {
-  if (key.id.empty()) return FieldError("id", "API key id is empty");
-  if (key.secret_hash.empty()) return FieldError("secret_hash", "API key secret hash is empty");
-  if (!Contains(kRoles, key.role)) return FieldError("role", "unknown role \"" + key.role + "\"");
+  RETURN_IF_ERROR(ValidateApiKey(key));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
@@ -924,7 +751,7 @@ StatusOr<ApiKeyRecord> SqliteStore::GetApiKey(const std::string& id) {
                          "reading API key"));
   s.Bind(1, id);
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return NotFoundError("API key " + id + " not found");
+  if (!row) return ApiKeyNotFound(id);
   return ReadApiKey(s);
 }
 
@@ -956,7 +783,7 @@ Status SqliteStore::RevokeApiKey(const std::string& id, TimePoint at) {
                                                    "revoking API key"));
   s.Bind(1, id).BindTime(2, at);
   RETURN_IF_ERROR(s.Run());
-  if (sqlite3_changes(db_.get()) == 0) return NotFoundError("API key " + id + " not found");
+  if (sqlite3_changes(db_.get()) == 0) return ApiKeyNotFound(id);
   return Status::Ok();
 }
 

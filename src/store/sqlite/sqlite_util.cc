@@ -160,14 +160,6 @@ Status Transaction::Commit() {
   return s;
 }
 
-int64_t ToUnixMillis(TimePoint t) {
-  return std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
-TimePoint FromUnixMillis(int64_t ms) {
-  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::milliseconds(ms)));
-}
-
 Status EnableWal(sqlite3* db) {
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db, "PRAGMA journal_mode = WAL", "enabling WAL mode"));
   ASSIGN_OR_RETURN(bool row, s.Step());

@@ -19,6 +19,7 @@
 
 #include "concierge/clock.h"
 #include "concierge/status.h"
+#include "store/common/sql_records.h"  // ToUnixMillis / FromUnixMillis
 
 namespace concierge::store {
 
@@ -114,11 +115,6 @@ class Transaction {
   sqlite3* db_;  // null once committed or moved from
   std::string operation_;
 };
-
-// Unix milliseconds, the storage format for every time column. Floors, so
-// pre-1970 instants round consistently.
-int64_t ToUnixMillis(TimePoint t);
-TimePoint FromUnixMillis(int64_t ms);
 
 }  // namespace concierge::store
 

@@ -1,0 +1,177 @@
+#include "store/common/sql_records.h"
+
+#include <chrono>
+
+namespace concierge::store {
+
+Status ValidateKeyState(std::string_view field, const std::string& state) {
+  if (!Contains(kKeyStates, state)) {
+    return FieldError(std::string(field), "unknown key state \"" + state + "\"");
+  }
+  return Status::Ok();
+}
+
+Status ValidatePolicy(const PolicyRecord& p) {
+  if (p.tenant_id.empty()) return FieldError("tenant_id", "tenant id is empty");
+  if (p.version < 1) return FieldError("version", "policy version must be >= 1");
+  if (p.body_json.empty()) return FieldError("body_json", "policy body is empty");
+  if (p.policy_hash.empty()) return FieldError("policy_hash", "policy hash is empty");
+  return Status::Ok();
+}
+
+Status ValidateKey(const KeyRecord& k) {
+  if (k.key_id.empty()) return FieldError("key_id", "key id is empty");
+  if (k.tenant_id.empty()) return FieldError("tenant_id", "tenant id is empty");
+  if (k.version < 1) return FieldError("version", "key version must be >= 1");
+  return ValidateKeyState("state", k.state);
+}
+
+Status ValidateNewTenant(const PolicyRecord& policy, const KeyRecord& key) {
+  RETURN_IF_ERROR(ValidatePolicy(policy));
+  RETURN_IF_ERROR(ValidateKey(key));
+  if (key.tenant_id != policy.tenant_id) {
+    return FieldError("tenant_id", "key and policy name different tenants");
+  }
+  return Status::Ok();
+}
+
+Status ValidateRetirementState(const std::string& new_key_state) {
+  RETURN_IF_ERROR(ValidateKeyState("new_key_state", new_key_state));
+  if (Contains(kInServiceKeyStates, new_key_state)) {
+    return FieldError(
+        "new_key_state",
+        "keys of a deleted tenant must leave service, not become \"" + new_key_state + "\"");
+  }
+  return Status::Ok();
+}
+
+Status ValidateApiKey(const ApiKeyRecord& key) {
+  if (key.id.empty()) return FieldError("id", "API key id is empty");
+  if (key.secret_hash.empty()) return FieldError("secret_hash", "API key secret hash is empty");
+  if (!Contains(kRoles, key.role)) return FieldError("role", "unknown role \"" + key.role + "\"");
+  return Status::Ok();
+}
+
+Status ValidateCa(const CaRecord& ca) {
+  if (ca.key_uri.empty() || ca.cert_pem.empty()) return InvalidArgumentError("CA record is incomplete");
+  return Status::Ok();
+}
+
+Status ValidateNewCertificate(const CertificateRecord& c) {
+  if (c.serial.empty() || c.issuer.empty() || c.key_id.empty() || c.pem.empty()) {
+    return InvalidArgumentError("certificate record is incomplete");
+  }
+  if (c.status != "active") return FieldError("status", "a new certificate must be \"active\"");
+  return Status::Ok();
+}
+
+std::optional<TimePoint> StampIf(bool condition, TimePoint at) {
+  return condition ? std::optional<TimePoint>(at) : std::nullopt;
+}
+
+Status TenantNotFound(const std::string& tenant_id) {
+  return NotFoundError("tenant " + tenant_id + " not found");
+}
+
+Status TenantNotFoundOrDeleted(const std::string& tenant_id) {
+  return NotFoundError("tenant " + tenant_id + " not found or deleted");
+}
+
+Status PolicyVersionNotAbove(int64_t version, int64_t max_version) {
+  return FieldError("version", "policy version " + std::to_string(version) +
+                                   " is not above the tenant's latest version " +
+                                   std::to_string(max_version));
+}
+
+Status PolicyChangedConcurrently(const std::string& tenant_id, int64_t active, int64_t expected) {
+  return AbortedError("policy of tenant " + tenant_id + " changed concurrently: active version is " +
+                      std::to_string(active) + ", expected " + std::to_string(expected));
+}
+
+Status KeyChangedConcurrently(const std::string& key_id, const std::string& current,
+                              const std::string& expected) {
+  return AbortedError("key " + key_id + " changed concurrently: state is \"" + current +
+                      "\", expected \"" + expected + "\"");
+}
+
+Status OtherKeyActive(const std::string& tenant_id, const std::string& active_key_id) {
+  return FailedPreconditionError("tenant " + tenant_id + " already has an active key (" +
+                                 active_key_id + "); move it out of \"active\" first");
+}
+
+Status CannotActivateInDeletedTenant(const std::string& key_id, const std::string& tenant_id) {
+  return FailedPreconditionError("cannot activate key " + key_id + ": tenant " + tenant_id +
+                                 " is deleted");
+}
+
+Status NoActiveKey(const std::string& tenant_id) {
+  return NotFoundError("tenant " + tenant_id + " has no active key");
+}
+
+Status KeyNotFound(const std::string& key_id) { return NotFoundError("key " + key_id + " not found"); }
+
+Status ApiKeyNotFound(const std::string& id) { return NotFoundError("API key " + id + " not found"); }
+
+Status PolicyVersionNotFound(const std::string& tenant_id, int64_t version) {
+  return NotFoundError("policy version " + std::to_string(version) + " of tenant " + tenant_id +
+                       " not found");
+}
+
+Status NoActivePolicy(const std::string& tenant_id) {
+  return NotFoundError("no active policy for tenant " + tenant_id);
+}
+
+Status CaAlreadyInitialised() { return AlreadyExistsError("the built-in CA is already initialised"); }
+
+Status CaNotInitialised() { return NotFoundError("the built-in CA is not initialised"); }
+
+Status CertificateNotFound(const std::string& serial) {
+  return NotFoundError("certificate " + serial + " not found");
+}
+
+Status NoActiveCertificate(const std::string& key_id) {
+  return NotFoundError("key " + key_id + " has no active certificate");
+}
+
+Status NoCertificate(const std::string& key_id) {
+  return NotFoundError("key " + key_id + " has no certificate");
+}
+
+Status SchemaBehindError(int db_version, int needed, std::string_view who) {
+  return FailedPreconditionError("database schema is at version " + std::to_string(db_version) +
+                                 " but " + std::string(who) + " needs " + std::to_string(needed) +
+                                 "; run migrations first");
+}
+
+int64_t ToUnixMillis(TimePoint t) {
+  return std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+TimePoint FromUnixMillis(int64_t ms) {
+  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::milliseconds(ms)));
+}
+
+Status ValidateLedgerEntries(const std::vector<LedgerEntry>& entries) {
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const LedgerEntry& e = entries[i];
+    if (e.tenant_id.empty()) {
+      return FieldError("tenant_id", "ledger entry " + std::to_string(i) + ": tenant id is empty");
+    }
+    if (e.key_id.empty()) {
+      return FieldError("key_id", "ledger entry " + std::to_string(i) + ": key id is empty");
+    }
+  }
+  return Status::Ok();
+}
+
+Status ValidateLedgerQuery(const LedgerQuery& query) {
+  if (query.tenant_id.empty()) return FieldError("tenant_id", "tenant id is required");
+  if (query.limit < 1 || query.limit > kMaxLedgerPageSize) {
+    return FieldError("limit", "limit must be between 1 and " + std::to_string(kMaxLedgerPageSize) +
+                                   ", got " + std::to_string(query.limit));
+  }
+  if (query.after_seq < 0) return FieldError("after_seq", "cursor must not be negative");
+  return Status::Ok();
+}
+
+}  // namespace concierge::store
