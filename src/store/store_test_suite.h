@@ -30,6 +30,7 @@
 #include "concierge/clock.h"
 #include "concierge/status.h"
 #include "concierge/store.h"
+#include "store/store_test_util.h"
 
 namespace concierge::store::conformance {
 
@@ -42,22 +43,6 @@ struct StoreTestParam {
 
 inline std::string StoreTestParamName(const ::testing::TestParamInfo<StoreTestParam>& info) {
   return info.param.name;
-}
-
-inline ::testing::AssertionResult IsOk(const Status& s) {
-  if (s.ok()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << s.ToString();
-}
-
-inline ::testing::AssertionResult HasCode(const Status& s, StatusCode code) {
-  if (s.code() == code) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "expected " << StatusCodeName(code) << ", got " << s.ToString();
-}
-
-// Whole milliseconds, since stores keep millisecond precision.
-inline TimePoint T(int64_t ms) {
-  return TimePoint(std::chrono::milliseconds(1'760'000'000'000 + ms));
 }
 
 inline PolicyRecord MakePolicy(const std::string& tenant, int64_t version, TimePoint at = T(0)) {

@@ -1,6 +1,7 @@
 #include "store/common/sql_records.h"
 
 #include <chrono>
+#include <utility>
 
 namespace concierge::store {
 
@@ -159,6 +160,17 @@ Status ValidateLedgerEntries(const std::vector<LedgerEntry>& entries) {
     }
     if (e.key_id.empty()) {
       return FieldError("key_id", "ledger entry " + std::to_string(i) + ": key id is empty");
+    }
+    // PostgreSQL text cannot hold NUL; refusing it on both engines keeps them alike.
+    const std::pair<const char*, const std::string*> texts[] = {
+        {"tenant_id", &e.tenant_id},   {"key_id", &e.key_id},         {"cert_serial", &e.cert_serial},
+        {"algorithm", &e.algorithm},   {"kind", &e.kind},             {"digest_hex", &e.digest_hex},
+        {"asset_id", &e.asset_id},     {"request_id", &e.request_id}, {"api_key_id", &e.api_key_id},
+        {"client_address", &e.client_address}, {"policy_hash", &e.policy_hash}};
+    for (const auto& [field, value] : texts) {
+      if (value->find('\0') != std::string::npos) {
+        return FieldError(field, "ledger entry " + std::to_string(i) + ": " + field + " contains a NUL byte");
+      }
     }
   }
   return Status::Ok();

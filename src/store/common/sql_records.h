@@ -57,6 +57,13 @@ Status ValidateApiKey(const ApiKeyRecord& key);
 Status ValidateCa(const CaRecord& ca);
 Status ValidateNewCertificate(const CertificateRecord& c);
 
+// What the write paths check about a tenant before they change it.
+struct TenantState {
+  bool exists = false;
+  bool deleted = false;
+  int64_t active_policy_version = 0;
+};
+
 // `at` when `condition` holds, else no time (for COALESCE-stamped columns).
 std::optional<TimePoint> StampIf(bool condition, TimePoint at);
 // What UpdateKeyState stamps when a key enters `new_state`.
@@ -239,8 +246,8 @@ LedgerEntry ReadLedgerEntry(const Row& s) {
   return e;
 }
 
-// Every entry names a tenant and a key (kInvalidArgument naming the field and
-// the entry's index otherwise).
+// Every entry names a tenant and a key, and no text holds a NUL byte
+// (kInvalidArgument naming the field and the entry's index otherwise).
 Status ValidateLedgerEntries(const std::vector<LedgerEntry>& entries);
 // tenant_id required, limit 1..kMaxLedgerPageSize, after_seq >= 0.
 Status ValidateLedgerQuery(const LedgerQuery& query);

@@ -14,27 +14,21 @@
 #include <thread>
 #include <vector>
 
+#include "store/ledger_test_suite.h"
 #include "store/sqlite/sqlite_store.h"
 #include "testing/test_util.h"
 
 namespace concierge::store {
 namespace {
 
-// Local copies of the store suite's helpers: including store_test_suite.h
-// would register its parameterised suite in this binary without instances.
-::testing::AssertionResult IsOk(const Status& s) {
-  if (s.ok()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << s.ToString();
-}
-
-::testing::AssertionResult HasCode(const Status& s, StatusCode code) {
-  if (s.code() == code) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "expected " << StatusCodeName(code) << ", got " << s.ToString();
-}
-
-// Whole milliseconds around a recent instant, since the ledger keeps ms.
-TimePoint T(int64_t ms) { return TimePoint(std::chrono::milliseconds(1'760'000'000'000 + ms)); }
+using conformance::HasCode;
+using conformance::IsOk;
+using conformance::LedgerConformanceTest;
+using conformance::LedgerHarness;
+using conformance::LedgerTestParam;
+using conformance::ListAll;
+using conformance::MakeBatch;
+using conformance::T;
 
 const concierge::testing::TempDir& SharedDir() {
   static const concierge::testing::TempDir dir;
@@ -83,76 +77,56 @@ struct RawDb {
   SqliteDb db;
 };
 
-LedgerEntry MakeEntry(const std::string& tenant, const std::string& key, int64_t signed_at_ms,
-                      const std::string& request_id) {
-  LedgerEntry e;
-  e.tenant_id = tenant;
-  e.key_id = key;
-  e.key_version = 3;
-  e.cert_serial = "0a:1b";
-  e.algorithm = "ES256";
-  e.kind = "digest";
-  e.digest_hex = std::string(64, 'd');
-  e.asset_id = "asset-" + request_id;
-  e.request_id = request_id;
-  e.api_key_id = "ak-1";
-  e.client_address = "192.0.2.7";
-  e.policy_hash = std::string(64, 'p');
-  e.signed_at = T(signed_at_ms);
-  return e;
-}
-
-std::vector<LedgerEntry> MakeBatch(const std::string& tenant, const std::string& key, int n,
-                                   int64_t first_ms, const std::string& request_prefix) {
-  std::vector<LedgerEntry> out;
-  for (int i = 0; i < n; ++i) {
-    out.push_back(MakeEntry(tenant, key, first_ms + i, request_prefix + std::to_string(i)));
-  }
-  return out;
-}
-
-void ExpectSameEntry(const LedgerEntry& a, const LedgerEntry& b) {
-  EXPECT_EQ(a.seq, b.seq);
-  EXPECT_EQ(a.tenant_id, b.tenant_id);
-  EXPECT_EQ(a.key_id, b.key_id);
-  EXPECT_EQ(a.key_version, b.key_version);
-  EXPECT_EQ(a.cert_serial, b.cert_serial);
-  EXPECT_EQ(a.algorithm, b.algorithm);
-  EXPECT_EQ(a.kind, b.kind);
-  EXPECT_EQ(a.digest_hex, b.digest_hex);
-  EXPECT_EQ(a.asset_id, b.asset_id);
-  EXPECT_EQ(a.request_id, b.request_id);
-  EXPECT_EQ(a.api_key_id, b.api_key_id);
-  EXPECT_EQ(a.client_address, b.client_address);
-  EXPECT_EQ(a.policy_hash, b.policy_hash);
-  EXPECT_EQ(a.signed_at, b.signed_at);
-}
-
-// Every row matching `q` (whose cursor and limit are overwritten), page by page.
-std::vector<LedgerEntry> ListAll(SqliteLedger& ledger, LedgerQuery q, int limit = 1000,
-                                 int* pages = nullptr) {
-  std::vector<LedgerEntry> out;
-  q.after_seq = 0;
-  q.limit = limit;
-  for (int page_count = 1;; ++page_count) {
-    StatusOr<LedgerPage> page = ledger.ListLedger(q);
-    EXPECT_TRUE(IsOk(page.status()));
-    if (!page.ok()) return out;
-    out.insert(out.end(), page->entries.begin(), page->entries.end());
-    if (page->next_cursor == 0) {
-      if (pages != nullptr) *pages = page_count;
-      return out;
-    }
-    EXPECT_EQ(page->next_cursor, page->entries.back().seq);
-    q.after_seq = page->next_cursor;
-  }
-}
-
 int64_t FileSize(const std::string& path) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   return ec ? -1 : static_cast<int64_t>(size);
 }
+
+// The conformance suite on a database file, as the service opens it: a
+// migrated SqliteStore and a SqliteLedger on the same file.
+class SqliteLedgerHarness : public LedgerHarness {
+ public:
+  SqliteLedgerHarness() : path_(FreshPath()), store_(MigratedStore(path_)), ledger_(MustOpenLedger(path_)) {}
+  bool ok() const { return store_ != nullptr && ledger_ != nullptr; }
+  LedgerStore& ledger() override { return *ledger_; }
+  void Reopen() override {
+    ledger_.reset();
+    store_.reset();
+    ledger_ = MustOpenLedger(path_);
+  }
+  Status Exec(const std::string& sql) override { return RawDb(path_).Exec(sql); }
+  int64_t Count(const std::string& sql) override { return RawDb(path_).Count(sql); }
+  std::string PoisonTriggerSql() const override {
+    return "CREATE TRIGGER reject_poison BEFORE INSERT ON ledger WHEN NEW.request_id = 'poison' "
+           "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END";
+  }
+  std::string DropPoisonTriggerSql() const override { return "DROP TRIGGER reject_poison"; }
+  void ReopenWithLockTimeout(std::chrono::milliseconds timeout) override {
+    ledger_.reset();
+    ledger_ = MustOpenLedger(path_, SqliteLedgerOptions{.busy_timeout = timeout});
+  }
+  Status BeginConcurrentAppend(const std::string& sql) override {
+    other_ = std::make_unique<RawDb>(path_);
+    return other_->Exec("BEGIN IMMEDIATE; " + sql);
+  }
+  Status RollbackConcurrentAppend() override { return other_->Exec("ROLLBACK"); }
+
+ private:
+  std::string path_;
+  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<SqliteLedger> ledger_;
+  std::unique_ptr<RawDb> other_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Sqlite, LedgerConformanceTest,
+                         ::testing::Values(LedgerTestParam{"File",
+                                                           []() -> std::unique_ptr<LedgerHarness> {
+                                                             auto h = std::make_unique<SqliteLedgerHarness>();
+                                                             if (!h->ok()) return nullptr;
+                                                             return h;
+                                                           }}),
+                         conformance::LedgerTestParamName);
 
 class SqliteLedgerTest : public ::testing::Test {
  protected:
@@ -168,332 +142,6 @@ class SqliteLedgerTest : public ::testing::Test {
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<SqliteLedger> ledger_;
 };
-
-TEST_F(SqliteLedgerTest, AppendAndReadBackAllFields) {
-  std::vector<LedgerEntry> batch = MakeBatch("acme", "acme-v1", 3, 1000, "req-");
-  batch[1].kind = "cose";
-  batch[1].cert_serial = "";
-  batch[1].asset_id = "";
-  batch[2].signed_at = T(1000) + std::chrono::microseconds(2500);  // kept to the millisecond
-  ASSERT_TRUE(IsOk(ledger_->AppendBatch(batch)));
-  for (const LedgerEntry& e : batch) EXPECT_GT(e.seq, 0);
-
-  LedgerQuery q;
-  q.tenant_id = "acme";
-  StatusOr<LedgerPage> page = ledger_->ListLedger(q);
-  ASSERT_TRUE(IsOk(page.status()));
-  ASSERT_EQ(page->entries.size(), 3u);
-  EXPECT_EQ(page->next_cursor, 0);
-  batch[2].signed_at = T(1002);
-  for (size_t i = 0; i < batch.size(); ++i) {
-    SCOPED_TRACE(i);
-    ExpectSameEntry(page->entries[i], batch[i]);
-  }
-  // Empty batches are a no-op.
-  std::vector<LedgerEntry> none;
-  EXPECT_TRUE(IsOk(ledger_->AppendBatch(none)));
-}
-
-TEST_F(SqliteLedgerTest, SeqStrictlyIncreasesAcrossBatches) {
-  int64_t last = 0;
-  for (int b = 0; b < 10; ++b) {
-    std::vector<LedgerEntry> batch =
-        MakeBatch(b % 2 ? "acme" : "globex", "k", 7, b * 100, "b" + std::to_string(b) + "-");
-    batch[0].seq = 999999;  // whatever the caller left there is overwritten
-    ASSERT_TRUE(IsOk(ledger_->AppendBatch(batch)));
-    for (const LedgerEntry& e : batch) {
-      EXPECT_GT(e.seq, last);
-      last = e.seq;
-    }
-  }
-}
-
-TEST_F(SqliteLedgerTest, CursorPagingReturnsEveryRowOnce) {
-  // Interleave another tenant so the tenant filter and cursor are exercised.
-  for (int b = 0; b < 5; ++b) {
-    std::vector<LedgerEntry> mine = MakeBatch("acme", "acme-v1", 500, b * 1000, "a-");
-    std::vector<LedgerEntry> other = MakeBatch("globex", "globex-v1", 100, b * 1000, "g-");
-    ASSERT_TRUE(IsOk(ledger_->AppendBatch(mine)));
-    ASSERT_TRUE(IsOk(ledger_->AppendBatch(other)));
-  }
-  LedgerQuery q;
-  q.tenant_id = "acme";
-  q.limit = 1000;
-  std::vector<size_t> sizes;
-  std::vector<LedgerEntry> all;
-  while (true) {
-    StatusOr<LedgerPage> page = ledger_->ListLedger(q);
-    ASSERT_TRUE(IsOk(page.status()));
-    sizes.push_back(page->entries.size());
-    all.insert(all.end(), page->entries.begin(), page->entries.end());
-    if (page->next_cursor == 0) break;
-    q.after_seq = page->next_cursor;
-  }
-  EXPECT_EQ(sizes, (std::vector<size_t>{1000, 1000, 500}));
-  ASSERT_EQ(all.size(), 2500u);
-  std::set<int64_t> seqs;
-  for (size_t i = 0; i < all.size(); ++i) {
-    EXPECT_EQ(all[i].tenant_id, "acme");
-    if (i > 0) {
-      EXPECT_GT(all[i].seq, all[i - 1].seq);
-    }
-    seqs.insert(all[i].seq);
-  }
-  EXPECT_EQ(seqs.size(), 2500u);
-
-  // A page that ends exactly on the last row still says "maybe more"; the
-  // next one is empty with cursor 0.
-  int pages = 0;
-  EXPECT_EQ(ListAll(*ledger_, LedgerQuery{.tenant_id = "acme"}, 500, &pages).size(), 2500u);
-  EXPECT_EQ(pages, 6);
-  EXPECT_TRUE(ListAll(*ledger_, LedgerQuery{.tenant_id = "nobody"}).empty());
-}
-
-TEST_F(SqliteLedgerTest, KeyAndTimeFilters) {
-  // acme-v1 signs at 0..99 ms, acme-v2 at 100..199, interleaved in seq with
-  // globex rows under a key id that is not acme's.
-  std::vector<LedgerEntry> v1 = MakeBatch("acme", "acme-v1", 100, 0, "v1-");
-  std::vector<LedgerEntry> g = MakeBatch("globex", "acme-v1-lookalike", 50, 0, "g-");
-  std::vector<LedgerEntry> v2 = MakeBatch("acme", "acme-v2", 100, 100, "v2-");
-  ASSERT_TRUE(IsOk(ledger_->AppendBatch(v1)));
-  ASSERT_TRUE(IsOk(ledger_->AppendBatch(g)));
-  ASSERT_TRUE(IsOk(ledger_->AppendBatch(v2)));
-
-  LedgerQuery q{.tenant_id = "acme", .key_id = "acme-v1"};
-  EXPECT_EQ(ListAll(*ledger_, q, 30).size(), 100u);
-  q.key_id = "acme-v2";
-  EXPECT_EQ(ListAll(*ledger_, q, 30).size(), 100u);
-
-  // from inclusive, to exclusive.
-  q = LedgerQuery{.tenant_id = "acme", .from = T(90), .to = T(110)};
-  std::vector<LedgerEntry> window = ListAll(*ledger_, q, 7);
-  ASSERT_EQ(window.size(), 20u);
-  EXPECT_EQ(window.front().signed_at, T(90));
-  EXPECT_EQ(window.back().signed_at, T(109));
-
-  q.key_id = "acme-v1";
-  window = ListAll(*ledger_, q, 7);
-  ASSERT_EQ(window.size(), 10u);
-  for (const LedgerEntry& e : window) EXPECT_EQ(e.key_id, "acme-v1");
-
-  q = LedgerQuery{.tenant_id = "acme", .key_id = "acme-v2", .from = T(150)};
-  EXPECT_EQ(ListAll(*ledger_, q).size(), 50u);
-  q = LedgerQuery{.tenant_id = "acme", .key_id = "acme-v2", .to = T(150)};
-  EXPECT_EQ(ListAll(*ledger_, q).size(), 50u);
-  // The key filter does not cross tenants.
-  q = LedgerQuery{.tenant_id = "globex", .key_id = "acme-v1"};
-  EXPECT_TRUE(ListAll(*ledger_, q).empty());
-  // The cursor combines with the filters.
-  q = LedgerQuery{.tenant_id = "acme", .key_id = "acme-v1", .after_seq = v1[49].seq};
-  EXPECT_EQ(ListAll(*ledger_, q).size(), 100u);  // ListAll resets the cursor
-  StatusOr<LedgerPage> page = ledger_->ListLedger(q);
-  ASSERT_TRUE(IsOk(page.status()));
-  ASSERT_EQ(page->entries.size(), 50u);
-  EXPECT_EQ(page->entries.front().seq, v1[50].seq);
-}
-
-TEST_F(SqliteLedgerTest, ListValidatesQuery) {
-  for (int limit : {0, -1, 1001}) {
-    Status s = ledger_->ListLedger(LedgerQuery{.tenant_id = "acme", .limit = limit}).status();
-    EXPECT_TRUE(HasCode(s, StatusCode::kInvalidArgument));
-    EXPECT_EQ(s.details().count("field") ? s.details().at("field") : "", "limit") << s.ToString();
-    EXPECT_NE(s.message().find("limit"), std::string::npos);
-  }
-  EXPECT_TRUE(IsOk(ledger_->ListLedger(LedgerQuery{.tenant_id = "acme", .limit = 1}).status()));
-  EXPECT_TRUE(IsOk(ledger_->ListLedger(LedgerQuery{.tenant_id = "acme", .limit = 1000}).status()));
-  EXPECT_TRUE(HasCode(ledger_->ListLedger(LedgerQuery{}).status(), StatusCode::kInvalidArgument));
-  EXPECT_TRUE(HasCode(ledger_->ListLedger(LedgerQuery{.tenant_id = "a", .after_seq = -1}).status(),
-                      StatusCode::kInvalidArgument));
-}
-
-TEST_F(SqliteLedgerTest, AppendValidatesEntriesBeforeWriting) {
-  std::vector<LedgerEntry> batch = MakeBatch("acme", "k", 3, 0, "r");
-  batch[2].key_id = "";
-  Status s = ledger_->AppendBatch(batch);
-  EXPECT_TRUE(HasCode(s, StatusCode::kInvalidArgument));
-  EXPECT_EQ(s.details().at("field"), "key_id");
-  for (const LedgerEntry& e : batch) EXPECT_EQ(e.seq, 0);
-  EXPECT_FALSE(*ledger_->HasRequest("acme", "r0"));
-}
-
-TEST_F(SqliteLedgerTest, CountByMinuteSince) {
-  using std::chrono::milliseconds;
-  using std::chrono::minutes;
-  // Minute-aligned base so bucket edges are where the test says.
-  const TimePoint base = TimePoint(minutes(29'000'000));
-  const int64_t base_minute = 29'000'000;
-  auto at = [&](milliseconds d) { return base + d; };
-  std::vector<LedgerEntry> batch;
-  auto add = [&](const std::string& tenant, TimePoint t) {
-    LedgerEntry e = MakeEntry(tenant, tenant + "-k", 0, "r" + std::to_string(batch.size()));
-    e.signed_at = t;
-    batch.push_back(e);
-  };
-  add("acme", at(milliseconds(-1)));       // minute -1: before `since`, not counted
-  add("acme", at(milliseconds(0)));        // minute 0
-  add("acme", at(milliseconds(59'999)));   // minute 0
-  add("acme", at(milliseconds(60'000)));   // minute 1
-  add("globex", at(milliseconds(30'000)));  // minute 0
-  add("globex", at(minutes(5)));           // minute 5
-  add("globex", at(minutes(5) + milliseconds(1)));
-  add("globex", at(minutes(5) + milliseconds(2)));
-  ASSERT_TRUE(IsOk(ledger_->AppendBatch(batch)));
-
-  StatusOr<std::vector<MinuteCount>> counts = ledger_->CountByMinuteSince(base);
-  ASSERT_TRUE(IsOk(counts.status()));
-  std::vector<std::string> got;
-  for (const MinuteCount& c : *counts) {
-    got.push_back(c.tenant_id + "@" + std::to_string(c.minute - base_minute) + "=" +
-                  std::to_string(c.count));
-  }
-  EXPECT_EQ(got, (std::vector<std::string>{"acme@0=2", "acme@1=1", "globex@0=1", "globex@5=3"}));
-  EXPECT_EQ(ledger_->CountByMinuteSince(at(minutes(6)))->size(), 0u);
-  EXPECT_EQ(ledger_->CountByMinuteSince(at(milliseconds(-1)))->front().minute, base_minute - 1);
-}
-
-TEST_F(SqliteLedgerTest, HasRequest) {
-  std::vector<LedgerEntry> batch = MakeBatch("acme", "k", 2, 0, "req-");
-  ASSERT_TRUE(IsOk(ledger_->AppendBatch(batch)));
-  EXPECT_TRUE(*ledger_->HasRequest("acme", "req-0"));
-  EXPECT_TRUE(*ledger_->HasRequest("acme", "req-1"));
-  EXPECT_FALSE(*ledger_->HasRequest("acme", "req-2"));
-  EXPECT_FALSE(*ledger_->HasRequest("globex", "req-0"));  // scoped to the tenant
-}
-
-TEST_F(SqliteLedgerTest, FailingBatchLeavesNoPartialRows) {
-  std::vector<LedgerEntry> first = MakeBatch("acme", "k", 5, 0, "ok-");
-  ASSERT_TRUE(IsOk(ledger_->AppendBatch(first)));
-  // Another connection installs a trigger that rejects one row in the middle
-  // of the next batch, after earlier rows of that batch were inserted. (It
-  // also changes the schema under the cached INSERT, which must re-prepare.)
-  RawDb raw(path_);
-  ASSERT_TRUE(IsOk(raw.Exec(
-      "CREATE TRIGGER reject_poison BEFORE INSERT ON ledger WHEN NEW.request_id = 'poison' "
-      "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END")));
-  std::vector<LedgerEntry> bad = MakeBatch("acme", "k", 10, 100, "bad-");
-  bad[6].request_id = "poison";
-  Status s = ledger_->AppendBatch(bad);
-  EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("appending to ledger"), std::string::npos) << s.ToString();
-  for (const LedgerEntry& e : bad) EXPECT_EQ(e.seq, 0);
-  EXPECT_EQ(raw.Count("SELECT COUNT(*) FROM ledger"), 5);
-  EXPECT_FALSE(*ledger_->HasRequest("acme", "bad-0"));
-  EXPECT_EQ(ListAll(*ledger_, LedgerQuery{.tenant_id = "acme"}).size(), 5u);
-
-  // The writer connection is usable again, and seq keeps increasing.
-  ASSERT_TRUE(IsOk(raw.Exec("DROP TRIGGER reject_poison")));
-  std::vector<LedgerEntry> after = MakeBatch("acme", "k", 3, 200, "after-");
-  ASSERT_TRUE(IsOk(ledger_->AppendBatch(after)));
-  EXPECT_GT(after[0].seq, first.back().seq);
-  EXPECT_EQ(raw.Count("SELECT COUNT(*) FROM ledger"), 8);
-}
-
-TEST_F(SqliteLedgerTest, DroppedTableFailsCleanly) {
-  RawDb raw(path_);
-  ASSERT_TRUE(IsOk(raw.Exec("DROP TABLE ledger")));
-  std::vector<LedgerEntry> batch = MakeBatch("acme", "k", 3, 0, "r");
-  EXPECT_FALSE(ledger_->AppendBatch(batch).ok());
-  for (const LedgerEntry& e : batch) EXPECT_EQ(e.seq, 0);
-  EXPECT_FALSE(ledger_->ListLedger(LedgerQuery{.tenant_id = "acme"}).ok());
-}
-
-TEST_F(SqliteLedgerTest, WriteLockHeldElsewhereIsUnavailableAndReadsGoOn) {
-  ledger_.reset();
-  ledger_ = MustOpenLedger(path_, SqliteLedgerOptions{.busy_timeout = std::chrono::milliseconds(50)});
-  std::vector<LedgerEntry> before = MakeBatch("acme", "k", 2, 0, "before-");
-  ASSERT_TRUE(IsOk(ledger_->AppendBatch(before)));
-  RawDb other(path_);
-  ASSERT_TRUE(IsOk(other.Exec("BEGIN IMMEDIATE")));
-  ASSERT_TRUE(IsOk(other.Exec("INSERT INTO ledger (tenant_id, key_id, key_version, algorithm, "
-                              "kind, digest_hex, request_id, api_key_id, client_address, "
-                              "policy_hash, signed_at) VALUES ('acme', 'k', 1, 'ES256', 'raw', "
-                              "'00', 'uncommitted', '', '', '', 5)")));
-  std::vector<LedgerEntry> batch = MakeBatch("acme", "k", 2, 10, "r");
-  EXPECT_TRUE(HasCode(ledger_->AppendBatch(batch), StatusCode::kUnavailable));
-  for (const LedgerEntry& e : batch) EXPECT_EQ(e.seq, 0);
-  // Reads are not blocked by the writer, and do not see its uncommitted row.
-  EXPECT_EQ(ListAll(*ledger_, LedgerQuery{.tenant_id = "acme"}).size(), 2u);
-  EXPECT_FALSE(*ledger_->HasRequest("acme", "uncommitted"));
-  ASSERT_TRUE(IsOk(other.Exec("ROLLBACK")));
-  EXPECT_TRUE(IsOk(ledger_->AppendBatch(batch)));
-}
-
-TEST_F(SqliteLedgerTest, WriterAndConcurrentReaders) {
-  constexpr int kBatches = 150;
-  constexpr int kBatchRows = 40;
-  constexpr int kReaders = 4;
-  std::atomic<bool> writer_done{false};
-  std::atomic<int> errors{0};
-  std::atomic<int> torn_reads{0};
-  std::atomic<int64_t> reader_passes{0};
-
-  std::thread writer([&] {
-    for (int b = 0; b < kBatches; ++b) {
-      std::vector<LedgerEntry> batch =
-          MakeBatch("acme", "acme-v1", kBatchRows, b * 1000, "b" + std::to_string(b) + "-");
-      if (!ledger_->AppendBatch(batch).ok()) ++errors;
-    }
-    writer_done = true;
-  });
-  std::vector<std::thread> readers;
-  for (int r = 0; r < kReaders; ++r) {
-    readers.emplace_back([&, r] {
-      int64_t last_total = 0;
-      // At least a few passes even if the writer is quick.
-      for (int pass = 0; !writer_done || pass < 3; ++pass) {
-        // One statement is one snapshot: whole batches or nothing.
-        StatusOr<std::vector<MinuteCount>> counts = ledger_->CountByMinuteSince(T(0));
-        if (!counts.ok()) {
-          ++errors;
-          break;
-        }
-        int64_t total = 0;
-        for (const MinuteCount& c : *counts) total += c.count;
-        if (total % kBatchRows != 0 || total < last_total) ++torn_reads;
-        last_total = total;
-        // Paging across snapshots: still ascending, no duplicates.
-        LedgerQuery q{.tenant_id = "acme", .limit = 97 + r};
-        int64_t prev = 0;
-        while (true) {
-          StatusOr<LedgerPage> page = ledger_->ListLedger(q);
-          if (!page.ok()) {
-            ++errors;
-            break;
-          }
-          for (const LedgerEntry& e : page->entries) {
-            if (e.seq <= prev || e.tenant_id != "acme" || e.digest_hex.size() != 64) ++torn_reads;
-            prev = e.seq;
-          }
-          if (page->next_cursor == 0) break;
-          q.after_seq = page->next_cursor;
-        }
-        ++reader_passes;
-      }
-    });
-  }
-  writer.join();
-  for (std::thread& t : readers) t.join();
-  EXPECT_EQ(errors.load(), 0);
-  EXPECT_EQ(torn_reads.load(), 0);
-  EXPECT_GE(reader_passes.load(), kReaders * 3);
-  EXPECT_EQ(ListAll(*ledger_, LedgerQuery{.tenant_id = "acme"}).size(),
-            static_cast<size_t>(kBatches * kBatchRows));
-}
-
-TEST_F(SqliteLedgerTest, PersistsAcrossReopen) {
-  std::vector<LedgerEntry> batch = MakeBatch("acme", "k", 4, 0, "r");
-  ASSERT_TRUE(IsOk(ledger_->AppendBatch(batch)));
-  ledger_.reset();
-  store_.reset();
-  ledger_ = MustOpenLedger(path_);
-  ASSERT_NE(ledger_, nullptr);
-  std::vector<LedgerEntry> back = ListAll(*ledger_, LedgerQuery{.tenant_id = "acme"});
-  ASSERT_EQ(back.size(), 4u);
-  for (size_t i = 0; i < back.size(); ++i) ExpectSameEntry(back[i], batch[i]);
-  std::vector<LedgerEntry> more = MakeBatch("acme", "k", 1, 10, "more");
-  ASSERT_TRUE(IsOk(ledger_->AppendBatch(more)));
-  EXPECT_GT(more[0].seq, batch.back().seq);
-}
 
 TEST(SqliteLedgerOpenTest, UnmigratedDatabaseIsFailedPrecondition) {
   for (int version : {-1, 2}) {

@@ -13,12 +13,6 @@ namespace {
 
 // --- helpers that run inside a caller's transaction -----------------------
 
-struct TenantState {
-  bool exists = false;
-  bool deleted = false;
-  int64_t active_policy_version = 0;
-};
-
 StatusOr<TenantState> LoadTenantState(sqlite3* db, const std::string& tenant_id) {
   ASSIGN_OR_RETURN(Statement s,
                    Statement::Prepare(db,

@@ -1,0 +1,222 @@
+// PostgresLedger on a real PostgreSQL server that this binary starts once
+// (PgEnvironment): the ledger conformance suite, plus the append lock, several
+// instances appending at once, outages and a throughput figure.
+#include "store/postgres/postgres_ledger.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/ledger_test_suite.h"
+#include "store/postgres/postgres_store.h"
+#include "testing/pg_cluster.h"
+
+namespace concierge::store {
+namespace {
+
+using conformance::HasCode;
+using conformance::IsOk;
+using conformance::LedgerConformanceTest;
+using conformance::LedgerHarness;
+using conformance::LedgerTestParam;
+using conformance::ListAll;
+using conformance::MakeBatch;
+using testing::PgEnvironment;
+
+::testing::Environment* const kPg = ::testing::AddGlobalTestEnvironment(new PgEnvironment);
+
+testing::PgCluster& Cluster() { return PgEnvironment::Cluster(); }
+
+// A fresh schema migrated to `version` (0 = latest); returns its URL.
+std::string MigratedUrl(int version = 0) {
+  const std::string url = Cluster().FreshSchemaUrl();
+  StatusOr<std::unique_ptr<PostgresStore>> s = PostgresStore::Open(url);
+  EXPECT_TRUE(IsOk(s.status()));
+  if (s.ok()) {
+    EXPECT_TRUE(IsOk((*s)->Migrate(version)));
+  }
+  return url;
+}
+
+std::unique_ptr<PostgresLedger> MustOpenLedger(const std::string& url, PostgresLedgerOptions opts = {}) {
+  StatusOr<std::unique_ptr<PostgresLedger>> l = PostgresLedger::Open(url, opts);
+  EXPECT_TRUE(IsOk(l.status()));
+  return l.ok() ? std::move(l).value() : nullptr;
+}
+
+// A connection of its own, as another instance (or a saboteur) would have.
+class RawConn {
+ public:
+  explicit RawConn(const std::string& url) : conn_(PQconnectdb(url.c_str())) {
+    EXPECT_EQ(PQstatus(conn_.get()), CONNECTION_OK) << PQerrorMessage(conn_.get());
+  }
+  Status Exec(const std::string& sql) { return PgExecScript(conn_.get(), sql, "test exec"); }
+  int64_t Count(const std::string& sql) {
+    StatusOr<PgResult> r = PgExec(conn_.get(), sql, "test count");
+    EXPECT_TRUE(IsOk(r.status()));
+    return r.ok() && r->rows() > 0 ? r->row(0).ColumnInt(0) : -1;
+  }
+
+ private:
+  PgConnPtr conn_;
+};
+
+class PostgresLedgerHarness : public LedgerHarness {
+ public:
+  PostgresLedgerHarness() : url_(MigratedUrl()), ledger_(MustOpenLedger(url_)) {}
+  bool ok() const { return ledger_ != nullptr; }
+  LedgerStore& ledger() override { return *ledger_; }
+  void Reopen() override {
+    ledger_.reset();
+    ledger_ = MustOpenLedger(url_);
+  }
+  Status Exec(const std::string& sql) override { return RawConn(url_).Exec(sql); }
+  int64_t Count(const std::string& sql) override { return RawConn(url_).Count(sql); }
+  std::string PoisonTriggerSql() const override {
+    return "CREATE FUNCTION reject_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+           "IF NEW.request_id = 'poison' THEN RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; END $$; "
+           "CREATE TRIGGER reject_poison BEFORE INSERT ON ledger FOR EACH ROW EXECUTE FUNCTION reject_poison()";
+  }
+  std::string DropPoisonTriggerSql() const override {
+    return "DROP TRIGGER reject_poison ON ledger; DROP FUNCTION reject_poison()";
+  }
+  void ReopenWithLockTimeout(std::chrono::milliseconds timeout) override {
+    ledger_.reset();
+    ledger_ = MustOpenLedger(url_, PostgresLedgerOptions{.lock_timeout = timeout});
+  }
+  Status BeginConcurrentAppend(const std::string& sql) override {
+    other_ = std::make_unique<RawConn>(url_);
+    return other_->Exec("BEGIN; SELECT pg_advisory_xact_lock(" + std::to_string(kLedgerAppendLockKey) + "); " + sql);
+  }
+  Status RollbackConcurrentAppend() override { return other_->Exec("ROLLBACK"); }
+
+ private:
+  std::string url_;
+  std::unique_ptr<PostgresLedger> ledger_;
+  std::unique_ptr<RawConn> other_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Postgres, LedgerConformanceTest,
+                         ::testing::Values(LedgerTestParam{"Schema",
+                                                           []() -> std::unique_ptr<LedgerHarness> {
+                                                             auto h = std::make_unique<PostgresLedgerHarness>();
+                                                             if (!h->ok()) return nullptr;
+                                                             return h;
+                                                           }}),
+                         conformance::LedgerTestParamName);
+
+// Two instances append while a third follows the ledger by cursor, as a
+// consumer would ("everything after the last seq I saw"). Because appends are
+// serialised, seq order is commit order and the follower misses nothing.
+TEST(PostgresLedgerTest, SeveralInstancesAppendAndAFollowerMissesNothing) {
+  const std::string url = MigratedUrl();
+  constexpr int kInstances = 3;
+  constexpr int kBatches = 60;
+  constexpr int kRows = 25;
+  std::vector<std::unique_ptr<PostgresLedger>> writers;
+  for (int i = 0; i < kInstances; ++i) writers.push_back(MustOpenLedger(url));
+  auto follower = MustOpenLedger(url);
+  std::atomic<int> writers_left{kInstances};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kInstances; ++i) {
+    threads.emplace_back([&, i] {
+      for (int b = 0; b < kBatches; ++b) {
+        auto batch = MakeBatch("acme", "k" + std::to_string(i), kRows, b, "w" + std::to_string(i) + "-" + std::to_string(b) + "-");
+        if (!writers[i]->AppendBatch(batch).ok()) ++errors;
+      }
+      --writers_left;
+    });
+  }
+  std::set<std::string> seen;
+  int64_t cursor = 0;
+  bool last_pass = false;
+  while (!last_pass) {
+    last_pass = writers_left.load() == 0;  // one more full pass after the writers finish
+    for (;;) {
+      StatusOr<LedgerPage> page = follower->ListLedger(LedgerQuery{.tenant_id = "acme", .after_seq = cursor, .limit = 1000});
+      if (!page.ok()) {
+        ADD_FAILURE() << page.status().ToString();
+        break;
+      }
+      for (const LedgerEntry& e : page->entries) {
+        EXPECT_GT(e.seq, cursor);
+        cursor = e.seq;
+        seen.insert(e.request_id);
+      }
+      if (page->next_cursor == 0) break;
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kInstances * kBatches * kRows));
+}
+
+
+TEST(PostgresLedgerTest, OutageIsUnavailableAndAppendsResumeWithoutReopening) {
+  testing::PgRestartGuard guard(Cluster());
+  const std::string url = MigratedUrl();
+  auto ledger = MustOpenLedger(url);
+  ASSERT_NE(ledger, nullptr);
+  std::vector<LedgerEntry> first = MakeBatch("acme", "k", 3, 0, "first-");
+  ASSERT_TRUE(IsOk(ledger->AppendBatch(first)));
+
+  ASSERT_TRUE(Cluster().Stop(/*immediate=*/true));  // like a crash
+  std::vector<LedgerEntry> during = MakeBatch("acme", "k", 3, 10, "during-");
+  Status st = ledger->AppendBatch(during);
+  EXPECT_TRUE(HasCode(st, StatusCode::kUnavailable)) << st.ToString();
+  EXPECT_NE(st.message().find("database unavailable"), std::string::npos) << st.message();
+  for (const LedgerEntry& e : during) EXPECT_EQ(e.seq, 0);
+  EXPECT_TRUE(HasCode(ledger->ListLedger(LedgerQuery{.tenant_id = "acme"}).status(), StatusCode::kUnavailable));
+  ASSERT_TRUE(Cluster().Restart()) << Cluster().error();
+
+  ASSERT_TRUE(IsOk(ledger->AppendBatch(during)));
+  EXPECT_GT(during[0].seq, first.back().seq);
+  std::vector<LedgerEntry> all = ListAll(*ledger, LedgerQuery{.tenant_id = "acme"});
+  ASSERT_EQ(all.size(), 6u);
+  EXPECT_EQ(all[3].request_id, "during-0");
+  EXPECT_GE(ledger->writer_stats().connects, 2u);
+}
+
+TEST(PostgresLedgerOpenTest, RefusesUnmigratedNewerAndUnreachable) {
+  for (int version : {-1, 2}) {
+    SCOPED_TRACE(version);
+    const std::string url = version < 0 ? Cluster().FreshSchemaUrl() : MigratedUrl(version);
+    StatusOr<std::unique_ptr<PostgresLedger>> l = PostgresLedger::Open(url);
+    ASSERT_TRUE(HasCode(l.status(), StatusCode::kFailedPrecondition));
+    EXPECT_NE(l.status().message().find("run migrations first"), std::string::npos) << l.status().message();
+  }
+  const std::string url = MigratedUrl();
+  ASSERT_TRUE(IsOk(RawConn(url).Exec("INSERT INTO schema_migrations VALUES (99, 'from_the_future', 0)")));
+  EXPECT_TRUE(HasCode(PostgresLedger::Open(url).status(), StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(HasCode(PostgresLedger::Open("postgresql://postgres@127.0.0.1:1/postgres").status(),
+                      StatusCode::kUnavailable));
+}
+
+// Not a timed assertion (machines are shared and noisy, and the test cluster
+// runs with fsync off): prints the figure for 1024-row appends.
+TEST(PostgresLedgerTest, ThroughputSanity) {
+  auto ledger = MustOpenLedger(MigratedUrl());
+  ASSERT_NE(ledger, nullptr);
+  constexpr int kBatches = 100;
+  constexpr int kRows = 1024;
+  std::vector<std::vector<LedgerEntry>> batches;
+  for (int b = 0; b < kBatches; ++b) batches.push_back(MakeBatch(b % 2 ? "acme" : "globex", "k", kRows, b * kRows, "r-"));
+  const auto start = std::chrono::steady_clock::now();
+  for (auto& batch : batches) ASSERT_TRUE(IsOk(ledger->AppendBatch(batch)));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("[ ledger   ] %d batches x %d rows in %.3f s: %.0f rows/s (%.2f ms/commit, fsync off)\n", kBatches,
+              kRows, secs, kBatches * kRows / secs, secs * 1000 / kBatches);
+  EXPECT_EQ(ListAll(*ledger, LedgerQuery{.tenant_id = "acme"}).size(), static_cast<size_t>(kBatches / 2 * kRows));
+  EXPECT_EQ(batches.back().back().seq, int64_t{kBatches} * kRows);
+}
+
+}  // namespace
+}  // namespace concierge::store

@@ -1,0 +1,145 @@
+// PostgresStore: the Store on PostgreSQL, for production and for several
+// `keyctl serve` instances sharing one database.
+//
+// Thread-safe. Calls run on connections from a PgPool (opened lazily, up to
+// max_connections). Its behaviour is SqliteStore's, case for case (the same
+// conformance suite runs on both; see sqlite_store.h for the semantics beyond
+// store.h): the same validation, error codes and messages, orders and time
+// stamping. How the PostgreSQL side gets there:
+//  - Writes are serialised. Every write transaction takes one transaction-level
+//    advisory lock (kStoreWriteLockKey) right after BEGIN, as SQLite's BEGIN
+//    IMMEDIATE takes the file's write lock, and then reads what it checks
+//    under READ COMMITTED, so read-check-write sequences (expected versions,
+//    "one active key per tenant", tenant not deleted) see every committed
+//    write and cannot interleave, across all instances on the database. The
+//    admin path writes rarely; reads take no lock. Waiting longer than
+//    lock_timeout for it is kUnavailable, like SQLite's busy timeout.
+//  - Listings that read twice (existence, then rows) use a REPEATABLE READ
+//    snapshot. Text orders use COLLATE "C", i.e. bytewise like SQLite,
+//    whatever the database's collation.
+//  - Among certificates of one key with the same created_at (same millisecond)
+//    the newest is taken to be the active one, then a revoked one: PostgreSQL
+//    has no insertion rowid, and InsertCertificate always makes the newest
+//    certificate the active one.
+//  - Text cannot hold NUL bytes in PostgreSQL: such a value is kInvalidArgument.
+//
+// Availability: Open() connects once (kUnavailable if the database cannot be
+// reached, kFailedPrecondition for a schema newer than this build). Later,
+// while the database is down, every call fails with kUnavailable ("database
+// unavailable: ...") and the pool reconnects by itself once it is back. A
+// write whose COMMIT was cut off by the outage is reported kUnavailable even
+// though it may have committed; callers that retry must be idempotent.
+//
+// Schema: Open() does not migrate. Migrate() runs under a session-level
+// advisory lock (kMigrationLockKey) on a dedicated connection, so several
+// instances starting at once apply each step exactly once; each step is one
+// transaction (DDL is transactional in PostgreSQL). Until the schema is at
+// LatestSchemaVersion(), data methods fail with kFailedPrecondition.
+//
+// The URL may contain a password: it is never logged nor put in errors (see
+// PgPool). Tables live in the connection's search_path (a URL can choose a
+// schema with options=-csearch_path%3Dname).
+#ifndef CONCIERGE_STORE_POSTGRES_POSTGRES_STORE_H_
+#define CONCIERGE_STORE_POSTGRES_POSTGRES_STORE_H_
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "concierge/clock.h"
+#include "concierge/status.h"
+#include "concierge/store.h"
+#include "store/postgres/pg_pool.h"
+
+namespace concierge::store {
+
+struct PostgresOptions {
+  int max_connections = 8;
+  // How long a call waits for a free pooled connection before kUnavailable.
+  std::chrono::milliseconds acquire_timeout{5000};
+  // How long a write waits for the store write lock (or a row lock) held by
+  // another connection before kUnavailable.
+  std::chrono::milliseconds lock_timeout{5000};
+  // Source of schema_migrations.applied_at; RealClock() when null. Not owned.
+  Clock* clock = nullptr;
+};
+
+class PostgresStore : public Store {
+ public:
+  static StatusOr<std::unique_ptr<PostgresStore>> Open(std::string_view url, PostgresOptions opts = {});
+
+  // "postgresql://user@host:port/dbname", without the password.
+  const std::string& description() const { return pool_->description(); }
+  PgPoolStats pool_stats() const { return pool_->stats(); }
+
+  // Migrations ----------------------------------------------------------
+  Status Migrate(int target_version = 0) override;
+  StatusOr<int> SchemaVersion() override;
+  int LatestSchemaVersion() const override;
+  Status Ping() override;
+
+  // Tenants and policies ------------------------------------------------
+  Status CreateTenant(const PolicyRecord& policy, const KeyRecord& key) override;
+  StatusOr<TenantRecord> GetTenant(const std::string& tenant_id) override;
+  StatusOr<std::vector<TenantRecord>> ListTenants(bool include_deleted) override;
+  Status AddPolicyVersion(const PolicyRecord& policy, int64_t expected_active_version) override;
+  StatusOr<PolicyRecord> GetActivePolicy(const std::string& tenant_id) override;
+  StatusOr<PolicyRecord> GetPolicyVersion(const std::string& tenant_id, int64_t version) override;
+  StatusOr<std::vector<PolicyRecord>> ListPolicyVersions(const std::string& tenant_id) override;
+  Status DeleteTenant(const std::string& tenant_id, TimePoint at,
+                      const std::string& new_key_state) override;
+
+  // Keys ------------------------------------------------------------------
+  Status InsertKey(const KeyRecord& key) override;
+  StatusOr<KeyRecord> GetKey(const std::string& key_id) override;
+  StatusOr<std::vector<KeyRecord>> ListKeys(const std::string& tenant_id) override;
+  StatusOr<KeyRecord> GetActiveKey(const std::string& tenant_id) override;
+  Status UpdateKeyState(const std::string& key_id, const std::string& expected_state,
+                        const std::string& new_state, TimePoint at) override;
+  StatusOr<int64_t> NextKeyVersion(const std::string& tenant_id) override;
+
+  // Certificates and the built-in CA ----------------------------------------
+  Status InsertCa(const CaRecord& ca) override;
+  StatusOr<CaRecord> GetCa() override;
+  StatusOr<int64_t> NextCrlNumber() override;
+  Status InsertCertificate(const CertificateRecord& cert) override;
+  StatusOr<CertificateRecord> GetActiveCertificate(const std::string& key_id) override;
+  StatusOr<CertificateRecord> GetLatestCertificate(const std::string& key_id) override;
+  Status RevokeCertificate(const std::string& issuer, const std::string& serial, TimePoint at) override;
+  StatusOr<std::vector<CertificateRecord>> ListRevokedCertificates(const std::string& issuer) override;
+
+  // API keys --------------------------------------------------------------
+  Status InsertApiKey(const ApiKeyRecord& key) override;
+  StatusOr<ApiKeyRecord> GetApiKey(const std::string& id) override;
+  StatusOr<std::vector<ApiKeyRecord>> ListApiKeys() override;
+  Status RevokeApiKey(const std::string& id, TimePoint at) override;
+
+  // Constructed only through Open().
+  struct PrivateTag {
+    explicit PrivateTag() = default;
+  };
+  PostgresStore(PrivateTag, std::unique_ptr<PgPool> pool, PostgresOptions opts);
+
+ private:
+  // A pooled connection on a database whose schema is at the latest version
+  // (kFailedPrecondition otherwise). Re-reads the version when the cached one
+  // is behind, so a migration run by another instance is picked up.
+  StatusOr<PgPool::Lease> Session(std::string_view operation);
+  // Options for a write transaction (the store write lock) and a snapshot read.
+  PgTxOptions WriteTx() const;
+
+  std::unique_ptr<PgPool> pool_;
+  std::atomic<int> schema_version_{0};  // cache of the database's version
+  const PostgresOptions opts_;
+};
+
+// The schema version recorded in the connection's database (0 when
+// schema_migrations does not exist yet). Creates nothing. Shared with the ledger.
+StatusOr<int> ReadPgSchemaVersion(PGconn* conn);
+
+}  // namespace concierge::store
+
+#endif  // CONCIERGE_STORE_POSTGRES_POSTGRES_STORE_H_
