@@ -243,19 +243,40 @@ std::string TenantPath(const std::string& tenant, const std::string& rest) {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
-int Serve(const std::string& config_file, const std::string& listen, const std::string& data_dir, int io_threads) {
-  auto config = server::LoadConfig(config_file, server::KeyctlEnvironment());
-  if (!config.ok()) Fail(config.status().message(), 2);
+// Settings shared by the commands that open the database themselves.
+struct LocalFlags {
+  std::string config_file, data_dir, database_url;
+  void Add(CLI::App* cmd) {
+    cmd->add_option("--config", config_file, "TOML config file");
+    cmd->add_option("--data-dir", data_dir, "data directory (default ./data)");
+    cmd->add_option("--database-url", database_url,
+                    "postgresql://user@host:port/db to use PostgreSQL instead of SQLite "
+                    "(env KEYCTL_DATABASE_URL; a password only there, in PGPASSWORD or ~/.pgpass)");
+  }
+  // The configuration: defaults < TOML < KEYCTL_* < these flags.
+  server::ServerConfig Load() const {
+    auto config = server::LoadConfig(config_file, server::KeyctlEnvironment());
+    if (!config.ok()) Fail(config.status().message(), 2);
+    if (!data_dir.empty()) config->data_dir = data_dir;
+    if (!database_url.empty()) {
+      Status st = server::SetDatabaseUrl(*config, database_url, /*password_allowed=*/false, "--database-url");
+      if (!st.ok()) Fail(st.message(), 2);
+    }
+    return *std::move(config);
+  }
+};
+
+int Serve(const LocalFlags& local, const std::string& listen, int io_threads) {
+  server::ServerConfig config = local.Load();
   if (!listen.empty()) {
     std::string h;
     uint16_t p;
     Status st = server::ParseListen(listen, &h, &p);
     if (!st.ok()) Fail(st.message(), 2);
-    config->listen = listen;
+    config.listen = listen;
   }
-  if (!data_dir.empty()) config->data_dir = data_dir;
-  if (io_threads > 0) config->io_threads = io_threads;
-  auto app = server::App::Create(*std::move(config));
+  if (io_threads > 0) config.io_threads = io_threads;
+  auto app = server::App::Create(std::move(config));
   if (!app.ok()) Fail("cannot start: " + app.status().message());
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
@@ -300,27 +321,23 @@ int RunKeyctl(int argc, char** argv) {
   std::function<int()> action;
 
   // serve
-  std::string config_file, listen, data_dir;
+  LocalFlags local;
+  std::string listen;
   int io_threads = 0;
   auto* serve = app.add_subcommand("serve", "run the server");
-  serve->add_option("--config", config_file, "TOML config file");
+  local.Add(serve);
   serve->add_option("--listen", listen, "HOST:PORT (default 127.0.0.1:8443)");
-  serve->add_option("--data-dir", data_dir, "data directory (default ./data)");
   serve->add_option("--io-threads", io_threads, "io threads (default: cores)");
-  serve->callback([&] { action = [&] { return Serve(config_file, listen, data_dir, io_threads); }; });
+  serve->callback([&] { action = [&] { return Serve(local, listen, io_threads); }; });
 
   // migrate
   int target = 0;
   auto* migrate = app.add_subcommand("migrate", "apply database migrations (local)");
-  migrate->add_option("--config", config_file, "TOML config file");
-  migrate->add_option("--data-dir", data_dir, "data directory (default ./data)");
+  local.Add(migrate);
   migrate->add_option("--target", target, "stop at this schema version (default latest)");
   migrate->callback([&] {
     action = [&] {
-      auto config = server::LoadConfig(config_file, server::KeyctlEnvironment());
-      if (!config.ok()) Fail(config.status().message(), 2);
-      if (!data_dir.empty()) config->data_dir = data_dir;
-      auto v = server::MigrateDatabase(*config, target);
+      auto v = server::MigrateDatabase(local.Load(), target);
       if (!v.ok()) Fail(v.status().message());
       std::cout << "schema version " << *v << "\n";
       return 0;

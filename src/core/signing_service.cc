@@ -37,6 +37,14 @@ std::string_view SignatureFormatName(SignatureFormat f) {
   return "der";
 }
 
+Status SigningService::CheckAssetId(const std::string& field, const std::string& asset_id) const {
+  if (asset_id.size() > options_.max_asset_id_bytes) {
+    return FieldError(field, field + " is longer than " + std::to_string(options_.max_asset_id_bytes) + " bytes");
+  }
+  if (asset_id.find('\0') != std::string::npos) return FieldError(field, field + " must not contain a NUL byte");
+  return Status::Ok();
+}
+
 void SigningService::SignAsync(const std::string& tenant_id, SignRequest request, SignCallback done) {
   auto refuse = [&](Status st) { done(std::move(st)); };
   auto state_or = tenants_.Active(tenant_id);
@@ -68,10 +76,9 @@ void SigningService::SignAsync(const std::string& tenant_id, SignRequest request
       return refuse(FieldError(field, field + " is " + std::to_string(item.digest.size()) + " bytes; " +
                                           std::string(AlgorithmName(policy.algorithm)) + " needs " + expected));
     }
-    if (item.asset_id.size() > options_.max_asset_id_bytes) {
-      std::string f = request.batch ? "items[" + std::to_string(i) + "].asset_id" : "asset_id";
-      return refuse(FieldError(f, f + " is longer than " + std::to_string(options_.max_asset_id_bytes) + " bytes"));
-    }
+    Status asset = CheckAssetId(request.batch ? "items[" + std::to_string(i) + "].asset_id" : "asset_id",
+                                item.asset_id);
+    if (!asset.ok()) return refuse(asset);
   }
   const KeyRecord& key = state->active_key;
   if (key.state != "active") {
@@ -149,10 +156,7 @@ void SigningService::SignMessageAsync(const std::string& tenant_id, MessageSignR
   if (!policy.sign_enabled) {
     return done(FailedPreconditionError("signing is paused for tenant '" + tenant_id + "' (sign_enabled=false)"));
   }
-  if (request.asset_id.size() > options_.max_asset_id_bytes) {
-    return done(FieldError("asset_id", "asset_id is longer than " + std::to_string(options_.max_asset_id_bytes) +
-                                           " bytes"));
-  }
+  if (Status asset = CheckAssetId("asset_id", request.asset_id); !asset.ok()) return done(asset);
   if (!request.expected_key_id.empty() && request.expected_key_id != key.key_id) {
     return done(AbortedError("the active key of tenant '" + tenant_id + "' changed during the request; retry"));
   }

@@ -127,6 +127,11 @@ class SigningService {
   const SigningOptions& options() const { return options_; }
 
  private:
+  // At most max_asset_id_bytes, and no NUL byte: the ledger stores it as text,
+  // which PostgreSQL cannot hold NUL in (one bad row would fail its whole
+  // group commit). kInvalidArgument naming `field`.
+  Status CheckAssetId(const std::string& field, const std::string& asset_id) const;
+
   TenantService& tenants_;
   LedgerWriter& ledger_;
   IssuanceLimiter& limiter_;

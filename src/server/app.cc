@@ -23,6 +23,8 @@
 #include "server/health_probe.h"
 #include "server/http_server.h"
 #include "server/log.h"
+#include "store/postgres/postgres_ledger.h"
+#include "store/postgres/postgres_store.h"
 #include "store/sqlite/sqlite_ledger.h"
 #include "store/sqlite/sqlite_store.h"
 
@@ -64,10 +66,45 @@ Status WritePrivateFile(const std::string& path, std::string_view content) {
   return Status::Ok();
 }
 
-StatusOr<std::unique_ptr<store::SqliteStore>> OpenStore(const ServerConfig& config) {
-  auto store = store::SqliteStore::Open(config.database_path);
-  if (!store.ok()) return store.status().Annotate("opening database " + config.database_path);
-  return store;
+// The configured database: PostgreSQL when database_url is set, else the
+// SQLite file at database_path.
+struct OpenedStore {
+  std::unique_ptr<Store> store;
+  store::SqliteStore* sqlite = nullptr;  // set for SQLite, which needs checkpoints
+  std::string description;               // file path, or the URL without password
+};
+
+StatusOr<OpenedStore> OpenStore(const ServerConfig& config) {
+  OpenedStore out;
+  if (config.database_url.has_value()) {
+    store::PostgresOptions options;
+    options.max_connections = config.database_pool_size;
+    ASSIGN_OR_RETURN(auto pg, store::PostgresStore::Open(config.database_url->RevealString(SecretAccess::Grant()),
+                                                         options));
+    out.description = pg->description();
+    out.store = std::move(pg);
+    return out;
+  }
+  auto sqlite = store::SqliteStore::Open(config.database_path);
+  if (!sqlite.ok()) return sqlite.status().Annotate("opening database " + config.database_path);
+  out.sqlite = sqlite->get();
+  out.description = config.database_path;
+  out.store = *std::move(sqlite);
+  return out;
+}
+
+StatusOr<std::unique_ptr<LedgerStore>> OpenLedger(const ServerConfig& config) {
+  std::unique_ptr<LedgerStore> ledger;
+  if (config.database_url.has_value()) {
+    auto pg = store::PostgresLedger::Open(config.database_url->RevealString(SecretAccess::Grant()));
+    if (!pg.ok()) return pg.status().Annotate("opening signing ledger");
+    ledger = *std::move(pg);
+  } else {
+    auto sqlite = store::SqliteLedger::Open(config.database_path);
+    if (!sqlite.ok()) return sqlite.status().Annotate("opening signing ledger");
+    ledger = *std::move(sqlite);
+  }
+  return ledger;
 }
 
 }  // namespace
@@ -75,8 +112,9 @@ StatusOr<std::unique_ptr<store::SqliteStore>> OpenStore(const ServerConfig& conf
 struct App::Impl {
   ServerConfig config;
   Clock* clock = nullptr;
-  std::unique_ptr<store::SqliteStore> store;
-  std::unique_ptr<store::SqliteLedger> ledger;
+  std::unique_ptr<Store> store;
+  store::SqliteStore* sqlite = nullptr;  // the store, when it is SQLite
+  std::unique_ptr<LedgerStore> ledger;
   std::unique_ptr<core::LedgerWriter> ledger_writer;
   core::IssuanceLimiter limiter;
   BackendRegistry backends;
@@ -90,7 +128,7 @@ struct App::Impl {
   std::string bootstrap_token_path;
   std::string host;
 
-  // WAL checkpoints run here, off the request path (see SqliteStore).
+  // SQLite WAL checkpoints run here, off the request path (see SqliteStore).
   std::thread maintenance;
   std::mutex mu;
   std::condition_variable cv;
@@ -100,7 +138,7 @@ struct App::Impl {
     std::unique_lock lock(mu);
     while (!cv.wait_for(lock, std::chrono::seconds(2), [this] { return stopping; })) {
       lock.unlock();
-      Status st = store->Checkpoint();
+      Status st = sqlite->Checkpoint();
       if (!st.ok()) Log(LogLevel::kWarn, "wal_checkpoint_failed", {{"error", st.message()}});
       lock.lock();
     }
@@ -117,11 +155,13 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
   impl->clock = &clock;
   RETURN_IF_ERROR(MakePrivateDir(config.data_dir));
 
-  ASSIGN_OR_RETURN(impl->store, OpenStore(config));
+  ASSIGN_OR_RETURN(OpenedStore opened, OpenStore(config));
+  impl->store = std::move(opened.store);
+  impl->sqlite = opened.sqlite;
   RETURN_IF_ERROR(impl->store->Migrate().Annotate("migrating database"));
-  auto ledger = store::SqliteLedger::Open(config.database_path);
-  if (!ledger.ok()) return ledger.status().Annotate("opening signing ledger");
-  impl->ledger = *std::move(ledger);
+  Log(LogLevel::kInfo, "database_opened",
+      {{"engine", impl->sqlite != nullptr ? "sqlite" : "postgresql"}, {"database", opened.description}});
+  ASSIGN_OR_RETURN(impl->ledger, OpenLedger(config));
   // Issuance caps survive restarts: rebuild the 24h windows from the ledger.
   ASSIGN_OR_RETURN(auto counts,
                    impl->ledger->CountByMinuteSince(clock.Now() - std::chrono::hours(24) - std::chrono::minutes(1)));
@@ -196,7 +236,9 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
 
 void App::Start() {
   impl_->http->Start();
-  impl_->maintenance = std::thread([impl = impl_.get()] { impl->MaintenanceLoop(); });
+  if (impl_->sqlite != nullptr) {
+    impl_->maintenance = std::thread([impl = impl_.get()] { impl->MaintenanceLoop(); });
+  }
   Log(LogLevel::kInfo, "listening", {{"url", url()}, {"data_dir", impl_->config.data_dir}});
 }
 
@@ -226,11 +268,13 @@ const std::string& App::bootstrap_token_path() const { return impl_->bootstrap_t
 
 StatusOr<int> MigrateDatabase(const ServerConfig& config_in, int target_version) {
   ServerConfig config = config_in.Clone();
-  config.ResolvePaths();
-  RETURN_IF_ERROR(MakePrivateDir(config.data_dir));
-  ASSIGN_OR_RETURN(auto store, OpenStore(config));
-  RETURN_IF_ERROR(store->Migrate(target_version));
-  return store->SchemaVersion();
+  if (!config.database_url.has_value()) {
+    config.ResolvePaths();
+    RETURN_IF_ERROR(MakePrivateDir(config.data_dir));
+  }
+  ASSIGN_OR_RETURN(OpenedStore opened, OpenStore(config));
+  RETURN_IF_ERROR(opened.store->Migrate(target_version));
+  return opened.store->SchemaVersion();
 }
 
 }  // namespace concierge::server

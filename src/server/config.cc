@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "store/postgres/pg_pool.h"
+
 extern char** environ;
 
 namespace concierge::server {
@@ -55,6 +57,11 @@ Status Apply(ServerConfig& c, const std::string& key, const std::string& value) 
     c.log_level = value;
   } else if (key == "database_path") {
     c.database_path = value;
+  } else if (key == "database_url") {
+    return SetDatabaseUrl(c, value, /*password_allowed=*/false, "config key 'database_url'");
+  } else if (key == "database_pool_size") {
+    RETURN_IF_ERROR(SetUint(key, value, 1000, &c.database_pool_size));
+    if (c.database_pool_size < 1) return FieldError(key, "config key 'database_pool_size' must be at least 1");
   } else if (key == "keystore_dir") {
     c.keystore_dir = value;
   } else if (key == "master_key_file") {
@@ -118,7 +125,40 @@ Status ApplyToml(ServerConfig& c, const std::string& path) {
   return Status::Ok();
 }
 
+Status BothDatabasesError() {
+  return FieldError("database_url", "set either database_url (PostgreSQL) or database_path (SQLite), not both");
+}
+
+// The content of a file named by a *_FILE variable, without trailing newlines.
+StatusOr<SecretBytes> ReadSecretFile(const std::string& variable, const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return InvalidArgumentError("cannot read " + variable + " " + path);
+  std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  while (!content.empty() && (content.back() == '\n' || content.back() == '\r')) content.pop_back();
+  if (content.empty()) return InvalidArgumentError(variable + " is empty");
+  SecretBytes secret = SecretBytes::FromString(content, SecretAccess::Grant());
+  std::fill(content.begin(), content.end(), '\0');
+  return secret;
+}
+
 }  // namespace
+
+Status SetDatabaseUrl(ServerConfig& config, std::string_view url, bool password_allowed, std::string_view source) {
+  const std::string where(source);
+  if (url.rfind("postgresql://", 0) != 0 && url.rfind("postgres://", 0) != 0) {
+    return FieldError("database_url", where + " must be a postgresql:// URL (SQLite is chosen by database_path)");
+  }
+  ASSIGN_OR_RETURN(bool has_password, store::DatabaseUrlHasPassword(url));
+  if (has_password && !password_allowed) {
+    return FieldError("database_url", where +
+                                          " must not contain a password (it would show in process lists or "
+                                          "config files); put the URL in KEYCTL_DATABASE_URL or "
+                                          "KEYCTL_DATABASE_URL_FILE, or the password in PGPASSWORD or ~/.pgpass");
+  }
+  if (!config.database_path.empty()) return BothDatabasesError();
+  config.database_url = SecretBytes::FromString(url, SecretAccess::Grant());
+  return Status::Ok();
+}
 
 void ServerConfig::ResolvePaths() {
   if (database_path.empty()) database_path = data_dir + "/concierge.db";
@@ -130,6 +170,7 @@ ServerConfig ServerConfig::Clone() const {
   static_cast<ServerSettings&>(c) = *this;
   if (master_passphrase) c.master_passphrase = master_passphrase->Clone();
   if (pkcs11_pin) c.pkcs11_pin = pkcs11_pin->Clone();
+  if (database_url) c.database_url = database_url->Clone();
   return c;
 }
 
@@ -171,6 +212,7 @@ StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<s
       {"KEYCTL_MAX_BATCH", "max_batch"},
       {"KEYCTL_LOG_LEVEL", "log_level"},
       {"KEYCTL_DATABASE_PATH", "database_path"},
+      {"KEYCTL_DATABASE_POOL_SIZE", "database_pool_size"},
       {"KEYCTL_KEYSTORE_DIR", "keystore_dir"},
       {"KEYCTL_MASTER_KEY_FILE", "master_key_file"},
       {"KEYCTL_ARGON2_TIME_COST", "argon2_time_cost"},
@@ -188,6 +230,18 @@ StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<s
   if (auto pin = env.find("KEYCTL_PKCS11_PIN"); pin != env.end() && !pin->second.empty()) {
     c.pkcs11_pin = SecretBytes::FromString(pin->second, SecretAccess::Grant());
   }
+  auto url = env.find("KEYCTL_DATABASE_URL");
+  auto url_file = env.find("KEYCTL_DATABASE_URL_FILE");
+  if (url != env.end() && url_file != env.end()) {
+    return InvalidArgumentError("set only one of KEYCTL_DATABASE_URL and KEYCTL_DATABASE_URL_FILE");
+  }
+  if (url != env.end() && !url->second.empty()) {
+    RETURN_IF_ERROR(SetDatabaseUrl(c, url->second, true, "KEYCTL_DATABASE_URL"));
+  } else if (url_file != env.end()) {
+    ASSIGN_OR_RETURN(SecretBytes content, ReadSecretFile("KEYCTL_DATABASE_URL_FILE", url_file->second));
+    RETURN_IF_ERROR(SetDatabaseUrl(c, content.RevealString(SecretAccess::Grant()), true, "KEYCTL_DATABASE_URL_FILE"));
+  }
+  if (c.database_url.has_value() && !c.database_path.empty()) return BothDatabasesError();
   auto pass = env.find("KEYCTL_MASTER_PASSPHRASE");
   auto pass_file = env.find("KEYCTL_MASTER_PASSPHRASE_FILE");
   if (pass != env.end() && pass_file != env.end()) {
@@ -197,13 +251,7 @@ StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<s
     if (pass->second.empty()) return InvalidArgumentError("KEYCTL_MASTER_PASSPHRASE is set but empty");
     c.master_passphrase = SecretBytes::FromString(pass->second, SecretAccess::Grant());
   } else if (pass_file != env.end()) {
-    std::ifstream f(pass_file->second, std::ios::binary);
-    if (!f) return InvalidArgumentError("cannot read KEYCTL_MASTER_PASSPHRASE_FILE " + pass_file->second);
-    std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    while (!content.empty() && (content.back() == '\n' || content.back() == '\r')) content.pop_back();
-    if (content.empty()) return InvalidArgumentError("KEYCTL_MASTER_PASSPHRASE_FILE is empty");
-    c.master_passphrase = SecretBytes::FromString(content, SecretAccess::Grant());
-    std::fill(content.begin(), content.end(), '\0');
+    ASSIGN_OR_RETURN(c.master_passphrase, ReadSecretFile("KEYCTL_MASTER_PASSPHRASE_FILE", pass_file->second));
   }
   return c;
 }

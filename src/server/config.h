@@ -24,7 +24,8 @@ struct ServerSettings {
   size_t max_body_bytes = 1 << 20;
   size_t max_batch = 1000;  // digests per /sign/batch request
   std::string log_level = "info";
-  std::string database_path;      // default <data_dir>/concierge.db
+  std::string database_path;      // SQLite file; default <data_dir>/concierge.db
+  int database_pool_size = 8;     // PostgreSQL connections of the store
   std::string keystore_dir;       // default <data_dir>/keystore
   std::string master_key_file;    // default <keystore_dir>/master.key
   uint32_t argon2_time_cost = 3;
@@ -41,6 +42,10 @@ struct ServerSettings {
 struct ServerConfig : ServerSettings {
   std::optional<SecretBytes> master_passphrase;  // KEYCTL_MASTER_PASSPHRASE(_FILE)
   std::optional<SecretBytes> pkcs11_pin;         // KEYCTL_PKCS11_PIN (environment only)
+  // postgresql://... : PostgreSQL instead of the SQLite file. It may carry a
+  // password, so it is kept like a secret; a password is accepted only from
+  // KEYCTL_DATABASE_URL(_FILE), not from the TOML file or --database-url.
+  std::optional<SecretBytes> database_url;
 
   // Fills the derived paths from data_dir.
   void ResolvePaths();
@@ -52,6 +57,13 @@ struct ServerConfig : ServerSettings {
 // overrides from `env` (pass the process environment; tests pass a map).
 // Errors name the offending key, e.g. "config key 'io_threads' must be an integer".
 StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<std::string, std::string>& env);
+
+// Sets config.database_url after checking that `url` is a postgresql:// (or
+// postgres://) URL. `source` names where it came from for messages
+// ("--database-url"); without `password_allowed` a URL with a password is
+// refused (put it in KEYCTL_DATABASE_URL, PGPASSWORD or ~/.pgpass instead).
+// Messages never repeat the URL.
+Status SetDatabaseUrl(ServerConfig& config, std::string_view url, bool password_allowed, std::string_view source);
 
 // The process environment as a map (only KEYCTL_* variables).
 std::map<std::string, std::string> KeyctlEnvironment();

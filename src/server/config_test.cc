@@ -67,6 +67,53 @@ TEST(ConfigTest, PassphraseOnlyFromEnvironmentOrFile) {
   EXPECT_FALSE(LoadConfig("", {{"KEYCTL_MASTER_PASSPHRASE", ""}}).ok());
 }
 
+TEST(ConfigTest, DatabaseUrlPicksPostgresAndKeepsPasswordsOutOfFilesAndFlags) {
+  testing::TempDir dir;
+  auto none = LoadConfig("", {});
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->database_url.has_value());  // SQLite by default
+
+  testing::WriteFile(dir.File("ok.toml"), "database_url = \"postgresql://keyctl@db.internal:5432/concierge\"\n");
+  auto from_file = LoadConfig(dir.File("ok.toml"), {});
+  ASSERT_TRUE(from_file.ok()) << from_file.status().ToString();
+  EXPECT_EQ(from_file->database_url->RevealString(SecretAccess::Grant()), "postgresql://keyctl@db.internal:5432/concierge");
+  EXPECT_TRUE(from_file->Clone().database_url.has_value());
+
+  // A password is refused in the TOML file and on the command line, never echoed.
+  testing::WriteFile(dir.File("pw.toml"), "database_url = \"postgresql://keyctl:Hunter2Hunter2@db/concierge\"\n");
+  auto with_pw = LoadConfig(dir.File("pw.toml"), {});
+  ASSERT_FALSE(with_pw.ok());
+  EXPECT_EQ(FieldOf(with_pw.status()), "database_url");
+  EXPECT_EQ(with_pw.status().message().find("Hunter2"), std::string::npos) << with_pw.status().message();
+  ServerConfig c;
+  Status flag = SetDatabaseUrl(c, "postgresql://u@h/d?password=Hunter2Hunter2", false, "--database-url");
+  EXPECT_EQ(flag.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(flag.message().find("--database-url"), std::string::npos);
+  EXPECT_EQ(flag.message().find("Hunter2"), std::string::npos) << flag.message();
+
+  // ... but taken from the environment, directly or from a file.
+  auto env = LoadConfig("", {{"KEYCTL_DATABASE_URL", "postgres://keyctl:Hunter2Hunter2@db/concierge"}});
+  ASSERT_TRUE(env.ok()) << env.status().ToString();
+  EXPECT_EQ(env->database_url->RevealString(SecretAccess::Grant()), "postgres://keyctl:Hunter2Hunter2@db/concierge");
+  testing::WriteFile(dir.File("url"), "postgresql://keyctl:Hunter2Hunter2@db/concierge\n");
+  auto env_file = LoadConfig("", {{"KEYCTL_DATABASE_URL_FILE", dir.File("url")}});
+  ASSERT_TRUE(env_file.ok()) << env_file.status().ToString();
+  EXPECT_EQ(env_file->database_url->RevealString(SecretAccess::Grant()), "postgresql://keyctl:Hunter2Hunter2@db/concierge");
+
+  // Only PostgreSQL URLs, and not together with a SQLite path.
+  auto sqlite_url = LoadConfig("", {{"KEYCTL_DATABASE_URL", "sqlite:///tmp/x.db"}});
+  ASSERT_FALSE(sqlite_url.ok());
+  EXPECT_EQ(FieldOf(sqlite_url.status()), "database_url");
+  auto both = LoadConfig("", {{"KEYCTL_DATABASE_URL", "postgresql://db/c"}, {"KEYCTL_DATABASE_PATH", "/tmp/x.db"}});
+  ASSERT_FALSE(both.ok());
+  EXPECT_NE(both.status().message().find("not both"), std::string::npos);
+  auto bad = LoadConfig("", {{"KEYCTL_DATABASE_URL", "postgresql://u:Hunter2%zz@db/c"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message().find("Hunter2"), std::string::npos) << bad.status().message();
+  testing::WriteFile(dir.File("pool.toml"), "database_pool_size = 0\n");
+  EXPECT_EQ(FieldOf(LoadConfig(dir.File("pool.toml"), {}).status()), "database_pool_size");
+}
+
 TEST(ConfigTest, ParseListen) {
   std::string host;
   uint16_t port;

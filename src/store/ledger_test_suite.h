@@ -60,12 +60,23 @@ struct LedgerTestParam {
   std::function<std::unique_ptr<LedgerHarness>()> factory;
 };
 
+// A parameter whose factory builds a harness of type H (default-constructible,
+// with bool ok() saying whether it could open its ledger).
+template <typename H>
+LedgerTestParam HarnessParam(std::string name) {
+  return LedgerTestParam{std::move(name), []() -> std::unique_ptr<LedgerHarness> {
+                           auto h = std::make_unique<H>();
+                           if (!h->ok()) return nullptr;
+                           return h;
+                         }};
+}
+
 inline std::string LedgerTestParamName(const ::testing::TestParamInfo<LedgerTestParam>& info) {
   return info.param.name;
 }
 
-inline LedgerEntry MakeEntry(const std::string& tenant, const std::string& key, int64_t signed_at_ms,
-                             const std::string& request_id) {
+inline LedgerEntry MakeEntry(const std::string& tenant, const std::string& key,
+                             int64_t signed_at_ms, const std::string& request_id) {
   LedgerEntry e;
   e.tenant_id = tenant;
   e.key_id = key;
@@ -168,9 +179,19 @@ TEST_P(LedgerConformanceTest, AppendAndReadBackAllFields) {
 // Text the engines must store byte for byte, including what array literals,
 // CSV or SQL quoting would trip over, in one large batch.
 TEST_P(LedgerConformanceTest, LargeBatchWithAwkwardTextRoundTrips) {
-  const std::vector<std::string> awkward = {"",      "\"",       "\\",       "\\\"",       "{a,b}",
-                                            "NULL",  "null",     "a,b",      "'; DROP TABLE ledger; --",
-                                            "tab\there", "line\nbreak", "ünïcødé ✓", std::string(300, 'x')};
+  const std::vector<std::string> awkward = {"",
+                                            "\"",
+                                            "\\",
+                                            "\\\"",
+                                            "{a,b}",
+                                            "NULL",
+                                            "null",
+                                            "a,b",
+                                            "'; DROP TABLE ledger; --",
+                                            "tab\there",
+                                            "line\nbreak",
+                                            "ünïcødé ✓",
+                                            std::string(300, 'x')};
   std::vector<LedgerEntry> batch = MakeBatch("acme", "acme-v1", 5000, 0, "big-");
   for (size_t i = 0; i < batch.size(); ++i) {
     batch[i].asset_id = awkward[i % awkward.size()];
@@ -355,7 +376,8 @@ TEST_P(LedgerConformanceTest, CountByMinuteSince) {
   EXPECT_EQ(got, (std::vector<std::string>{"Zeta@0=1", "acme@0=2", "acme@1=1", "globex@0=1",
                                            "globex@5=3"}));
   EXPECT_EQ(ledger().CountByMinuteSince(at(minutes(6)))->size(), 0u);
-  StatusOr<std::vector<MinuteCount>> from_before = ledger().CountByMinuteSince(at(milliseconds(-1)));
+  StatusOr<std::vector<MinuteCount>> from_before =
+      ledger().CountByMinuteSince(at(milliseconds(-1)));
   ASSERT_TRUE(IsOk(from_before.status()));
   ASSERT_GE(from_before->size(), 2u);
   EXPECT_EQ((*from_before)[1].tenant_id, "acme");
@@ -410,7 +432,8 @@ TEST_P(LedgerConformanceTest, WriteLockHeldElsewhereIsUnavailableAndReadsGoOn) {
   ASSERT_TRUE(IsOk(ledger().AppendBatch(before)));
   // Another instance in the middle of an append.
   ASSERT_TRUE(IsOk(h_->BeginConcurrentAppend(
-      "INSERT INTO ledger (tenant_id, key_id, key_version, algorithm, kind, digest_hex, request_id, "
+      "INSERT INTO ledger (tenant_id, key_id, key_version, algorithm, kind, digest_hex, "
+      "request_id, "
       "api_key_id, client_address, policy_hash, signed_at) VALUES ('acme', 'k', 1, 'ES256', 'raw', "
       "'00', 'uncommitted', '', '', '', 5)")));
   std::vector<LedgerEntry> batch = MakeBatch("acme", "k", 2, 10, "r");

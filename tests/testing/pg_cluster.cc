@@ -21,7 +21,8 @@ namespace concierge::testing {
 namespace {
 
 std::string FindBindir() {
-  if (const char* env = std::getenv("CONCIERGE_PG_BINDIR"); env != nullptr && *env != '\0') return env;
+  if (const char* env = std::getenv("CONCIERGE_PG_BINDIR"); env != nullptr && *env != '\0')
+    return env;
   CommandResult r = RunCommand("pg_config --bindir");
   std::string dir = r.output;
   while (!dir.empty() && (dir.back() == '\n' || dir.back() == ' ')) dir.pop_back();
@@ -141,8 +142,8 @@ bool PgCluster::Start() {
     return false;
   }
   const std::string log = dir_->File("initdb.log");
-  pid_t initdb = Spawn({bindir_ + "/initdb", "-D", dir_->File("data"), "-U", "postgres", "--auth=trust",
-                        "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"},
+  pid_t initdb = Spawn({bindir_ + "/initdb", "-D", dir_->File("data"), "-U", "postgres",
+                        "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"},
                        log, who, false);
   if (initdb < 0 || WaitExit(initdb) != 0) {
     std::string out;
@@ -171,10 +172,11 @@ bool PgCluster::Restart() {
 bool PgCluster::Launch() {
   RunAs who;
   if (!ResolveUser(&who, &error_)) return false;
-  pid_ = Spawn({bindir_ + "/postgres", "-D", dir_->File("data"), "-p", std::to_string(port_), "-c",
-                "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=off", "-c",
-                "shared_buffers=32MB", "-c", "max_connections=200", "-c", "log_min_messages=warning"},
-               dir_->File("server.log"), who, true);
+  pid_ = Spawn(
+      {bindir_ + "/postgres", "-D", dir_->File("data"), "-p", std::to_string(port_), "-c",
+       "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=off", "-c",
+       "shared_buffers=32MB", "-c", "max_connections=200", "-c", "log_min_messages=warning"},
+      dir_->File("server.log"), who, true);
   if (pid_ < 0) {
     error_ = "fork failed";
     return false;
@@ -243,7 +245,8 @@ PgCluster& PgEnvironment::Cluster() {
 void PgEnvironment::SetUp() {
   const auto start = std::chrono::steady_clock::now();
   ASSERT_TRUE(Cluster().Start()) << "cannot start PostgreSQL for the tests: " << Cluster().error();
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("[ postgres ] cluster on port %d started in %.2f s\n", Cluster().port(), secs);
 }
 

@@ -16,7 +16,7 @@ ServerProcess::~ServerProcess() {
   if (pid_ > 0) Kill(SIGKILL);
 }
 
-bool ServerProcess::Start(const std::string& data_dir) {
+bool ServerProcess::Start(const std::string& data_dir, const std::vector<std::string>& extra_args) {
   int fds[2];
   if (pipe(fds) != 0) {
     error_ = "pipe failed";
@@ -24,6 +24,11 @@ bool ServerProcess::Start(const std::string& data_dir) {
   }
   std::string binary = KeyctlBinary();
   log_path_ = data_dir + ".serve.log";
+  std::vector<std::string> argv = {binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  std::vector<char*> args;
+  for (std::string& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
   pid_ = fork();
   if (pid_ == 0) {
     dup2(fds[1], STDOUT_FILENO);
@@ -31,8 +36,7 @@ bool ServerProcess::Start(const std::string& data_dir) {
     if (log >= 0) dup2(log, STDERR_FILENO);
     close(fds[0]);
     close(fds[1]);
-    execl(binary.c_str(), binary.c_str(), "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir.c_str(),
-          static_cast<char*>(nullptr));
+    execv(binary.c_str(), args.data());
     _exit(127);
   }
   close(fds[1]);
@@ -64,6 +68,10 @@ bool ServerProcess::Start(const std::string& data_dir) {
   }
   close(fds[0]);
   error_ = "server did not report its address; output: " + out;
+  try {
+    error_ += "; log: " + ReadFile(log_path_);
+  } catch (const std::exception&) {
+  }
   Kill(SIGKILL);
   return false;
 }

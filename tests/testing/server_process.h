@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 namespace concierge::testing {
 
@@ -15,10 +16,11 @@ class ServerProcess {
   ServerProcess() = default;
   ~ServerProcess();  // SIGKILLs a still-running child
 
-  // Starts `keyctl serve --listen 127.0.0.1:0 --data-dir DIR` and waits (bounded)
-  // for its "listening on" line. Returns false (with a reason in error()) if the
-  // server exits or does not report its address in time.
-  bool Start(const std::string& data_dir);
+  // Starts `keyctl serve --listen 127.0.0.1:0 --data-dir DIR [extra_args...]`
+  // and waits (bounded) for its "listening on" line. Returns false (with a
+  // reason in error()) if the server exits or does not report its address in time.
+  bool Start(const std::string& data_dir, const std::vector<std::string>& extra_args = {});
+  bool running() const { return pid_ > 0; }
   void Kill(int signal);  // and reap
   const std::string& url() const { return url_; }
   const std::string& error() const { return error_; }

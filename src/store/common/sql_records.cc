@@ -54,7 +54,8 @@ Status ValidateApiKey(const ApiKeyRecord& key) {
 }
 
 Status ValidateCa(const CaRecord& ca) {
-  if (ca.key_uri.empty() || ca.cert_pem.empty()) return InvalidArgumentError("CA record is incomplete");
+  if (ca.key_uri.empty() || ca.cert_pem.empty())
+    return InvalidArgumentError("CA record is incomplete");
   return Status::Ok();
 }
 
@@ -85,8 +86,9 @@ Status PolicyVersionNotAbove(int64_t version, int64_t max_version) {
 }
 
 Status PolicyChangedConcurrently(const std::string& tenant_id, int64_t active, int64_t expected) {
-  return AbortedError("policy of tenant " + tenant_id + " changed concurrently: active version is " +
-                      std::to_string(active) + ", expected " + std::to_string(expected));
+  return AbortedError("policy of tenant " + tenant_id +
+                      " changed concurrently: active version is " + std::to_string(active) +
+                      ", expected " + std::to_string(expected));
 }
 
 Status KeyChangedConcurrently(const std::string& key_id, const std::string& current,
@@ -109,9 +111,13 @@ Status NoActiveKey(const std::string& tenant_id) {
   return NotFoundError("tenant " + tenant_id + " has no active key");
 }
 
-Status KeyNotFound(const std::string& key_id) { return NotFoundError("key " + key_id + " not found"); }
+Status KeyNotFound(const std::string& key_id) {
+  return NotFoundError("key " + key_id + " not found");
+}
 
-Status ApiKeyNotFound(const std::string& id) { return NotFoundError("API key " + id + " not found"); }
+Status ApiKeyNotFound(const std::string& id) {
+  return NotFoundError("API key " + id + " not found");
+}
 
 Status PolicyVersionNotFound(const std::string& tenant_id, int64_t version) {
   return NotFoundError("policy version " + std::to_string(version) + " of tenant " + tenant_id +
@@ -122,7 +128,9 @@ Status NoActivePolicy(const std::string& tenant_id) {
   return NotFoundError("no active policy for tenant " + tenant_id);
 }
 
-Status CaAlreadyInitialised() { return AlreadyExistsError("the built-in CA is already initialised"); }
+Status CaAlreadyInitialised() {
+  return AlreadyExistsError("the built-in CA is already initialised");
+}
 
 Status CaNotInitialised() { return NotFoundError("the built-in CA is not initialised"); }
 
@@ -163,13 +171,21 @@ Status ValidateLedgerEntries(const std::vector<LedgerEntry>& entries) {
     }
     // PostgreSQL text cannot hold NUL; refusing it on both engines keeps them alike.
     const std::pair<const char*, const std::string*> texts[] = {
-        {"tenant_id", &e.tenant_id},   {"key_id", &e.key_id},         {"cert_serial", &e.cert_serial},
-        {"algorithm", &e.algorithm},   {"kind", &e.kind},             {"digest_hex", &e.digest_hex},
-        {"asset_id", &e.asset_id},     {"request_id", &e.request_id}, {"api_key_id", &e.api_key_id},
-        {"client_address", &e.client_address}, {"policy_hash", &e.policy_hash}};
+        {"tenant_id", &e.tenant_id},
+        {"key_id", &e.key_id},
+        {"cert_serial", &e.cert_serial},
+        {"algorithm", &e.algorithm},
+        {"kind", &e.kind},
+        {"digest_hex", &e.digest_hex},
+        {"asset_id", &e.asset_id},
+        {"request_id", &e.request_id},
+        {"api_key_id", &e.api_key_id},
+        {"client_address", &e.client_address},
+        {"policy_hash", &e.policy_hash}};
     for (const auto& [field, value] : texts) {
       if (value->find('\0') != std::string::npos) {
-        return FieldError(field, "ledger entry " + std::to_string(i) + ": " + field + " contains a NUL byte");
+        return FieldError(
+            field, "ledger entry " + std::to_string(i) + ": " + field + " contains a NUL byte");
       }
     }
   }

@@ -56,14 +56,23 @@ StatusOr<std::string> DescribeDatabaseUrl(std::string_view url) {
   return Describe(opts);
 }
 
+StatusOr<bool> DatabaseUrlHasPassword(std::string_view url) {
+  ASSIGN_OR_RETURN(auto opts, ParseConninfo(url));
+  const bool has = opts.count("password") != 0;
+  for (auto& [key, value] : opts) std::fill(value.begin(), value.end(), '\0');
+  return has;
+}
+
 StatusOr<std::unique_ptr<PgPool>> PgPool::Create(std::string_view url, PgPoolOptions options) {
-  if (options.max_connections < 1) return FieldError("max_connections", "the pool needs at least one connection");
+  if (options.max_connections < 1)
+    return FieldError("max_connections", "the pool needs at least one connection");
   ASSIGN_OR_RETURN(auto opts, ParseConninfo(url));
   std::string description = Describe(opts);
   std::string password = opts.count("password") != 0 ? opts["password"] : std::string();
   for (auto& [key, value] : opts) std::fill(value.begin(), value.end(), '\0');
-  auto pool = std::make_unique<PgPool>(PrivateTag(), SecretBytes::FromString(url, SecretAccess::Grant()),
-                                       std::move(password), std::move(description), std::move(options));
+  auto pool =
+      std::make_unique<PgPool>(PrivateTag(), SecretBytes::FromString(url, SecretAccess::Grant()),
+                               std::move(password), std::move(description), std::move(options));
   return pool;
 }
 
@@ -91,22 +100,37 @@ StatusOr<PgConnPtr> PgPool::Connect(std::string_view operation) {
   // Our defaults first: with expand_dbname, what the URL itself says wins.
   const std::string timeout = std::to_string(options_.connect_timeout_seconds);
   std::string url(url_.RevealString(SecretAccess::Grant()));
-  const char* keys[] = {"connect_timeout", "application_name", "client_encoding",
-                        "keepalives_idle", "keepalives_interval", "keepalives_count",
-                        "tcp_user_timeout", "dbname", nullptr};
-  const char* values[] = {timeout.c_str(), options_.application_name.c_str(), "UTF8", "30", "10", "3",
-                          "30000", url.c_str(), nullptr};
+  const char* keys[] = {"connect_timeout",
+                        "application_name",
+                        "client_encoding",
+                        "keepalives_idle",
+                        "keepalives_interval",
+                        "keepalives_count",
+                        "tcp_user_timeout",
+                        "dbname",
+                        nullptr};
+  const char* values[] = {timeout.c_str(),
+                          options_.application_name.c_str(),
+                          "UTF8",
+                          "30",
+                          "10",
+                          "3",
+                          "30000",
+                          url.c_str(),
+                          nullptr};
   PgConnPtr conn(PQconnectdbParams(keys, values, /*expand_dbname=*/1));
   std::fill(url.begin(), url.end(), '\0');
-  if (conn == nullptr) return UnavailableError("postgres: " + std::string(operation) + ": out of memory connecting");
+  if (conn == nullptr)
+    return UnavailableError("postgres: " + std::string(operation) + ": out of memory connecting");
   if (PQstatus(conn.get()) != CONNECTION_OK) {
     std::string why = PQerrorMessage(conn.get());
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
     for (char& c : why) {
       if (c == '\n' || c == '\t') c = ' ';
     }
-    return UnavailableError("postgres: " + std::string(operation) + ": database unavailable: cannot connect to " +
-                            description_ + ": " + Scrub(std::move(why)));
+    return UnavailableError("postgres: " + std::string(operation) +
+                            ": database unavailable: cannot connect to " + description_ + ": " +
+                            Scrub(std::move(why)));
   }
   // Server notices (e.g. "relation already exists, skipping") would go to
   // stderr by default.
@@ -121,7 +145,7 @@ StatusOr<PgPool::Lease> PgPool::Acquire(std::string_view operation) {
     while (!idle_.empty()) {
       PgConnPtr conn = std::move(idle_.back());
       idle_.pop_back();
-      if (PgConnectionLooksAlive(conn.get())) return Lease(this, conn.release());
+      if (PgConnectionLooksAlive(conn.get())) return Lease(this, conn.release(), /*reused=*/true);
       ++stats_.discarded;
       --stats_.open;
       lock.unlock();
@@ -140,7 +164,8 @@ StatusOr<PgPool::Lease> PgPool::Acquire(std::string_view operation) {
   ++stats_.open;  // reserve the slot while connecting outside the lock
   lock.unlock();
   StatusOr<PgConnPtr> conn = Connect(operation);
-  Status ready = conn.ok() && options_.on_connect ? options_.on_connect(conn->get()) : conn.status();
+  Status ready =
+      conn.ok() && options_.on_connect ? options_.on_connect(conn->get()) : conn.status();
   lock.lock();
   if (!ready.ok()) {
     --stats_.open;
@@ -150,7 +175,30 @@ StatusOr<PgPool::Lease> PgPool::Acquire(std::string_view operation) {
     return ready;
   }
   ++stats_.connects;
-  return Lease(this, conn->release());
+  return Lease(this, conn->release(), /*reused=*/false);
+}
+
+bool PgPool::WorthRetrying(const Lease& lease, int attempt) const {
+  return lease.reused() && PQstatus(lease.get()) == CONNECTION_BAD &&
+         attempt < options_.max_connections;
+}
+
+StatusOr<PgResult> PgPool::Query(std::string_view sql, const PgParams& params,
+                                 std::string_view operation) {
+  for (int attempt = 0;; ++attempt) {
+    ASSIGN_OR_RETURN(Lease lease, Acquire(operation));
+    StatusOr<PgResult> result = PgExec(lease.get(), sql, params, operation);
+    if (result.ok() || !WorthRetrying(lease, attempt)) return result;
+  }
+}
+
+StatusOr<PgPool::Session> PgPool::Begin(const PgTxOptions& options, std::string_view operation) {
+  for (int attempt = 0;; ++attempt) {
+    ASSIGN_OR_RETURN(Lease lease, Acquire(operation));
+    StatusOr<PgTransaction> tx = PgTransaction::Begin(lease.get(), options, operation);
+    if (tx.ok()) return Session{std::move(lease), *std::move(tx)};
+    if (!WorthRetrying(lease, attempt)) return tx.status();
+  }
 }
 
 void PgPool::Return(PGconn* raw) {
@@ -175,7 +223,7 @@ PgPoolStats PgPool::stats() const {
 }
 
 PgPool::Lease::Lease(Lease&& other) noexcept
-    : pool_(other.pool_), conn_(std::exchange(other.conn_, nullptr)) {}
+    : pool_(other.pool_), conn_(std::exchange(other.conn_, nullptr)), reused_(other.reused_) {}
 
 PgPool::Lease::~Lease() {
   if (conn_ != nullptr) pool_->Return(conn_);

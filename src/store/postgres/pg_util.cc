@@ -37,7 +37,8 @@ StatusOr<PgResult> Checked(PGconn* conn, PGresult* raw, std::string_view operati
 
 Status PgStatus(PGconn* conn, const PGresult* result, std::string_view operation) {
   const std::string prefix = "postgres: " + std::string(operation) + ": ";
-  const char* state_field = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+  const char* state_field =
+      result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
   const std::string state = state_field != nullptr ? state_field : "";
   if (conn == nullptr || PQstatus(conn) == CONNECTION_BAD) {
     std::string why = conn != nullptr ? FirstLine(PQerrorMessage(conn)) : std::string();
@@ -46,7 +47,8 @@ Status PgStatus(PGconn* conn, const PGresult* result, std::string_view operation
   }
   if (state.empty()) {
     // A client-side failure (out of memory, protocol confusion).
-    std::string why = FirstLine(result != nullptr ? PQresultErrorMessage(result) : PQerrorMessage(conn));
+    std::string why =
+        FirstLine(result != nullptr ? PQresultErrorMessage(result) : PQerrorMessage(conn));
     return InternalError(prefix + (why.empty() ? "unknown libpq error" : why));
   }
   const char* primary_field = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
@@ -57,7 +59,8 @@ Status PgStatus(PGconn* conn, const PGresult* result, std::string_view operation
   if (state == "40001" || state == "40P01") return AbortedError(message);
   if (StartsWith(state, "08") || StartsWith(state, "53") || state == "57P01" || state == "57P02" ||
       state == "57P03") {
-    return UnavailableError(prefix + "database unavailable: " + primary + " (SQLSTATE " + state + ")");
+    return UnavailableError(prefix + "database unavailable: " + primary + " (SQLSTATE " + state +
+                            ")");
   }
   if (state == "55P03" || state == "57014") {
     return UnavailableError(message + " (database busy: lock or statement timeout expired)");
@@ -107,7 +110,8 @@ std::vector<const char*> PgParams::Pointers() const {
 
 std::string PgRow::ColumnText(int col) const {
   if (PQgetisnull(result_, row_, col)) return std::string();
-  return std::string(PQgetvalue(result_, row_, col), static_cast<size_t>(PQgetlength(result_, row_, col)));
+  return std::string(PQgetvalue(result_, row_, col),
+                     static_cast<size_t>(PQgetlength(result_, row_, col)));
 }
 
 int64_t PgRow::ColumnInt(int col) const {
@@ -140,15 +144,16 @@ int64_t PgResult::affected() const {
 StatusOr<PgResult> PgExec(PGconn* conn, std::string_view sql, const PgParams& params,
                           std::string_view operation) {
   if (params.has_nul()) {
-    return InvalidArgumentError("postgres: " + std::string(operation) +
-                                ": a text value contains a NUL byte, which PostgreSQL cannot store");
+    return InvalidArgumentError(
+        "postgres: " + std::string(operation) +
+        ": a text value contains a NUL byte, which PostgreSQL cannot store");
   }
   const std::vector<const char*> values = params.Pointers();
   const std::string text(sql);  // libpq wants NUL-terminated SQL
-  return Checked(conn,
-                 PQexecParams(conn, text.c_str(), params.size(), nullptr, values.data(), nullptr,
-                              nullptr, 0),
-                 operation);
+  return Checked(
+      conn,
+      PQexecParams(conn, text.c_str(), params.size(), nullptr, values.data(), nullptr, nullptr, 0),
+      operation);
 }
 
 StatusOr<PgResult> PgExec(PGconn* conn, std::string_view sql, std::string_view operation) {
@@ -158,18 +163,21 @@ StatusOr<PgResult> PgExec(PGconn* conn, std::string_view sql, std::string_view o
 StatusOr<PgResult> PgExecPrepared(PGconn* conn, const char* name, const PgParams& params,
                                   std::string_view operation) {
   if (params.has_nul()) {
-    return InvalidArgumentError("postgres: " + std::string(operation) +
-                                ": a text value contains a NUL byte, which PostgreSQL cannot store");
+    return InvalidArgumentError(
+        "postgres: " + std::string(operation) +
+        ": a text value contains a NUL byte, which PostgreSQL cannot store");
   }
   const std::vector<const char*> values = params.Pointers();
-  return Checked(conn, PQexecPrepared(conn, name, params.size(), values.data(), nullptr, nullptr, 0),
+  return Checked(conn,
+                 PQexecPrepared(conn, name, params.size(), values.data(), nullptr, nullptr, 0),
                  operation);
 }
 
 Status PgPrepare(PGconn* conn, const char* name, std::string_view sql, int param_count,
                  std::string_view operation) {
   const std::string text(sql);
-  return Checked(conn, PQprepare(conn, name, text.c_str(), param_count, nullptr), operation).status();
+  return Checked(conn, PQprepare(conn, name, text.c_str(), param_count, nullptr), operation)
+      .status();
 }
 
 Status PgExecScript(PGconn* conn, std::string_view sql, std::string_view operation) {
@@ -182,7 +190,8 @@ Status PgExecScript(PGconn* conn, std::string_view sql, std::string_view operati
 StatusOr<PgTransaction> PgTransaction::Begin(PGconn* conn, const PgTxOptions& options,
                                              std::string_view operation) {
   // One round trip for BEGIN and its settings (simple protocol, several statements).
-  std::string sql = options.read_only_snapshot ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN";
+  std::string sql =
+      options.read_only_snapshot ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN";
   if (options.lock_timeout.count() > 0) {
     sql += "; SET LOCAL lock_timeout = " + std::to_string(options.lock_timeout.count());
   }
@@ -218,15 +227,22 @@ Status PgTransaction::Commit() {
 
 bool PgConnectionLooksAlive(PGconn* conn) {
   if (PQstatus(conn) != CONNECTION_OK || PQtransactionStatus(conn) != PQTRANS_IDLE) return false;
-  pollfd p{PQsocket(conn), POLLIN, 0};
-  const int ready = poll(&p, 1, 0);
-  if (ready == 0) return true;  // nothing arrived while idle
-  if (ready < 0) return false;
-  // Something arrived while idle: a notification, or the server's goodbye
-  // (an error message, then EOF) when it shut down or dropped us.
-  if (PQconsumeInput(conn) == 0) return false;
-  while (PGnotify* n = PQnotifies(conn)) PQfreemem(n);
-  return PQstatus(conn) == CONNECTION_OK;
+  // Something may have arrived while the connection sat idle: a notification,
+  // or the server's goodbye (an error message, then EOF) when it shut down or
+  // dropped us. One read can return the message without yet seeing the EOF
+  // behind it, so read until nothing is pending or the connection is bad.
+  for (int reads = 0; reads < 8; ++reads) {
+    pollfd p{PQsocket(conn), POLLIN, 0};
+    const int ready = poll(&p, 1, 0);
+    if (ready == 0) return true;  // nothing (more) pending
+    if (ready < 0) return false;
+    if (PQconsumeInput(conn) == 0) return false;
+    // Parses what arrived: notifications are dropped, an error sent while idle
+    // goes to the (silent) notice processor.
+    while (PGnotify* n = PQnotifies(conn)) PQfreemem(n);
+    if (PQstatus(conn) != CONNECTION_OK) return false;
+  }
+  return false;  // still more arriving: not a connection to trust with a request
 }
 
 }  // namespace concierge::store

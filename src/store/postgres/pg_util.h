@@ -150,7 +150,8 @@ class PgTransaction {
   Status Commit();
 
  private:
-  PgTransaction(PGconn* conn, std::string operation) : conn_(conn), operation_(std::move(operation)) {}
+  PgTransaction(PGconn* conn, std::string operation)
+      : conn_(conn), operation_(std::move(operation)) {}
   PGconn* conn_;  // null once committed or moved from
   std::string operation_;
 };

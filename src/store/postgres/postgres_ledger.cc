@@ -18,8 +18,10 @@ constexpr int kInsertColumnCount = 13;
 std::string AppendSql() {
   return Sql("INSERT INTO ledger (", kLedgerInsertColumns, ") SELECT ") +
          Sql(kLedgerInsertColumns,
-             " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], "
-             "$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[]) "
+             " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], "
+             "$6::text[], "
+             "$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], "
+             "$13::bigint[]) "
              "WITH ORDINALITY AS u(") +
          Sql(kLedgerInsertColumns, ", ord) ORDER BY ord RETURNING seq");
 }
@@ -83,23 +85,27 @@ Status PrepareWriter(PGconn* conn) {
   ASSIGN_OR_RETURN(PgResult sc, PgExec(conn, "SELECT current_setting('synchronous_commit')",
                                        "reading synchronous_commit"));
   if (sc.rows() > 0 && sc.row(0).ColumnText(0) == "off") {
-    RETURN_IF_ERROR(PgExecScript(conn, "SET synchronous_commit = on", "enabling synchronous_commit"));
+    RETURN_IF_ERROR(
+        PgExecScript(conn, "SET synchronous_commit = on", "enabling synchronous_commit"));
   }
-  return PgPrepare(conn, kAppendStatement, AppendSql(), kInsertColumnCount, "preparing ledger insert");
+  return PgPrepare(conn, kAppendStatement, AppendSql(), kInsertColumnCount,
+                   "preparing ledger insert");
 }
 
-Status InsertBatch(PGconn* conn, std::vector<LedgerEntry>& entries, std::chrono::milliseconds lock_timeout) {
+Status InsertBatch(PgPool& writer, std::vector<LedgerEntry>& entries,
+                   std::chrono::milliseconds lock_timeout) {
   constexpr std::string_view kOp = "appending to ledger";
   ColumnArrays arrays(entries.size());
   for (const LedgerEntry& e : entries) arrays.Add(e);
   const PgParams params = arrays.Finish();
-  ASSIGN_OR_RETURN(PgTransaction tx,
-                   PgTransaction::Begin(conn, PgTxOptions{.lock_key = kLedgerAppendLockKey, .lock_timeout = lock_timeout},
-                                        kOp));
-  ASSIGN_OR_RETURN(PgResult r, PgExecPrepared(conn, kAppendStatement, params, kOp));
+  ASSIGN_OR_RETURN(
+      PgPool::Session session,
+      writer.Begin(PgTxOptions{.lock_key = kLedgerAppendLockKey, .lock_timeout = lock_timeout},
+                   kOp));
+  ASSIGN_OR_RETURN(PgResult r, PgExecPrepared(session.conn(), kAppendStatement, params, kOp));
   if (r.rows() != static_cast<int>(entries.size())) {
-    return InternalError("postgres: appending to ledger: inserted " + std::to_string(r.rows()) + " rows of " +
-                         std::to_string(entries.size()));
+    return InternalError("postgres: appending to ledger: inserted " + std::to_string(r.rows()) +
+                         " rows of " + std::to_string(entries.size()));
   }
   std::vector<int64_t> seqs;
   seqs.reserve(entries.size());
@@ -107,12 +113,13 @@ Status InsertBatch(PGconn* conn, std::vector<LedgerEntry>& entries, std::chrono:
   // RETURNING order is not promised; the identity values follow the rows' order.
   std::sort(seqs.begin(), seqs.end());
   for (size_t i = 0; i < entries.size(); ++i) entries[i].seq = seqs[i];
-  return tx.Commit();
+  return session.tx.Commit();
 }
 
 }  // namespace
 
-StatusOr<std::unique_ptr<PostgresLedger>> PostgresLedger::Open(std::string_view url, PostgresLedgerOptions opts) {
+StatusOr<std::unique_ptr<PostgresLedger>> PostgresLedger::Open(std::string_view url,
+                                                               PostgresLedgerOptions opts) {
   PgPoolOptions writer_options;
   writer_options.max_connections = 1;
   writer_options.acquire_timeout = opts.acquire_timeout;
@@ -139,22 +146,19 @@ StatusOr<std::unique_ptr<PostgresLedger>> PostgresLedger::Open(std::string_view 
     StatusOr<PgPool::Lease> w = writer->Acquire("open writer");
     if (!w.ok()) return w.status().Annotate(context);
   }
-  return std::make_unique<PostgresLedger>(PrivateTag(), std::move(writer), std::move(readers), opts);
+  return std::make_unique<PostgresLedger>(PrivateTag(), std::move(writer), std::move(readers),
+                                          opts);
 }
 
-PostgresLedger::PostgresLedger(PrivateTag, std::unique_ptr<PgPool> writer, std::unique_ptr<PgPool> readers,
-                               PostgresLedgerOptions opts)
+PostgresLedger::PostgresLedger(PrivateTag, std::unique_ptr<PgPool> writer,
+                               std::unique_ptr<PgPool> readers, PostgresLedgerOptions opts)
     : writer_(std::move(writer)), readers_(std::move(readers)), opts_(opts) {}
 
 Status PostgresLedger::AppendBatch(std::vector<LedgerEntry>& entries) {
   for (LedgerEntry& e : entries) e.seq = 0;
   if (entries.empty()) return Status::Ok();
   RETURN_IF_ERROR(ValidateLedgerEntries(entries));
-  Status s;
-  {
-    StatusOr<PgPool::Lease> lease = writer_->Acquire("appending to ledger");
-    s = lease.ok() ? InsertBatch(lease->get(), entries, opts_.lock_timeout) : lease.status();
-  }
+  Status s = InsertBatch(*writer_, entries, opts_.lock_timeout);
   if (!s.ok()) {
     // Rolled back (or never sent): none of these rows may be reported stored.
     for (LedgerEntry& e : entries) e.seq = 0;
@@ -167,7 +171,8 @@ StatusOr<LedgerPage> PostgresLedger::ListLedger(const LedgerQuery& query) {
   // Parameters are numbered in the order the filters appear.
   PgParams params;
   params.Text(query.tenant_id).Int(query.after_seq);
-  std::string sql = Sql("SELECT ", kLedgerColumns, " FROM ledger WHERE tenant_id = $1 AND seq > $2");
+  std::string sql =
+      Sql("SELECT ", kLedgerColumns, " FROM ledger WHERE tenant_id = $1 AND seq > $2");
   int n = 2;
   auto next = [&n] { return "$" + std::to_string(++n); };
   if (!query.key_id.empty()) {
@@ -185,23 +190,24 @@ StatusOr<LedgerPage> PostgresLedger::ListLedger(const LedgerQuery& query) {
   sql += " ORDER BY seq LIMIT " + next();
   params.Int(query.limit);
 
-  ASSIGN_OR_RETURN(PgPool::Lease lease, readers_->Acquire("listing ledger"));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(), sql, params, "listing ledger"));
+  ASSIGN_OR_RETURN(PgResult r, readers_->Query(sql, params, "listing ledger"));
   LedgerPage page;
   page.entries.reserve(static_cast<size_t>(r.rows()));
   for (int i = 0; i < r.rows(); ++i) page.entries.push_back(ReadLedgerEntry(r.row(i)));
-  if (page.entries.size() == static_cast<size_t>(query.limit)) page.next_cursor = page.entries.back().seq;
+  if (page.entries.size() == static_cast<size_t>(query.limit)) {
+    page.next_cursor = page.entries.back().seq;
+  }
   return page;
 }
 
 StatusOr<std::vector<MinuteCount>> PostgresLedger::CountByMinuteSince(TimePoint since) {
   constexpr std::string_view kOp = "counting ledger rows per minute";
-  ASSIGN_OR_RETURN(PgPool::Lease lease, readers_->Acquire(kOp));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(),
-                                      "SELECT tenant_id, signed_at / 60000 AS minute, COUNT(*) FROM ledger "
-                                      "WHERE signed_at >= $1 GROUP BY tenant_id, minute "
-                                      "ORDER BY tenant_id COLLATE \"C\", minute",
-                                      PgParams().Time(since), kOp));
+  ASSIGN_OR_RETURN(
+      PgResult r,
+      readers_->Query("SELECT tenant_id, signed_at / 60000 AS minute, COUNT(*) FROM ledger "
+                      "WHERE signed_at >= $1 GROUP BY tenant_id, minute "
+                      "ORDER BY tenant_id COLLATE \"C\", minute",
+                      PgParams().Time(since), kOp));
   std::vector<MinuteCount> out;
   out.reserve(static_cast<size_t>(r.rows()));
   for (int i = 0; i < r.rows(); ++i) {
@@ -211,11 +217,13 @@ StatusOr<std::vector<MinuteCount>> PostgresLedger::CountByMinuteSince(TimePoint 
   return out;
 }
 
-StatusOr<bool> PostgresLedger::HasRequest(const std::string& tenant_id, const std::string& request_id) {
+StatusOr<bool> PostgresLedger::HasRequest(const std::string& tenant_id,
+                                          const std::string& request_id) {
   constexpr std::string_view kOp = "looking up ledger request";
-  ASSIGN_OR_RETURN(PgPool::Lease lease, readers_->Acquire(kOp));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(), "SELECT 1 FROM ledger WHERE tenant_id = $1 AND request_id = $2 LIMIT 1",
-                                      PgParams().Text(tenant_id).Text(request_id), kOp));
+  ASSIGN_OR_RETURN(
+      PgResult r,
+      readers_->Query("SELECT 1 FROM ledger WHERE tenant_id = $1 AND request_id = $2 LIMIT 1",
+                      PgParams().Text(tenant_id).Text(request_id), kOp));
   return r.rows() > 0;
 }
 

@@ -78,7 +78,7 @@ class PostgresLedger : public LedgerStore {
                  PostgresLedgerOptions opts);
 
  private:
-  std::unique_ptr<PgPool> writer_;   // one connection, AppendBatch only
+  std::unique_ptr<PgPool> writer_;  // one connection, AppendBatch only
   std::unique_ptr<PgPool> readers_;
   const PostgresLedgerOptions opts_;
 };

@@ -25,7 +25,6 @@ using conformance::HasCode;
 using conformance::IsOk;
 using conformance::LedgerConformanceTest;
 using conformance::LedgerHarness;
-using conformance::LedgerTestParam;
 using conformance::ListAll;
 using conformance::MakeBatch;
 using testing::PgEnvironment;
@@ -45,7 +44,8 @@ std::string MigratedUrl(int version = 0) {
   return url;
 }
 
-std::unique_ptr<PostgresLedger> MustOpenLedger(const std::string& url, PostgresLedgerOptions opts = {}) {
+std::unique_ptr<PostgresLedger> MustOpenLedger(const std::string& url,
+                                               PostgresLedgerOptions opts = {}) {
   StatusOr<std::unique_ptr<PostgresLedger>> l = PostgresLedger::Open(url, opts);
   EXPECT_TRUE(IsOk(l.status()));
   return l.ok() ? std::move(l).value() : nullptr;
@@ -81,8 +81,10 @@ class PostgresLedgerHarness : public LedgerHarness {
   int64_t Count(const std::string& sql) override { return RawConn(url_).Count(sql); }
   std::string PoisonTriggerSql() const override {
     return "CREATE FUNCTION reject_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-           "IF NEW.request_id = 'poison' THEN RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; END $$; "
-           "CREATE TRIGGER reject_poison BEFORE INSERT ON ledger FOR EACH ROW EXECUTE FUNCTION reject_poison()";
+           "IF NEW.request_id = 'poison' THEN RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; "
+           "END $$; "
+           "CREATE TRIGGER reject_poison BEFORE INSERT ON ledger FOR EACH ROW EXECUTE FUNCTION "
+           "reject_poison()";
   }
   std::string DropPoisonTriggerSql() const override {
     return "DROP TRIGGER reject_poison ON ledger; DROP FUNCTION reject_poison()";
@@ -93,7 +95,8 @@ class PostgresLedgerHarness : public LedgerHarness {
   }
   Status BeginConcurrentAppend(const std::string& sql) override {
     other_ = std::make_unique<RawConn>(url_);
-    return other_->Exec("BEGIN; SELECT pg_advisory_xact_lock(" + std::to_string(kLedgerAppendLockKey) + "); " + sql);
+    return other_->Exec("BEGIN; SELECT pg_advisory_xact_lock(" +
+                        std::to_string(kLedgerAppendLockKey) + "); " + sql);
   }
   Status RollbackConcurrentAppend() override { return other_->Exec("ROLLBACK"); }
 
@@ -103,14 +106,10 @@ class PostgresLedgerHarness : public LedgerHarness {
   std::unique_ptr<RawConn> other_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Postgres, LedgerConformanceTest,
-                         ::testing::Values(LedgerTestParam{"Schema",
-                                                           []() -> std::unique_ptr<LedgerHarness> {
-                                                             auto h = std::make_unique<PostgresLedgerHarness>();
-                                                             if (!h->ok()) return nullptr;
-                                                             return h;
-                                                           }}),
-                         conformance::LedgerTestParamName);
+INSTANTIATE_TEST_SUITE_P(
+    Postgres, LedgerConformanceTest,
+    ::testing::Values(conformance::HarnessParam<PostgresLedgerHarness>("Schema")),
+    conformance::LedgerTestParamName);
 
 // Two instances append while a third follows the ledger by cursor, as a
 // consumer would ("everything after the last seq I saw"). Because appends are
@@ -129,7 +128,8 @@ TEST(PostgresLedgerTest, SeveralInstancesAppendAndAFollowerMissesNothing) {
   for (int i = 0; i < kInstances; ++i) {
     threads.emplace_back([&, i] {
       for (int b = 0; b < kBatches; ++b) {
-        auto batch = MakeBatch("acme", "k" + std::to_string(i), kRows, b, "w" + std::to_string(i) + "-" + std::to_string(b) + "-");
+        auto batch = MakeBatch("acme", "k" + std::to_string(i), kRows, b,
+                               "w" + std::to_string(i) + "-" + std::to_string(b) + "-");
         if (!writers[i]->AppendBatch(batch).ok()) ++errors;
       }
       --writers_left;
@@ -141,7 +141,8 @@ TEST(PostgresLedgerTest, SeveralInstancesAppendAndAFollowerMissesNothing) {
   while (!last_pass) {
     last_pass = writers_left.load() == 0;  // one more full pass after the writers finish
     for (;;) {
-      StatusOr<LedgerPage> page = follower->ListLedger(LedgerQuery{.tenant_id = "acme", .after_seq = cursor, .limit = 1000});
+      StatusOr<LedgerPage> page = follower->ListLedger(
+          LedgerQuery{.tenant_id = "acme", .after_seq = cursor, .limit = 1000});
       if (!page.ok()) {
         ADD_FAILURE() << page.status().ToString();
         break;
@@ -159,7 +160,6 @@ TEST(PostgresLedgerTest, SeveralInstancesAppendAndAFollowerMissesNothing) {
   EXPECT_EQ(seen.size(), static_cast<size_t>(kInstances * kBatches * kRows));
 }
 
-
 TEST(PostgresLedgerTest, OutageIsUnavailableAndAppendsResumeWithoutReopening) {
   testing::PgRestartGuard guard(Cluster());
   const std::string url = MigratedUrl();
@@ -174,7 +174,8 @@ TEST(PostgresLedgerTest, OutageIsUnavailableAndAppendsResumeWithoutReopening) {
   EXPECT_TRUE(HasCode(st, StatusCode::kUnavailable)) << st.ToString();
   EXPECT_NE(st.message().find("database unavailable"), std::string::npos) << st.message();
   for (const LedgerEntry& e : during) EXPECT_EQ(e.seq, 0);
-  EXPECT_TRUE(HasCode(ledger->ListLedger(LedgerQuery{.tenant_id = "acme"}).status(), StatusCode::kUnavailable));
+  EXPECT_TRUE(HasCode(ledger->ListLedger(LedgerQuery{.tenant_id = "acme"}).status(),
+                      StatusCode::kUnavailable));
   ASSERT_TRUE(Cluster().Restart()) << Cluster().error();
 
   ASSERT_TRUE(IsOk(ledger->AppendBatch(during)));
@@ -191,10 +192,12 @@ TEST(PostgresLedgerOpenTest, RefusesUnmigratedNewerAndUnreachable) {
     const std::string url = version < 0 ? Cluster().FreshSchemaUrl() : MigratedUrl(version);
     StatusOr<std::unique_ptr<PostgresLedger>> l = PostgresLedger::Open(url);
     ASSERT_TRUE(HasCode(l.status(), StatusCode::kFailedPrecondition));
-    EXPECT_NE(l.status().message().find("run migrations first"), std::string::npos) << l.status().message();
+    EXPECT_NE(l.status().message().find("run migrations first"), std::string::npos)
+        << l.status().message();
   }
   const std::string url = MigratedUrl();
-  ASSERT_TRUE(IsOk(RawConn(url).Exec("INSERT INTO schema_migrations VALUES (99, 'from_the_future', 0)")));
+  ASSERT_TRUE(
+      IsOk(RawConn(url).Exec("INSERT INTO schema_migrations VALUES (99, 'from_the_future', 0)")));
   EXPECT_TRUE(HasCode(PostgresLedger::Open(url).status(), StatusCode::kFailedPrecondition));
   EXPECT_TRUE(HasCode(PostgresLedger::Open("postgresql://postgres@127.0.0.1:1/postgres").status(),
                       StatusCode::kUnavailable));
@@ -208,13 +211,17 @@ TEST(PostgresLedgerTest, ThroughputSanity) {
   constexpr int kBatches = 100;
   constexpr int kRows = 1024;
   std::vector<std::vector<LedgerEntry>> batches;
-  for (int b = 0; b < kBatches; ++b) batches.push_back(MakeBatch(b % 2 ? "acme" : "globex", "k", kRows, b * kRows, "r-"));
+  for (int b = 0; b < kBatches; ++b)
+    batches.push_back(MakeBatch(b % 2 ? "acme" : "globex", "k", kRows, b * kRows, "r-"));
   const auto start = std::chrono::steady_clock::now();
   for (auto& batch : batches) ASSERT_TRUE(IsOk(ledger->AppendBatch(batch)));
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("[ ledger   ] %d batches x %d rows in %.3f s: %.0f rows/s (%.2f ms/commit, fsync off)\n", kBatches,
-              kRows, secs, kBatches * kRows / secs, secs * 1000 / kBatches);
-  EXPECT_EQ(ListAll(*ledger, LedgerQuery{.tenant_id = "acme"}).size(), static_cast<size_t>(kBatches / 2 * kRows));
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf(
+      "[ ledger   ] %d batches x %d rows in %.3f s: %.0f rows/s (%.2f ms/commit, fsync off)\n",
+      kBatches, kRows, secs, kBatches * kRows / secs, secs * 1000 / kBatches);
+  EXPECT_EQ(ListAll(*ledger, LedgerQuery{.tenant_id = "acme"}).size(),
+            static_cast<size_t>(kBatches / 2 * kRows));
   EXPECT_EQ(batches.back().back().seq, int64_t{kBatches} * kRows);
 }
 

@@ -25,11 +25,11 @@ StatusOr<TenantState> LoadTenantState(PGconn* c, const std::string& tenant_id) {
 }
 
 Status RequireNewPolicyVersion(PGconn* c, const PolicyRecord& policy) {
-  ASSIGN_OR_RETURN(PgResult r, PgExec(c,
-                                      "SELECT COALESCE(MAX(version), 0) FROM policies "
-                                      "WHERE tenant_id = $1",
-                                      PgParams().Text(policy.tenant_id),
-                                      "reading latest policy version"));
+  ASSIGN_OR_RETURN(PgResult r,
+                   PgExec(c,
+                          "SELECT COALESCE(MAX(version), 0) FROM policies "
+                          "WHERE tenant_id = $1",
+                          PgParams().Text(policy.tenant_id), "reading latest policy version"));
   const int64_t max_version = r.rows() > 0 ? r.row(0).ColumnInt(0) : 0;
   if (policy.version <= max_version) return PolicyVersionNotAbove(policy.version, max_version);
   return Status::Ok();
@@ -39,7 +39,8 @@ Status InsertPolicyRow(PGconn* c, const PolicyRecord& p) {
   PgParams params;
   params.Text(p.tenant_id).Int(p.version).Text(p.body_json).Text(p.policy_hash);
   params.Text(p.created_by).Time(p.created_at);
-  return PgExec(c, Sql("INSERT INTO policies (", kPolicyColumns, ") VALUES ($1, $2, $3, $4, $5, $6)"),
+  return PgExec(c,
+                Sql("INSERT INTO policies (", kPolicyColumns, ") VALUES ($1, $2, $3, $4, $5, $6)"),
                 params, "inserting policy version")
       .status();
 }
@@ -130,15 +131,18 @@ class PgMigrationDriver : public MigrationDriver {
 
 StatusOr<int> ReadPgSchemaVersion(PGconn* conn) {
   // Must not create anything: Open() and SchemaVersion() are read-only.
-  ASSIGN_OR_RETURN(PgResult exists, PgExec(conn, "SELECT to_regclass('schema_migrations') IS NOT NULL",
-                                           "reading schema version"));
+  ASSIGN_OR_RETURN(PgResult exists,
+                   PgExec(conn, "SELECT to_regclass('schema_migrations') IS NOT NULL",
+                          "reading schema version"));
   if (exists.rows() == 0 || exists.row(0).ColumnText(0) != "t") return 0;
-  ASSIGN_OR_RETURN(PgResult r, PgExec(conn, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                                      "reading schema version"));
+  ASSIGN_OR_RETURN(PgResult r,
+                   PgExec(conn, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                          "reading schema version"));
   return r.rows() > 0 ? static_cast<int>(r.row(0).ColumnInt(0)) : 0;
 }
 
-StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(std::string_view url, PostgresOptions opts) {
+StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(std::string_view url,
+                                                             PostgresOptions opts) {
   PgPoolOptions pool_options;
   pool_options.max_connections = opts.max_connections;
   pool_options.acquire_timeout = opts.acquire_timeout;
@@ -160,31 +164,46 @@ StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(std::string_view ur
 PostgresStore::PostgresStore(PrivateTag, std::unique_ptr<PgPool> pool, PostgresOptions opts)
     : pool_(std::move(pool)), opts_(opts) {}
 
-PgTxOptions PostgresStore::WriteTx() const {
-  return PgTxOptions{.lock_key = kStoreWriteLockKey, .lock_timeout = opts_.lock_timeout};
-}
-
 // --- migrations -------------------------------------------------------------
 
-int PostgresStore::LatestSchemaVersion() const { return static_cast<int>(PostgresMigrations().size()); }
+int PostgresStore::LatestSchemaVersion() const {
+  return static_cast<int>(PostgresMigrations().size());
+}
 
-StatusOr<PgPool::Lease> PostgresStore::Session(std::string_view operation) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, pool_->Acquire(operation));
+Status PostgresStore::RequireCurrentSchema() {
   const int latest = LatestSchemaVersion();
-  int version = schema_version_.load();
-  if (version == latest) return lease;
-  ASSIGN_OR_RETURN(version, ReadPgSchemaVersion(lease.get()));
+  if (schema_version_.load() == latest) return Status::Ok();
+  ASSIGN_OR_RETURN(PgPool::Lease lease, pool_->Acquire("reading schema version"));
+  ASSIGN_OR_RETURN(int version, ReadPgSchemaVersion(lease.get()));
   schema_version_ = version;
-  if (version == latest) return lease;
+  if (version == latest) return Status::Ok();
   if (version > latest) return SchemaTooNewError(version, latest);
   return SchemaBehindError(version, latest, "this build");
+}
+
+StatusOr<PgResult> PostgresStore::Read(std::string_view sql, const PgParams& params,
+                                       std::string_view operation) {
+  RETURN_IF_ERROR(RequireCurrentSchema());
+  return pool_->Query(sql, params, operation);
+}
+
+StatusOr<PgPool::Session> PostgresStore::Write(std::string_view operation) {
+  RETURN_IF_ERROR(RequireCurrentSchema());
+  return pool_->Begin(
+      PgTxOptions{.lock_key = kStoreWriteLockKey, .lock_timeout = opts_.lock_timeout}, operation);
+}
+
+StatusOr<PgPool::Session> PostgresStore::Snapshot(std::string_view operation) {
+  RETURN_IF_ERROR(RequireCurrentSchema());
+  return pool_->Begin(PgTxOptions{.read_only_snapshot = true}, operation);
 }
 
 Status PostgresStore::Migrate(int target_version) {
   // A dedicated connection: the session-level lock must be released (or die
   // with the connection) whatever happens, and never ride along in the pool.
   ASSIGN_OR_RETURN(PgConnPtr conn, pool_->Connect("migrating"));
-  RETURN_IF_ERROR(PgExecScript(conn.get(), "SELECT pg_advisory_lock(" + std::to_string(kMigrationLockKey) + ")",
+  RETURN_IF_ERROR(PgExecScript(conn.get(),
+                               "SELECT pg_advisory_lock(" + std::to_string(kMigrationLockKey) + ")",
                                "waiting for the migration lock"));
   PgMigrationDriver driver(conn.get(), opts_.clock != nullptr ? *opts_.clock : RealClock());
   Status s = RunMigrations(driver, PostgresMigrations(), target_version);
@@ -204,23 +223,20 @@ StatusOr<int> PostgresStore::SchemaVersion() {
   return version;
 }
 
-Status PostgresStore::Ping() {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, pool_->Acquire("ping"));
-  return PgExec(lease.get(), "SELECT 1", "ping").status();
-}
+Status PostgresStore::Ping() { return pool_->Query("SELECT 1", PgParams(), "ping").status(); }
 
 // --- tenants and policies ------------------------------------------------------
 
 Status PostgresStore::CreateTenant(const PolicyRecord& policy, const KeyRecord& key) {
   RETURN_IF_ERROR(ValidateNewTenant(policy, key));
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("creating tenant"));
-  PGconn* c = lease.get();
-  ASSIGN_OR_RETURN(PgTransaction tx, PgTransaction::Begin(c, WriteTx(), "creating tenant"));
+  ASSIGN_OR_RETURN(PgPool::Session session, Write("creating tenant"));
+  PGconn* c = session.conn();
   ASSIGN_OR_RETURN(TenantState t, LoadTenantState(c, policy.tenant_id));
   if (t.exists && !t.deleted) {
     return AlreadyExistsError("tenant " + policy.tenant_id + " already exists");
   }
-  const PgParams params = PgParams().Text(policy.tenant_id).Int(policy.version).Time(policy.created_at);
+  const PgParams params =
+      PgParams().Text(policy.tenant_id).Int(policy.version).Time(policy.created_at);
   if (t.exists) {
     // Re-creating a deleted tenant: its policy history stays and continues.
     RETURN_IF_ERROR(RequireNewPolicyVersion(c, policy));
@@ -231,147 +247,150 @@ Status PostgresStore::CreateTenant(const PolicyRecord& policy, const KeyRecord& 
                         .status());
   } else {
     RETURN_IF_ERROR(
-        PgExec(c, Sql("INSERT INTO tenants (", kTenantColumns, ") VALUES ($1, $2, 0, $3, $3)"), params,
-               "inserting tenant")
+        PgExec(c, Sql("INSERT INTO tenants (", kTenantColumns, ") VALUES ($1, $2, 0, $3, $3)"),
+               params, "inserting tenant")
             .status());
   }
   RETURN_IF_ERROR(InsertPolicyRow(c, policy));
   RETURN_IF_ERROR(InsertKeyRow(c, key));
-  return tx.Commit();
+  return session.tx.Commit();
 }
 
 StatusOr<TenantRecord> PostgresStore::GetTenant(const std::string& tenant_id) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("reading tenant"));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(), Sql("SELECT ", kTenantColumns, " FROM tenants WHERE tenant_id = $1"),
-                                      PgParams().Text(tenant_id), "reading tenant"));
+  ASSIGN_OR_RETURN(PgResult r,
+                   Read(Sql("SELECT ", kTenantColumns, " FROM tenants WHERE tenant_id = $1"),
+                        PgParams().Text(tenant_id), "reading tenant"));
   if (r.rows() == 0) return TenantNotFound(tenant_id);
   return ReadTenant(r.row(0));
 }
 
 StatusOr<std::vector<TenantRecord>> PostgresStore::ListTenants(bool include_deleted) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("listing tenants"));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(),
-                                      Sql("SELECT ", kTenantColumns,
-                                          " FROM tenants WHERE $1 = 1 OR deleted = 0 "
-                                          "ORDER BY tenant_id COLLATE \"C\""),
-                                      PgParams().Int(include_deleted ? 1 : 0), "listing tenants"));
+  ASSIGN_OR_RETURN(PgResult r, Read(Sql("SELECT ", kTenantColumns,
+                                        " FROM tenants WHERE $1 = 1 OR deleted = 0 "
+                                        "ORDER BY tenant_id COLLATE \"C\""),
+                                    PgParams().Int(include_deleted ? 1 : 0), "listing tenants"));
   return ReadAll<TenantRecord>(r, ReadTenant<PgRow>);
 }
 
-Status PostgresStore::AddPolicyVersion(const PolicyRecord& policy, int64_t expected_active_version) {
+Status PostgresStore::AddPolicyVersion(const PolicyRecord& policy,
+                                       int64_t expected_active_version) {
   RETURN_IF_ERROR(ValidatePolicy(policy));
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("adding policy version"));
-  PGconn* c = lease.get();
-  ASSIGN_OR_RETURN(PgTransaction tx, PgTransaction::Begin(c, WriteTx(), "adding policy version"));
+  ASSIGN_OR_RETURN(PgPool::Session session, Write("adding policy version"));
+  PGconn* c = session.conn();
   ASSIGN_OR_RETURN(TenantState t, LoadTenantState(c, policy.tenant_id));
   if (!t.exists || t.deleted) return TenantNotFoundOrDeleted(policy.tenant_id);
   if (t.active_policy_version != expected_active_version) {
-    return PolicyChangedConcurrently(policy.tenant_id, t.active_policy_version, expected_active_version);
+    return PolicyChangedConcurrently(policy.tenant_id, t.active_policy_version,
+                                     expected_active_version);
   }
   RETURN_IF_ERROR(RequireNewPolicyVersion(c, policy));
   RETURN_IF_ERROR(InsertPolicyRow(c, policy));
-  RETURN_IF_ERROR(PgExec(c,
-                         "UPDATE tenants SET active_policy_version = $2, updated_at = $3 "
-                         "WHERE tenant_id = $1",
-                         PgParams().Text(policy.tenant_id).Int(policy.version).Time(policy.created_at),
-                         "activating policy version")
-                      .status());
-  return tx.Commit();
+  RETURN_IF_ERROR(
+      PgExec(c,
+             "UPDATE tenants SET active_policy_version = $2, updated_at = $3 "
+             "WHERE tenant_id = $1",
+             PgParams().Text(policy.tenant_id).Int(policy.version).Time(policy.created_at),
+             "activating policy version")
+          .status());
+  return session.tx.Commit();
 }
 
 StatusOr<PolicyRecord> PostgresStore::GetActivePolicy(const std::string& tenant_id) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("reading active policy"));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(),
-                                      "SELECT p.tenant_id, p.version, p.body_json, p.policy_hash, "
-                                      "p.created_by, p.created_at FROM tenants t JOIN policies p "
-                                      "ON p.tenant_id = t.tenant_id AND p.version = t.active_policy_version "
-                                      "WHERE t.tenant_id = $1 AND t.deleted = 0",
-                                      PgParams().Text(tenant_id), "reading active policy"));
+  ASSIGN_OR_RETURN(PgResult r,
+                   Read("SELECT p.tenant_id, p.version, p.body_json, p.policy_hash, "
+                        "p.created_by, p.created_at FROM tenants t JOIN policies p "
+                        "ON p.tenant_id = t.tenant_id AND p.version = t.active_policy_version "
+                        "WHERE t.tenant_id = $1 AND t.deleted = 0",
+                        PgParams().Text(tenant_id), "reading active policy"));
   if (r.rows() == 0) return NoActivePolicy(tenant_id);
   return ReadPolicy(r.row(0));
 }
 
-StatusOr<PolicyRecord> PostgresStore::GetPolicyVersion(const std::string& tenant_id, int64_t version) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("reading policy version"));
-  ASSIGN_OR_RETURN(PgResult r,
-                   PgExec(lease.get(), Sql("SELECT ", kPolicyColumns, " FROM policies WHERE tenant_id = $1 AND version = $2"),
-                          PgParams().Text(tenant_id).Int(version), "reading policy version"));
+StatusOr<PolicyRecord> PostgresStore::GetPolicyVersion(const std::string& tenant_id,
+                                                       int64_t version) {
+  ASSIGN_OR_RETURN(
+      PgResult r,
+      Read(Sql("SELECT ", kPolicyColumns, " FROM policies WHERE tenant_id = $1 AND version = $2"),
+           PgParams().Text(tenant_id).Int(version), "reading policy version"));
   if (r.rows() == 0) return PolicyVersionNotFound(tenant_id, version);
   return ReadPolicy(r.row(0));
 }
 
-StatusOr<std::vector<PolicyRecord>> PostgresStore::ListPolicyVersions(const std::string& tenant_id) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("listing policy versions"));
-  PGconn* c = lease.get();
+StatusOr<std::vector<PolicyRecord>> PostgresStore::ListPolicyVersions(
+    const std::string& tenant_id) {
   // One snapshot for the existence check and the listing.
-  ASSIGN_OR_RETURN(PgTransaction tx, PgTransaction::Begin(c, PgTxOptions{.read_only_snapshot = true},
-                                                          "listing policy versions"));
+  ASSIGN_OR_RETURN(PgPool::Session session, Snapshot("listing policy versions"));
+  PGconn* c = session.conn();
   RETURN_IF_ERROR(RequireTenantExists(c, tenant_id));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(c, Sql("SELECT ", kPolicyColumns, " FROM policies WHERE tenant_id = $1 ORDER BY version"),
+  ASSIGN_OR_RETURN(PgResult r, PgExec(c,
+                                      Sql("SELECT ", kPolicyColumns,
+                                          " FROM policies WHERE tenant_id = $1 ORDER BY version"),
                                       PgParams().Text(tenant_id), "listing policy versions"));
-  RETURN_IF_ERROR(tx.Commit());
+  RETURN_IF_ERROR(session.tx.Commit());
   return ReadAll<PolicyRecord>(r, ReadPolicy<PgRow>);
 }
 
-Status PostgresStore::DeleteTenant(const std::string& tenant_id, TimePoint at, const std::string& new_key_state) {
+Status PostgresStore::DeleteTenant(const std::string& tenant_id, TimePoint at,
+                                   const std::string& new_key_state) {
   RETURN_IF_ERROR(ValidateRetirementState(new_key_state));
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("deleting tenant"));
-  PGconn* c = lease.get();
-  ASSIGN_OR_RETURN(PgTransaction tx, PgTransaction::Begin(c, WriteTx(), "deleting tenant"));
+  ASSIGN_OR_RETURN(PgPool::Session session, Write("deleting tenant"));
+  PGconn* c = session.conn();
   ASSIGN_OR_RETURN(TenantState t, LoadTenantState(c, tenant_id));
   if (!t.exists || t.deleted) return TenantNotFoundOrDeleted(tenant_id);
-  RETURN_IF_ERROR(PgExec(c,
-                         "UPDATE tenants SET deleted = 1, active_policy_version = 0, updated_at = $2 "
-                         "WHERE tenant_id = $1",
-                         PgParams().Text(tenant_id).Time(at), "marking tenant deleted")
-                      .status());
+  RETURN_IF_ERROR(
+      PgExec(c,
+             "UPDATE tenants SET deleted = 1, active_policy_version = 0, updated_at = $2 "
+             "WHERE tenant_id = $1",
+             PgParams().Text(tenant_id).Time(at), "marking tenant deleted")
+          .status());
   RETURN_IF_ERROR(PgExec(c,
                          "UPDATE keys SET state = $2, retired_at = COALESCE(retired_at, $3) "
                          "WHERE tenant_id = $1 AND state IN ('pending', 'active', 'retiring')",
-                         PgParams().Text(tenant_id).Text(new_key_state).OptionalTime(RetiredStamp(new_key_state, at)),
+                         PgParams()
+                             .Text(tenant_id)
+                             .Text(new_key_state)
+                             .OptionalTime(RetiredStamp(new_key_state, at)),
                          "moving keys of deleted tenant")
                       .status());
-  return tx.Commit();
+  return session.tx.Commit();
 }
 
 // --- keys ---------------------------------------------------------------------
 
 Status PostgresStore::InsertKey(const KeyRecord& key) {
   RETURN_IF_ERROR(ValidateKey(key));
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("inserting key"));
-  PGconn* c = lease.get();
-  ASSIGN_OR_RETURN(PgTransaction tx, PgTransaction::Begin(c, WriteTx(), "inserting key"));
+  ASSIGN_OR_RETURN(PgPool::Session session, Write("inserting key"));
+  PGconn* c = session.conn();
   ASSIGN_OR_RETURN(TenantState t, LoadTenantState(c, key.tenant_id));
   if (!t.exists || t.deleted) return TenantNotFoundOrDeleted(key.tenant_id);
   RETURN_IF_ERROR(InsertKeyRow(c, key));
-  return tx.Commit();
+  return session.tx.Commit();
 }
 
 StatusOr<KeyRecord> PostgresStore::GetKey(const std::string& key_id) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("reading key"));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(), Sql("SELECT ", kKeyColumns, " FROM keys WHERE key_id = $1"),
-                                      PgParams().Text(key_id), "reading key"));
+  ASSIGN_OR_RETURN(PgResult r, Read(Sql("SELECT ", kKeyColumns, " FROM keys WHERE key_id = $1"),
+                                    PgParams().Text(key_id), "reading key"));
   if (r.rows() == 0) return KeyNotFound(key_id);
   return ReadKey(r.row(0));
 }
 
 StatusOr<std::vector<KeyRecord>> PostgresStore::ListKeys(const std::string& tenant_id) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("listing keys"));
-  PGconn* c = lease.get();
-  ASSIGN_OR_RETURN(PgTransaction tx,
-                   PgTransaction::Begin(c, PgTxOptions{.read_only_snapshot = true}, "listing keys"));
+  // One snapshot for the existence check and the listing.
+  ASSIGN_OR_RETURN(PgPool::Session session, Snapshot("listing keys"));
+  PGconn* c = session.conn();
   RETURN_IF_ERROR(RequireTenantExists(c, tenant_id));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(c, Sql("SELECT ", kKeyColumns, " FROM keys WHERE tenant_id = $1 ORDER BY version"),
-                                      PgParams().Text(tenant_id), "listing keys"));
-  RETURN_IF_ERROR(tx.Commit());
+  ASSIGN_OR_RETURN(
+      PgResult r,
+      PgExec(c, Sql("SELECT ", kKeyColumns, " FROM keys WHERE tenant_id = $1 ORDER BY version"),
+             PgParams().Text(tenant_id), "listing keys"));
+  RETURN_IF_ERROR(session.tx.Commit());
   return ReadAll<KeyRecord>(r, ReadKey<PgRow>);
 }
 
 StatusOr<KeyRecord> PostgresStore::GetActiveKey(const std::string& tenant_id) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("reading active key"));
-  ASSIGN_OR_RETURN(PgResult r,
-                   PgExec(lease.get(), Sql("SELECT ", kKeyColumns, " FROM keys WHERE tenant_id = $1 AND state = 'active'"),
-                          PgParams().Text(tenant_id), "reading active key"));
+  ASSIGN_OR_RETURN(PgResult r, Read(Sql("SELECT ", kKeyColumns,
+                                        " FROM keys WHERE tenant_id = $1 AND state = 'active'"),
+                                    PgParams().Text(tenant_id), "reading active key"));
   if (r.rows() == 0) return NoActiveKey(tenant_id);
   return ReadKey(r.row(0));
 }
@@ -380,9 +399,8 @@ Status PostgresStore::UpdateKeyState(const std::string& key_id, const std::strin
                                      const std::string& new_state, TimePoint at) {
   RETURN_IF_ERROR(ValidateKeyState("expected_state", expected_state));
   RETURN_IF_ERROR(ValidateKeyState("new_state", new_state));
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("updating key state"));
-  PGconn* c = lease.get();
-  ASSIGN_OR_RETURN(PgTransaction tx, PgTransaction::Begin(c, WriteTx(), "updating key state"));
+  ASSIGN_OR_RETURN(PgPool::Session session, Write("updating key state"));
+  PGconn* c = session.conn();
   ASSIGN_OR_RETURN(PgResult r, PgExec(c, "SELECT state, tenant_id FROM keys WHERE key_id = $1",
                                       PgParams().Text(key_id), "reading key state"));
   if (r.rows() == 0) return KeyNotFound(key_id);
@@ -395,19 +413,22 @@ Status PostgresStore::UpdateKeyState(const std::string& key_id, const std::strin
     RETURN_IF_ERROR(RequireNoOtherActiveKey(c, tenant_id, key_id));
   }
   PgParams p;
-  p.Text(key_id).Text(new_state).OptionalTime(ActivatedStamp(new_state, at)).OptionalTime(RetiredStamp(new_state, at));
+  p.Text(key_id)
+      .Text(new_state)
+      .OptionalTime(ActivatedStamp(new_state, at))
+      .OptionalTime(RetiredStamp(new_state, at));
   RETURN_IF_ERROR(PgExec(c,
                          "UPDATE keys SET state = $2, activated_at = COALESCE(activated_at, $3), "
                          "retired_at = COALESCE(retired_at, $4) WHERE key_id = $1",
                          p, "updating key state")
                       .status());
-  return tx.Commit();
+  return session.tx.Commit();
 }
 
 StatusOr<int64_t> PostgresStore::NextKeyVersion(const std::string& tenant_id) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("computing next key version"));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(), "SELECT COALESCE(MAX(version), 0) + 1 FROM keys WHERE tenant_id = $1",
-                                      PgParams().Text(tenant_id), "computing next key version"));
+  ASSIGN_OR_RETURN(PgResult r,
+                   Read("SELECT COALESCE(MAX(version), 0) + 1 FROM keys WHERE tenant_id = $1",
+                        PgParams().Text(tenant_id), "computing next key version"));
   return r.rows() > 0 ? r.row(0).ColumnInt(0) : int64_t{1};
 }
 
@@ -415,94 +436,113 @@ StatusOr<int64_t> PostgresStore::NextKeyVersion(const std::string& tenant_id) {
 
 Status PostgresStore::InsertCa(const CaRecord& ca) {
   RETURN_IF_ERROR(ValidateCa(ca));
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("inserting CA"));
+  ASSIGN_OR_RETURN(PgPool::Session session, Write("inserting CA"));
   PgParams p;
-  p.Text(ca.provider).Text(ca.key_uri).Text(ca.algorithm).Text(ca.cert_pem).Int(ca.crl_number).Time(ca.created_at);
-  Status st = PgExec(lease.get(), Sql("INSERT INTO ca (id, ", kCaColumns, ") VALUES (1, $1, $2, $3, $4, $5, $6)"), p,
-                     "inserting CA")
-                  .status();
+  p.Text(ca.provider)
+      .Text(ca.key_uri)
+      .Text(ca.algorithm)
+      .Text(ca.cert_pem)
+      .Int(ca.crl_number)
+      .Time(ca.created_at);
+  Status st =
+      PgExec(session.conn(),
+             Sql("INSERT INTO ca (id, ", kCaColumns, ") VALUES (1, $1, $2, $3, $4, $5, $6)"), p,
+             "inserting CA")
+          .status();
   if (st.code() == StatusCode::kAlreadyExists) return CaAlreadyInitialised();
-  return st;
+  RETURN_IF_ERROR(st);
+  return session.tx.Commit();
 }
 
 StatusOr<CaRecord> PostgresStore::GetCa() {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("reading CA"));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(), Sql("SELECT ", kCaColumns, " FROM ca WHERE id = 1"), "reading CA"));
+  ASSIGN_OR_RETURN(PgResult r, Read(Sql("SELECT ", kCaColumns, " FROM ca WHERE id = 1"), PgParams(),
+                                    "reading CA"));
   if (r.rows() == 0) return CaNotInitialised();
   return ReadCa(r.row(0));
 }
 
 StatusOr<int64_t> PostgresStore::NextCrlNumber() {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("numbering CRL"));
-  // One statement: the row lock makes concurrent increments queue up.
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(),
-                                      "UPDATE ca SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number",
-                                      "numbering CRL"));
+  ASSIGN_OR_RETURN(PgPool::Session session, Write("numbering CRL"));
+  ASSIGN_OR_RETURN(
+      PgResult r,
+      PgExec(session.conn(),
+             "UPDATE ca SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number",
+             "numbering CRL"));
   if (r.rows() == 0) return CaNotInitialised();
+  RETURN_IF_ERROR(session.tx.Commit());
   return r.row(0).ColumnInt(0);
 }
 
 Status PostgresStore::InsertCertificate(const CertificateRecord& c) {
   RETURN_IF_ERROR(ValidateNewCertificate(c));
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("inserting certificate"));
-  PGconn* conn = lease.get();
-  ASSIGN_OR_RETURN(PgTransaction tx, PgTransaction::Begin(conn, WriteTx(), "inserting certificate"));
+  ASSIGN_OR_RETURN(PgPool::Session session, Write("inserting certificate"));
+  PGconn* conn = session.conn();
   ASSIGN_OR_RETURN(TenantState t, LoadTenantState(conn, c.tenant_id));
   if (!t.exists || t.deleted) return TenantNotFoundOrDeleted(c.tenant_id);
-  RETURN_IF_ERROR(PgExec(conn, "UPDATE certificates SET status = 'superseded' WHERE key_id = $1 AND status = 'active'",
-                         PgParams().Text(c.key_id), "superseding certificate")
-                      .status());
+  RETURN_IF_ERROR(
+      PgExec(
+          conn,
+          "UPDATE certificates SET status = 'superseded' WHERE key_id = $1 AND status = 'active'",
+          PgParams().Text(c.key_id), "superseding certificate")
+          .status());
   PgParams p;
   p.Text(c.issuer).Text(c.serial).Text(c.tenant_id).Text(c.key_id).Text(c.pem).Text(c.chain_pem);
-  p.Text(c.source).Text(c.status).Time(c.not_before).Time(c.not_after).Time(c.created_at).OptionalTime(c.revoked_at);
+  p.Text(c.source)
+      .Text(c.status)
+      .Time(c.not_before)
+      .Time(c.not_after)
+      .Time(c.created_at)
+      .OptionalTime(c.revoked_at);
   RETURN_IF_ERROR(PgExec(conn,
                          Sql("INSERT INTO certificates (", kCertColumns,
                              ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
                          p, "inserting certificate")
                       .status());
-  return tx.Commit();
+  return session.tx.Commit();
 }
 
 StatusOr<CertificateRecord> PostgresStore::GetActiveCertificate(const std::string& key_id) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("reading active certificate"));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(),
-                                      Sql("SELECT ", kCertColumns, " FROM certificates WHERE key_id = $1 AND status = 'active'"),
-                                      PgParams().Text(key_id), "reading active certificate"));
+  ASSIGN_OR_RETURN(PgResult r,
+                   Read(Sql("SELECT ", kCertColumns,
+                            " FROM certificates WHERE key_id = $1 AND status = 'active'"),
+                        PgParams().Text(key_id), "reading active certificate"));
   if (r.rows() == 0) return NoActiveCertificate(key_id);
   return ReadCert(r.row(0));
 }
 
 StatusOr<CertificateRecord> PostgresStore::GetLatestCertificate(const std::string& key_id) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("reading latest certificate"));
   // No rowid: within one millisecond the active certificate is the newest
   // (see the header), then a revoked one.
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(),
-                                      Sql("SELECT ", kCertColumns,
-                                          " FROM certificates WHERE key_id = $1 ORDER BY created_at DESC, "
-                                          "CASE status WHEN 'active' THEN 0 WHEN 'revoked' THEN 1 ELSE 2 END, "
-                                          "serial COLLATE \"C\" DESC LIMIT 1"),
-                                      PgParams().Text(key_id), "reading latest certificate"));
+  ASSIGN_OR_RETURN(PgResult r,
+                   Read(Sql("SELECT ", kCertColumns,
+                            " FROM certificates WHERE key_id = $1 ORDER BY created_at DESC, "
+                            "CASE status WHEN 'active' THEN 0 WHEN 'revoked' THEN 1 ELSE 2 END, "
+                            "serial COLLATE \"C\" DESC LIMIT 1"),
+                        PgParams().Text(key_id), "reading latest certificate"));
   if (r.rows() == 0) return NoCertificate(key_id);
   return ReadCert(r.row(0));
 }
 
-Status PostgresStore::RevokeCertificate(const std::string& issuer, const std::string& serial, TimePoint at) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("revoking certificate"));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(),
-                                      "UPDATE certificates SET status = 'revoked', revoked_at = COALESCE(revoked_at, $3) "
-                                      "WHERE issuer = $1 AND serial = $2",
-                                      PgParams().Text(issuer).Text(serial).Time(at), "revoking certificate"));
+Status PostgresStore::RevokeCertificate(const std::string& issuer, const std::string& serial,
+                                        TimePoint at) {
+  ASSIGN_OR_RETURN(PgPool::Session session, Write("revoking certificate"));
+  ASSIGN_OR_RETURN(
+      PgResult r,
+      PgExec(session.conn(),
+             "UPDATE certificates SET status = 'revoked', revoked_at = COALESCE(revoked_at, $3) "
+             "WHERE issuer = $1 AND serial = $2",
+             PgParams().Text(issuer).Text(serial).Time(at), "revoking certificate"));
   if (r.affected() == 0) return CertificateNotFound(serial);
-  return Status::Ok();
+  return session.tx.Commit();
 }
 
-StatusOr<std::vector<CertificateRecord>> PostgresStore::ListRevokedCertificates(const std::string& issuer) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("listing revoked certificates"));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(),
-                                      Sql("SELECT ", kCertColumns,
-                                          " FROM certificates WHERE issuer = $1 AND revoked_at IS NOT NULL "
-                                          "ORDER BY revoked_at, serial COLLATE \"C\""),
-                                      PgParams().Text(issuer), "listing revoked certificates"));
+StatusOr<std::vector<CertificateRecord>> PostgresStore::ListRevokedCertificates(
+    const std::string& issuer) {
+  ASSIGN_OR_RETURN(PgResult r,
+                   Read(Sql("SELECT ", kCertColumns,
+                            " FROM certificates WHERE issuer = $1 AND revoked_at IS NOT NULL "
+                            "ORDER BY revoked_at, serial COLLATE \"C\""),
+                        PgParams().Text(issuer), "listing revoked certificates"));
   return ReadAll<CertificateRecord>(r, ReadCert<PgRow>);
 }
 
@@ -510,9 +550,8 @@ StatusOr<std::vector<CertificateRecord>> PostgresStore::ListRevokedCertificates(
 
 Status PostgresStore::InsertApiKey(const ApiKeyRecord& key) {
   RETURN_IF_ERROR(ValidateApiKey(key));
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("inserting API key"));
-  PGconn* c = lease.get();
-  ASSIGN_OR_RETURN(PgTransaction tx, PgTransaction::Begin(c, WriteTx(), "inserting API key"));
+  ASSIGN_OR_RETURN(PgPool::Session session, Write("inserting API key"));
+  PGconn* c = session.conn();
   if (!key.tenant_id.empty()) {
     ASSIGN_OR_RETURN(TenantState t, LoadTenantState(c, key.tenant_id));
     if (!t.exists || t.deleted) return TenantNotFoundOrDeleted(key.tenant_id);
@@ -520,36 +559,37 @@ Status PostgresStore::InsertApiKey(const ApiKeyRecord& key) {
   PgParams p;
   p.Text(key.id).Text(key.secret_hash).Text(key.role).TextOrNull(key.tenant_id).Text(key.name);
   p.Text(key.created_by).Time(key.created_at).OptionalTime(key.revoked_at);
-  RETURN_IF_ERROR(PgExec(c, Sql("INSERT INTO api_keys (", kApiKeyColumns, ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+  RETURN_IF_ERROR(PgExec(c,
+                         Sql("INSERT INTO api_keys (", kApiKeyColumns,
+                             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
                          p, "inserting API key")
                       .status());
-  return tx.Commit();
+  return session.tx.Commit();
 }
 
 StatusOr<ApiKeyRecord> PostgresStore::GetApiKey(const std::string& id) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("reading API key"));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(), Sql("SELECT ", kApiKeyColumns, " FROM api_keys WHERE id = $1"),
-                                      PgParams().Text(id), "reading API key"));
+  ASSIGN_OR_RETURN(PgResult r, Read(Sql("SELECT ", kApiKeyColumns, " FROM api_keys WHERE id = $1"),
+                                    PgParams().Text(id), "reading API key"));
   if (r.rows() == 0) return ApiKeyNotFound(id);
   return ReadApiKey(r.row(0));
 }
 
 StatusOr<std::vector<ApiKeyRecord>> PostgresStore::ListApiKeys() {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("listing API keys"));
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(),
-                                      Sql("SELECT ", kApiKeyColumns, " FROM api_keys ORDER BY created_at, id COLLATE \"C\""),
-                                      "listing API keys"));
+  ASSIGN_OR_RETURN(PgResult r, Read(Sql("SELECT ", kApiKeyColumns,
+                                        " FROM api_keys ORDER BY created_at, id COLLATE \"C\""),
+                                    PgParams(), "listing API keys"));
   return ReadAll<ApiKeyRecord>(r, ReadApiKey<PgRow>);
 }
 
 Status PostgresStore::RevokeApiKey(const std::string& id, TimePoint at) {
-  ASSIGN_OR_RETURN(PgPool::Lease lease, Session("revoking API key"));
-  // One statement, so autocommit makes it atomic; the affected count includes
-  // rows the COALESCE left unchanged.
-  ASSIGN_OR_RETURN(PgResult r, PgExec(lease.get(), "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
-                                      PgParams().Text(id).Time(at), "revoking API key"));
+  ASSIGN_OR_RETURN(PgPool::Session session, Write("revoking API key"));
+  // The affected count includes rows the COALESCE left unchanged.
+  ASSIGN_OR_RETURN(PgResult r,
+                   PgExec(session.conn(),
+                          "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+                          PgParams().Text(id).Time(at), "revoking API key"));
   if (r.affected() == 0) return ApiKeyNotFound(id);
-  return Status::Ok();
+  return session.tx.Commit();
 }
 
 }  // namespace concierge::store

@@ -69,7 +69,8 @@ struct PostgresOptions {
 
 class PostgresStore : public Store {
  public:
-  static StatusOr<std::unique_ptr<PostgresStore>> Open(std::string_view url, PostgresOptions opts = {});
+  static StatusOr<std::unique_ptr<PostgresStore>> Open(std::string_view url,
+                                                       PostgresOptions opts = {});
 
   // "postgresql://user@host:port/dbname", without the password.
   const std::string& description() const { return pool_->description(); }
@@ -108,8 +109,10 @@ class PostgresStore : public Store {
   Status InsertCertificate(const CertificateRecord& cert) override;
   StatusOr<CertificateRecord> GetActiveCertificate(const std::string& key_id) override;
   StatusOr<CertificateRecord> GetLatestCertificate(const std::string& key_id) override;
-  Status RevokeCertificate(const std::string& issuer, const std::string& serial, TimePoint at) override;
-  StatusOr<std::vector<CertificateRecord>> ListRevokedCertificates(const std::string& issuer) override;
+  Status RevokeCertificate(const std::string& issuer, const std::string& serial,
+                           TimePoint at) override;
+  StatusOr<std::vector<CertificateRecord>> ListRevokedCertificates(
+      const std::string& issuer) override;
 
   // API keys --------------------------------------------------------------
   Status InsertApiKey(const ApiKeyRecord& key) override;
@@ -124,12 +127,17 @@ class PostgresStore : public Store {
   PostgresStore(PrivateTag, std::unique_ptr<PgPool> pool, PostgresOptions opts);
 
  private:
-  // A pooled connection on a database whose schema is at the latest version
-  // (kFailedPrecondition otherwise). Re-reads the version when the cached one
-  // is behind, so a migration run by another instance is picked up.
-  StatusOr<PgPool::Lease> Session(std::string_view operation);
-  // Options for a write transaction (the store write lock) and a snapshot read.
-  PgTxOptions WriteTx() const;
+  // kFailedPrecondition unless the schema is at the latest version. Re-reads
+  // the version when the cached one is behind, so a migration run by another
+  // instance is picked up.
+  Status RequireCurrentSchema();
+  // One read statement (repeated once on another connection if a pooled one
+  // turns out to be dropped; see PgPool::Query).
+  StatusOr<PgResult> Read(std::string_view sql, const PgParams& params, std::string_view operation);
+  // A write transaction holding the store write lock.
+  StatusOr<PgPool::Session> Write(std::string_view operation);
+  // A read-only REPEATABLE READ transaction: several reads, one snapshot.
+  StatusOr<PgPool::Session> Snapshot(std::string_view operation);
 
   std::unique_ptr<PgPool> pool_;
   std::atomic<int> schema_version_{0};  // cache of the database's version

@@ -40,7 +40,8 @@ std::unique_ptr<PostgresStore> MustOpen(const std::string& url, PostgresOptions 
 }
 
 std::unique_ptr<Store> OpenFresh(PostgresOptions opts) {
-  StatusOr<std::unique_ptr<PostgresStore>> s = PostgresStore::Open(Cluster().FreshSchemaUrl(), opts);
+  StatusOr<std::unique_ptr<PostgresStore>> s =
+      PostgresStore::Open(Cluster().FreshSchemaUrl(), opts);
   if (!s.ok()) {
     ADD_FAILURE() << s.status().ToString();
     return nullptr;
@@ -51,11 +52,12 @@ std::unique_ptr<Store> OpenFresh(PostgresOptions opts) {
 // Each store gets a schema of its own (search_path in the URL): an empty
 // database as far as the store can tell. "OneConnection" runs every case
 // through a single pooled connection, so concurrent cases queue in the pool.
-INSTANTIATE_TEST_SUITE_P(
-    Postgres, StoreConformanceTest,
-    ::testing::Values(StoreTestParam{"Pooled", [] { return OpenFresh({}); }},
-                      StoreTestParam{"OneConnection", [] { return OpenFresh({.max_connections = 1}); }}),
-    conformance::StoreTestParamName);
+INSTANTIATE_TEST_SUITE_P(Postgres, StoreConformanceTest,
+                         ::testing::Values(StoreTestParam{"Pooled", [] { return OpenFresh({}); }},
+                                           StoreTestParam{
+                                               "OneConnection",
+                                               [] { return OpenFresh({.max_connections = 1}); }}),
+                         conformance::StoreTestParamName);
 
 // Rows of a query as "a|b|..." strings (`cols` columns), on a connection of our own.
 std::vector<std::string> Query(const std::string& url, const std::string& sql, int cols) {
@@ -88,9 +90,11 @@ TEST(PgMigrationsTest, OneListTwoDialects) {
     EXPECT_EQ(pg[i].name, lite[i].name);
   }
   // The ledger's seq is an identity column on PostgreSQL, AUTOINCREMENT on SQLite.
-  EXPECT_NE(pg[2].sql.find("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"), std::string_view::npos);
+  EXPECT_NE(pg[2].sql.find("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
+            std::string_view::npos);
   EXPECT_NE(lite[2].sql.find("INTEGER PRIMARY KEY AUTOINCREMENT"), std::string_view::npos);
-  EXPECT_EQ(pg[0].sql.find("INTEGER"), std::string_view::npos) << "32-bit columns would overflow on times";
+  EXPECT_EQ(pg[0].sql.find("INTEGER"), std::string_view::npos)
+      << "32-bit columns would overflow on times";
 }
 
 TEST(PgMigrationsTest, RenderingAndValidation) {
@@ -105,15 +109,17 @@ TEST(PgMigrationsTest, RenderingAndValidation) {
 
 // information_schema and pg_indexes of the URL's schema, as comparable rows.
 std::vector<std::string> SchemaOf(const std::string& url) {
-  std::vector<std::string> out = Query(url,
-                                       "SELECT table_name, column_name, data_type, is_nullable, "
-                                       "COALESCE(column_default, ''), is_identity FROM information_schema.columns "
-                                       "WHERE table_schema = current_schema() ORDER BY table_name, column_name",
-                                       6);
-  for (std::string& row : Query(url,
-                                "SELECT tablename, indexname, regexp_replace(indexdef, ' ON [a-z0-9_]+\\.', ' ON ') "
-                                "FROM pg_indexes WHERE schemaname = current_schema() ORDER BY indexname",
-                                3)) {
+  std::vector<std::string> out =
+      Query(url,
+            "SELECT table_name, column_name, data_type, is_nullable, "
+            "COALESCE(column_default, ''), is_identity FROM information_schema.columns "
+            "WHERE table_schema = current_schema() ORDER BY table_name, column_name",
+            6);
+  for (std::string& row :
+       Query(url,
+             "SELECT tablename, indexname, regexp_replace(indexdef, ' ON [a-z0-9_]+\\.', ' ON ') "
+             "FROM pg_indexes WHERE schemaname = current_schema() ORDER BY indexname",
+             3)) {
     out.push_back(std::move(row));
   }
   return out;
@@ -245,9 +251,10 @@ TEST(PostgresStoreTest, WriteLockHeldElsewhereIsUnavailableAfterTimeout) {
   // Another instance in the middle of a write transaction.
   PgConnPtr other(PQconnectdb(url.c_str()));
   ASSERT_EQ(PQstatus(other.get()), CONNECTION_OK);
-  ASSERT_TRUE(IsOk(PgExecScript(other.get(),
-                                "BEGIN; SELECT pg_advisory_xact_lock(" + std::to_string(kStoreWriteLockKey) + ")",
-                                "test lock")));
+  ASSERT_TRUE(IsOk(PgExecScript(
+      other.get(),
+      "BEGIN; SELECT pg_advisory_xact_lock(" + std::to_string(kStoreWriteLockKey) + ")",
+      "test lock")));
   Status st = s->CreateTenant(MakePolicy("acme", 1), MakeKey("acme", 1, "active"));
   EXPECT_TRUE(HasCode(st, StatusCode::kUnavailable));
   EXPECT_NE(st.message().find("creating tenant"), std::string::npos) << st.message();
@@ -282,13 +289,16 @@ TEST(PostgresStoreTest, UrlsAndUnreachableServersNeverShowThePassword) {
   EXPECT_EQ(s.status().message().find("Sup3r"), std::string::npos) << s.status().message();
   EXPECT_NE(s.status().message().find("postgresql://admin@127.0.0.1:1/db"), std::string::npos)
       << s.status().message();
-  EXPECT_NE(s.status().message().find("database unavailable"), std::string::npos) << s.status().message();
+  EXPECT_NE(s.status().message().find("database unavailable"), std::string::npos)
+      << s.status().message();
 
-  StatusOr<std::string> d = DescribeDatabaseUrl("postgres://u:pw%20x@db.example:6543/concierge?sslmode=require");
+  StatusOr<std::string> d =
+      DescribeDatabaseUrl("postgres://u:pw%20x@db.example:6543/concierge?sslmode=require");
   ASSERT_TRUE(IsOk(d.status()));
   EXPECT_EQ(*d, "postgresql://u@db.example:6543/concierge");
   // A malformed URL is refused without being quoted back.
-  StatusOr<std::unique_ptr<PostgresStore>> bad = PostgresStore::Open("postgresql://u:Sup3r%zz@host/db");
+  StatusOr<std::unique_ptr<PostgresStore>> bad =
+      PostgresStore::Open("postgresql://u:Sup3r%zz@host/db");
   ASSERT_TRUE(HasCode(bad.status(), StatusCode::kInvalidArgument));
   EXPECT_EQ(bad.status().message().find("Sup3r"), std::string::npos) << bad.status().message();
 }
@@ -307,6 +317,58 @@ TEST(PostgresStoreTest, DataPersistsAcrossReopen) {
   EXPECT_EQ(s->GetApiKey("ak")->tenant_id, "acme");
 }
 
+TEST(PgPoolTest, BusyPoolIsUnavailableAfterTheWait) {
+  PgPoolOptions options;
+  options.max_connections = 1;
+  options.acquire_timeout = std::chrono::milliseconds(50);
+  StatusOr<std::unique_ptr<PgPool>> pool = PgPool::Create(Cluster().Url(), options);
+  ASSERT_TRUE(IsOk(pool.status()));
+  {
+    StatusOr<PgPool::Lease> held = (*pool)->Acquire("holding");
+    ASSERT_TRUE(IsOk(held.status()));
+    StatusOr<PgPool::Lease> second = (*pool)->Acquire("waiting");
+    ASSERT_TRUE(HasCode(second.status(), StatusCode::kUnavailable));
+    EXPECT_NE(second.status().message().find("stayed busy"), std::string::npos)
+        << second.status().message();
+  }
+  // Returned: the same connection is handed out again.
+  EXPECT_TRUE(IsOk((*pool)->Acquire("again").status()));
+  EXPECT_EQ((*pool)->stats().connects, 1u);
+}
+
+// Pooled connections the server dropped while they sat idle (here by
+// pg_terminate_backend, as an administrator or a failover would) are
+// replaced: a query never fails because of them, whether the drop is noticed
+// when the connection is acquired or only when the first round trip fails
+// (pg_terminate_backend returns before the backend has gone).
+TEST(PgPoolTest, ConnectionsDroppedWhileIdleAreReplaced) {
+  PgPoolOptions options;
+  options.application_name = "pool-drop-test";
+  StatusOr<std::unique_ptr<PgPool>> pool = PgPool::Create(Cluster().Url(), options);
+  ASSERT_TRUE(IsOk(pool.status()));
+  {
+    StatusOr<PgPool::Lease> a = (*pool)->Acquire("a");
+    StatusOr<PgPool::Lease> b = (*pool)->Acquire("b");
+    ASSERT_TRUE(IsOk(a.status()));
+    ASSERT_TRUE(IsOk(b.status()));
+  }
+  ASSERT_EQ(Cluster().Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = 'pool-drop-test'"),
+            "");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(IsOk((*pool)->Query("SELECT 1", PgParams(), "query").status()));
+  }
+  EXPECT_EQ((*pool)->stats().discarded, 2u);
+  EXPECT_EQ((*pool)->stats().connects, 3u);
+  // Transactions start the same way.
+  ASSERT_EQ(Cluster().Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = 'pool-drop-test'"),
+            "");
+  StatusOr<PgPool::Session> session = (*pool)->Begin(PgTxOptions{}, "begin");
+  ASSERT_TRUE(IsOk(session.status()));
+  EXPECT_TRUE(IsOk(session->tx.Commit()));
+}
+
 // Stops the binary's cluster and starts it again (safe: this binary's cases
 // run one after another, and the guard brings the cluster back whatever fails).
 TEST(PostgresStoreTest, OutageIsUnavailableAndThePoolReconnects) {
@@ -317,7 +379,8 @@ TEST(PostgresStoreTest, OutageIsUnavailableAndThePoolReconnects) {
   ASSERT_TRUE(IsOk(s->CreateTenant(MakePolicy("acme", 1), MakeKey("acme", 1, "active"))));
   // Several idle pooled connections, all of which the restart will break.
   std::vector<std::thread> warm;
-  for (int i = 0; i < 4; ++i) warm.emplace_back([&] { EXPECT_TRUE(IsOk(s->GetTenant("acme").status())); });
+  for (int i = 0; i < 4; ++i)
+    warm.emplace_back([&] { EXPECT_TRUE(IsOk(s->GetTenant("acme").status())); });
   for (std::thread& t : warm) t.join();
   const uint64_t connects_before = s->pool_stats().connects;
 

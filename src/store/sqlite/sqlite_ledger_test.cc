@@ -25,7 +25,6 @@ using conformance::HasCode;
 using conformance::IsOk;
 using conformance::LedgerConformanceTest;
 using conformance::LedgerHarness;
-using conformance::LedgerTestParam;
 using conformance::ListAll;
 using conformance::MakeBatch;
 using conformance::T;
@@ -120,12 +119,7 @@ class SqliteLedgerHarness : public LedgerHarness {
 };
 
 INSTANTIATE_TEST_SUITE_P(Sqlite, LedgerConformanceTest,
-                         ::testing::Values(LedgerTestParam{"File",
-                                                           []() -> std::unique_ptr<LedgerHarness> {
-                                                             auto h = std::make_unique<SqliteLedgerHarness>();
-                                                             if (!h->ok()) return nullptr;
-                                                             return h;
-                                                           }}),
+                         ::testing::Values(conformance::HarnessParam<SqliteLedgerHarness>("File")),
                          conformance::LedgerTestParamName);
 
 class SqliteLedgerTest : public ::testing::Test {
