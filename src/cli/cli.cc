@@ -16,6 +16,7 @@
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "server/app.h"
+#include "server/backup.h"
 #include "server/config.h"
 
 namespace concierge::cli {
@@ -292,6 +293,15 @@ int Serve(const LocalFlags& local, const std::string& listen, int io_threads) {
   return 0;
 }
 
+void PrintBackupReport(const std::string& what, const server::BackupReport& report) {
+  int64_t rows = 0;
+  for (const auto& [table, n] : report.summary.rows) rows += n;
+  std::cout << what << ": " << report.summary.engine << " schema " << report.summary.schema_version << ", "
+            << rows << " rows in " << report.summary.rows.size() << " tables, " << report.summary.files
+            << " keystore files\n";
+  for (const std::string& note : report.notes) std::cout << "note: " << note << "\n";
+}
+
 // Digest for sign/verify: from --digest HEX, or SHA-2 of --file with the tenant's algorithm.
 std::string DigestHex(Api& api, const std::string& tenant, const std::string& digest, const std::string& file) {
   if (!digest.empty() && !file.empty()) Fail("give either --digest or --file, not both", 2);
@@ -340,6 +350,31 @@ int RunKeyctl(int argc, char** argv) {
       auto v = server::MigrateDatabase(local.Load(), target);
       if (!v.ok()) Fail(v.status().message());
       std::cout << "schema version " << *v << "\n";
+      return 0;
+    };
+  });
+
+  // backup / restore
+  std::string backup_out, backup_in;
+  auto* backup = app.add_subcommand("backup", "write a backup of the database and keystore (local)");
+  local.Add(backup);
+  backup->add_option("--out", backup_out, "backup file to create (mode 0600)")->required();
+  backup->callback([&] {
+    action = [&] {
+      auto report = server::BackupToFile(local.Load(), backup_out);
+      if (!report.ok()) Fail("backup failed: " + report.status().message());
+      PrintBackupReport("backup written to " + backup_out, *report);
+      return 0;
+    };
+  });
+  auto* restore = app.add_subcommand("restore", "restore a backup into an empty database and keystore (local)");
+  local.Add(restore);
+  restore->add_option("file", backup_in, "backup file written by keyctl backup")->required();
+  restore->callback([&] {
+    action = [&] {
+      auto report = server::RestoreFromFile(local.Load(), backup_in);
+      if (!report.ok()) Fail("restore failed: " + report.status().message());
+      PrintBackupReport("restored " + backup_in, *report);
       return 0;
     };
   });

@@ -103,6 +103,8 @@ class PgResult {
   PgRow row(int i) const { return PgRow(result_.get(), i); }
   // Rows changed by INSERT/UPDATE/DELETE (0 when not applicable).
   int64_t affected() const;
+  // For column metadata (PQnfields, PQfname, PQftype).
+  const PGresult* raw() const { return result_.get(); }
 
  private:
   struct Clearer {

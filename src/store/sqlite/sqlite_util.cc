@@ -99,6 +99,13 @@ Statement& Statement::BindTextOrNull(int index, std::string_view value) {
   return value.empty() ? BindNull(index) : Bind(index, value);
 }
 
+Statement& Statement::BindBlob(int index, std::string_view bytes) {
+  NoteBind(sqlite3_bind_blob64(stmt_.get(), index, bytes.data(), bytes.size(), SQLITE_TRANSIENT));
+  return *this;
+}
+
+void Statement::Reset() { sqlite3_reset(stmt_.get()); }
+
 StatusOr<bool> Statement::Step() {
   if (bind_rc_ != SQLITE_OK) return SqliteStatus(db_, bind_rc_, operation_ + " (binding)");
   const int rc = sqlite3_step(stmt_.get());
@@ -126,6 +133,14 @@ int64_t Statement::ColumnInt(int col) const { return sqlite3_column_int64(stmt_.
 
 bool Statement::ColumnIsNull(int col) const {
   return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL;
+}
+
+int Statement::ColumnType(int col) const { return sqlite3_column_type(stmt_.get(), col); }
+
+std::string Statement::ColumnBlob(int col) const {
+  const void* data = sqlite3_column_blob(stmt_.get(), col);
+  if (data == nullptr) return std::string();
+  return std::string(static_cast<const char*>(data), static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col)));
 }
 
 TimePoint Statement::ColumnTime(int col) const { return FromUnixMillis(ColumnInt(col)); }

@@ -68,6 +68,9 @@ class Statement {
   Statement& BindOptionalTime(int index, const std::optional<TimePoint>& value);
   // Empty string -> NULL (for optional references such as api_keys.tenant_id).
   Statement& BindTextOrNull(int index, std::string_view value);
+  Statement& BindBlob(int index, std::string_view bytes);
+  // Makes the statement ready to run again (bindings stay until rebound).
+  void Reset();
 
   // true when a row is available, false when the statement is done.
   StatusOr<bool> Step();
@@ -77,6 +80,8 @@ class Statement {
   std::string ColumnText(int col) const;  // NULL -> ""
   int64_t ColumnInt(int col) const;
   bool ColumnIsNull(int col) const;
+  int ColumnType(int col) const;          // SQLITE_INTEGER, SQLITE_TEXT, ...
+  std::string ColumnBlob(int col) const;  // the bytes of a BLOB column
   TimePoint ColumnTime(int col) const;
   std::optional<TimePoint> ColumnOptionalTime(int col) const;
 
