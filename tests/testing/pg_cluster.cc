@@ -136,7 +136,9 @@ bool PgCluster::Start() {
     error_ = "no PostgreSQL server binaries (initdb) found; install the 'postgresql' package";
     return false;
   }
-  dir_ = std::make_unique<TempDir>();
+  // As root the server runs as `postgres`, which must be able to reach the
+  // directory: /tmp always is, $TMPDIR (e.g. under /root) may not be.
+  dir_ = who.drop ? std::make_unique<TempDir>("/tmp") : std::make_unique<TempDir>();
   if (who.drop && chown(dir_->path().c_str(), who.uid, who.gid) != 0) {
     error_ = "cannot hand " + dir_->path() + " to the postgres user";
     return false;
@@ -145,13 +147,15 @@ bool PgCluster::Start() {
   pid_t initdb = Spawn({bindir_ + "/initdb", "-D", dir_->File("data"), "-U", "postgres",
                         "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"},
                        log, who, false);
-  if (initdb < 0 || WaitExit(initdb) != 0) {
+  const int initdb_exit = initdb < 0 ? -1 : WaitExit(initdb);
+  if (initdb_exit != 0) {
     std::string out;
     try {
       out = ReadFile(log);
     } catch (const std::exception&) {
     }
-    error_ = "initdb failed: " + out;
+    error_ = bindir_ + "/initdb failed (exit code " + std::to_string(initdb_exit) +
+             (initdb_exit == 127 ? ": cannot execute it" : "") + "): " + out;
     return false;
   }
   for (int attempt = 0; attempt < 5; ++attempt) {
@@ -229,6 +233,7 @@ std::string PgCluster::Exec(const std::string& sql) {
 }
 
 std::string PgCluster::FreshSchemaUrl() {
+  if (!running()) ADD_FAILURE() << "the PostgreSQL test cluster is not running: " << error_;
   const std::string schema = "t" + std::to_string(++schemas_);
   const std::string err = Exec("CREATE SCHEMA " + schema);
   if (!err.empty()) ADD_FAILURE() << "CREATE SCHEMA " << schema << ": " << err;
@@ -244,7 +249,12 @@ PgCluster& PgEnvironment::Cluster() {
 
 void PgEnvironment::SetUp() {
   const auto start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(Cluster().Start()) << "cannot start PostgreSQL for the tests: " << Cluster().error();
+  // Non-fatal on purpose: a fatal failure here would make gtest skip every
+  // test; this way each one runs and fails, naming the cause.
+  if (!Cluster().Start()) {
+    ADD_FAILURE() << "cannot start PostgreSQL for the tests: " << Cluster().error();
+    return;
+  }
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("[ postgres ] cluster on port %d started in %.2f s\n", Cluster().port(), secs);

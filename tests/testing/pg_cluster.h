@@ -3,8 +3,8 @@
 // dies with the test process: PR_SET_PDEATHSIG). Removed on destruction.
 //
 // initdb refuses to run as root; when the tests run as root (CI, containers)
-// the cluster runs as the `postgres` system user (its temp dir is chowned to
-// it). Otherwise it runs as the current user. Only TCP on 127.0.0.1 is
+// the cluster runs as the `postgres` system user (its temp dir, under /tmp
+// then, is chowned to it). Otherwise it runs as the current user, in $TMPDIR. Only TCP on 127.0.0.1 is
 // enabled (no Unix socket), with trust authentication for user "postgres".
 //
 // fsync is off: a test cluster only has to survive the server process dying
@@ -90,7 +90,8 @@ class PgRestartGuard {
 //   static ::testing::Environment* const kPg =
 //       ::testing::AddGlobalTestEnvironment(new concierge::testing::PgEnvironment);
 // and reach the cluster with PgEnvironment::Cluster(). If the cluster cannot
-// start, SetUp fails and so does every test (they are not skipped).
+// start, SetUp records a failure and every test still runs and fails (none is
+// skipped), so a machine without PostgreSQL cannot pass by accident.
 class PgEnvironment : public ::testing::Environment {
  public:
   void SetUp() override;

@@ -7,10 +7,11 @@
 
 namespace concierge::testing {
 
-// A fresh directory under $TMPDIR, removed recursively on destruction.
+// A fresh directory under $TMPDIR (or `base`), removed recursively on destruction.
 class TempDir {
  public:
   TempDir();
+  explicit TempDir(const std::string& base);
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;

@@ -9,6 +9,8 @@
 // transaction (multi-row INSERTs, identity values kept with OVERRIDING SYSTEM
 // VALUE) holding the store write and ledger append locks, and moves identity
 // sequences past the restored values before it commits.
+//
+// Each object owns its own connection; not thread-safe.
 #ifndef CONCIERGE_STORE_POSTGRES_POSTGRES_DUMP_H_
 #define CONCIERGE_STORE_POSTGRES_POSTGRES_DUMP_H_
 

@@ -7,6 +7,8 @@
 // empty database to the backup's schema version, then inserts every row in
 // one IMMEDIATE transaction with foreign keys enforced; explicit ledger seq
 // values move the AUTOINCREMENT counter past them.
+//
+// Each object owns its own connection; not thread-safe.
 #ifndef CONCIERGE_STORE_SQLITE_SQLITE_DUMP_H_
 #define CONCIERGE_STORE_SQLITE_SQLITE_DUMP_H_
 
