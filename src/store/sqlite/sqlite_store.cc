@@ -6,25 +6,9 @@
 #include <utility>
 
 #include "store/migrations/migrations.h"
+#include "store/sqlite/sqlite_store_internal.h"
 
-namespace concierge::store {
-namespace {
-
-constexpr std::array<std::string_view, 7> kKeyStates = {
-    "pending", "active", "retiring", "retired", "compromised", "destroyed", "disabled"};
-// States in which a key may still sign or be about to; DeleteTenant moves keys
-// out of these.
-constexpr std::array<std::string_view, 3> kInServiceKeyStates = {"pending", "active", "retiring"};
-// States that end a key's service life and so stamp retired_at.
-constexpr std::array<std::string_view, 3> kRetiredAtStates = {"retired", "compromised",
-                                                              "destroyed"};
-constexpr std::array<std::string_view, 5> kRoles = {"admin", "security-officer", "operator",
-                                                    "signer", "auditor"};
-
-template <size_t N>
-bool Contains(const std::array<std::string_view, N>& set, std::string_view value) {
-  return std::find(set.begin(), set.end(), value) != set.end();
-}
+namespace concierge::store::sqlite_internal {
 
 Status ValidateKeyState(std::string_view field, const std::string& state) {
   if (!Contains(kKeyStates, state)) {
@@ -32,6 +16,130 @@ Status ValidateKeyState(std::string_view field, const std::string& state) {
   }
   return Status::Ok();
 }
+
+StatusOr<TenantState> LoadTenantState(sqlite3* db, const std::string& tenant_id) {
+  ASSIGN_OR_RETURN(Statement s,
+                   Statement::Prepare(db,
+                                      "SELECT deleted, active_policy_version FROM tenants "
+                                      "WHERE tenant_id = ?1",
+                                      "reading tenant"));
+  s.Bind(1, tenant_id);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  TenantState t;
+  if (row) {
+    t.exists = true;
+    t.deleted = s.ColumnInt(0) != 0;
+    t.active_policy_version = s.ColumnInt(1);
+  }
+  return t;
+}
+
+Status TenantNotFound(const std::string& tenant_id) {
+  return NotFoundError("tenant " + tenant_id + " not found");
+}
+
+Status TenantNotFoundOrDeleted(const std::string& tenant_id) {
+  return NotFoundError("tenant " + tenant_id + " not found or deleted");
+}
+
+Status RequireTenantExists(sqlite3* db, const std::string& tenant_id) {
+  ASSIGN_OR_RETURN(TenantState t, LoadTenantState(db, tenant_id));
+  if (!t.exists) return TenantNotFound(tenant_id);
+  return Status::Ok();
+}
+
+Status RequireNoOtherActiveKey(sqlite3* db, const std::string& tenant_id,
+                               const std::string& except_key_id) {
+  ASSIGN_OR_RETURN(Statement s,
+                   Statement::Prepare(db,
+                                      "SELECT key_id FROM keys WHERE tenant_id = ?1 AND "
+                                      "state = 'active' AND key_id <> ?2",
+                                      "checking for an active key"));
+  s.Bind(1, tenant_id).Bind(2, except_key_id);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (row) {
+    return FailedPreconditionError("tenant " + tenant_id + " already has an active key (" +
+                                   s.ColumnText(0) + "); move it out of \"active\" first");
+  }
+  return Status::Ok();
+}
+
+Status ChangeKeyState(sqlite3* db, const std::string& key_id, const std::string& expected_state,
+                      const std::string& new_state, TimePoint at, const std::string& required_tenant) {
+  std::string tenant_id;
+  {
+    ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
+                                                     "SELECT state, tenant_id FROM keys "
+                                                     "WHERE key_id = ?1",
+                                                     "reading key state"));
+    s.Bind(1, key_id);
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return NotFoundError("key " + key_id + " not found");
+    tenant_id = s.ColumnText(1);
+    if (!required_tenant.empty() && tenant_id != required_tenant) {
+      return FailedPreconditionError("key " + key_id + " does not belong to tenant " + required_tenant);
+    }
+    const std::string current = s.ColumnText(0);
+    if (current != expected_state) {
+      return AbortedError("key " + key_id + " changed concurrently: state is \"" + current +
+                          "\", expected \"" + expected_state + "\"");
+    }
+  }
+  if (new_state == "active") {
+    ASSIGN_OR_RETURN(TenantState t, LoadTenantState(db, tenant_id));
+    if (t.deleted) {
+      return FailedPreconditionError("cannot activate key " + key_id + ": tenant " + tenant_id +
+                                     " is deleted");
+    }
+    RETURN_IF_ERROR(RequireNoOtherActiveKey(db, tenant_id, key_id));
+  }
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
+                                                   "UPDATE keys SET state = ?2, "
+                                                   "activated_at = COALESCE(activated_at, ?3), "
+                                                   "retired_at = COALESCE(retired_at, ?4) "
+                                                   "WHERE key_id = ?1",
+                                                   "updating key state"));
+  s.Bind(1, key_id).Bind(2, new_state);
+  s.BindOptionalTime(3, StampIf(new_state == "active", at));
+  s.BindOptionalTime(4, StampIf(Contains(kRetiredAtStates, new_state), at));
+  return s.Run();
+}
+
+Status SupersedeActiveCertificateRow(sqlite3* db, const std::string& key_id) {
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
+                                                   "UPDATE certificates SET status = 'superseded' "
+                                                   "WHERE key_id = ?1 AND status = 'active'",
+                                                   "superseding certificate"));
+  s.Bind(1, key_id);
+  return s.Run();
+}
+
+}  // namespace concierge::store::sqlite_internal
+
+namespace concierge::store {
+
+using sqlite_internal::ChangeKeyState;
+using sqlite_internal::Contains;
+using sqlite_internal::kRetiredAtStates;
+using sqlite_internal::LoadTenantState;
+using sqlite_internal::RequireNoOtherActiveKey;
+using sqlite_internal::ReadAllRows;
+using sqlite_internal::RequireTenantExists;
+using sqlite_internal::Sql;
+using sqlite_internal::StampIf;
+using sqlite_internal::SupersedeActiveCertificateRow;
+using sqlite_internal::TenantNotFound;
+using sqlite_internal::TenantNotFoundOrDeleted;
+using sqlite_internal::TenantState;
+using sqlite_internal::ValidateKeyState;
+
+namespace {
+
+// States in which a key may still sign or be about to; DeleteTenant moves keys
+// out of these.
+constexpr std::array<std::string_view, 3> kInServiceKeyStates = {"pending", "active", "retiring"};
+constexpr std::array<std::string_view, 5> kRoles = {"admin", "security-officer", "operator",
+                                                    "signer", "auditor"};
 
 Status ValidatePolicy(const PolicyRecord& p) {
   if (p.tenant_id.empty()) return FieldError("tenant_id", "tenant id is empty");
@@ -46,10 +154,6 @@ Status ValidateKey(const KeyRecord& k) {
   if (k.tenant_id.empty()) return FieldError("tenant_id", "tenant id is empty");
   if (k.version < 1) return FieldError("version", "key version must be >= 1");
   return ValidateKeyState("state", k.state);
-}
-
-std::optional<TimePoint> StampIf(bool condition, TimePoint at) {
-  return condition ? std::optional<TimePoint>(at) : std::nullopt;
 }
 
 // Column lists and row readers, kept next to each other so the indexes match.
@@ -134,36 +238,7 @@ CertificateRecord ReadCert(const Statement& s) {
   return c;
 }
 
-std::string Sql(std::string_view a, std::string_view b = {}, std::string_view c = {}) {
-  std::string out(a);
-  out.append(b).append(c);
-  return out;
-}
-
 // --- helpers that run inside a caller's transaction -----------------------
-
-struct TenantState {
-  bool exists = false;
-  bool deleted = false;
-  int64_t active_policy_version = 0;
-};
-
-StatusOr<TenantState> LoadTenantState(sqlite3* db, const std::string& tenant_id) {
-  ASSIGN_OR_RETURN(Statement s,
-                   Statement::Prepare(db,
-                                      "SELECT deleted, active_policy_version FROM tenants "
-                                      "WHERE tenant_id = ?1",
-                                      "reading tenant"));
-  s.Bind(1, tenant_id);
-  ASSIGN_OR_RETURN(bool row, s.Step());
-  TenantState t;
-  if (row) {
-    t.exists = true;
-    t.deleted = s.ColumnInt(0) != 0;
-    t.active_policy_version = s.ColumnInt(1);
-  }
-  return t;
-}
 
 StatusOr<int64_t> MaxPolicyVersion(sqlite3* db, const std::string& tenant_id) {
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
@@ -197,22 +272,6 @@ Status InsertPolicyRow(sqlite3* db, const PolicyRecord& p) {
 
 // kFailedPrecondition when another key of the tenant is active. The unique
 // index would also refuse, but with a less helpful kAlreadyExists.
-Status RequireNoOtherActiveKey(sqlite3* db, const std::string& tenant_id,
-                               const std::string& except_key_id) {
-  ASSIGN_OR_RETURN(Statement s,
-                   Statement::Prepare(db,
-                                      "SELECT key_id FROM keys WHERE tenant_id = ?1 AND "
-                                      "state = 'active' AND key_id <> ?2",
-                                      "checking for an active key"));
-  s.Bind(1, tenant_id).Bind(2, except_key_id);
-  ASSIGN_OR_RETURN(bool row, s.Step());
-  if (row) {
-    return FailedPreconditionError("tenant " + tenant_id + " already has an active key (" +
-                                   s.ColumnText(0) + "); move it out of \"active\" first");
-  }
-  return Status::Ok();
-}
-
 Status InsertKeyRow(sqlite3* db, const KeyRecord& k) {
   if (k.state == "active") RETURN_IF_ERROR(RequireNoOtherActiveKey(db, k.tenant_id, k.key_id));
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
@@ -225,21 +284,6 @@ Status InsertKeyRow(sqlite3* db, const KeyRecord& k) {
   s.Bind(9, k.fingerprint).Bind(10, k.attestation).BindTime(11, k.created_at);
   s.BindOptionalTime(12, k.activated_at).BindOptionalTime(13, k.retired_at);
   return s.Run();
-}
-
-Status TenantNotFound(const std::string& tenant_id) {
-  return NotFoundError("tenant " + tenant_id + " not found");
-}
-
-Status TenantNotFoundOrDeleted(const std::string& tenant_id) {
-  return NotFoundError("tenant " + tenant_id + " not found or deleted");
-}
-
-// Ensures a tenant row exists (deleted or not), for history listings.
-Status RequireTenantExists(sqlite3* db, const std::string& tenant_id) {
-  ASSIGN_OR_RETURN(TenantState t, LoadTenantState(db, tenant_id));
-  if (!t.exists) return TenantNotFound(tenant_id);
-  return Status::Ok();
 }
 
 // Applies one migration on a SQLite connection. Each step is its own
@@ -485,13 +529,7 @@ StatusOr<std::vector<TenantRecord>> SqliteStore::ListTenants(bool include_delete
                                                        "ORDER BY tenant_id"),
                                                    "listing tenants"));
   s.Bind(1, static_cast<int64_t>(include_deleted ? 1 : 0));
-  std::vector<TenantRecord> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
-    out.push_back(ReadTenant(s));
-  }
-  return out;
+  return ReadAllRows<TenantRecord>(s, ReadTenant);
 }
 
 Status SqliteStore::AddPolicyVersion(const PolicyRecord& policy, int64_t expected_active_version) {
@@ -569,12 +607,7 @@ StatusOr<std::vector<PolicyRecord>> SqliteStore::ListPolicyVersions(const std::s
                                           " FROM policies WHERE tenant_id = ?1 ORDER BY version"),
                                       "listing policy versions"));
   s.Bind(1, tenant_id);
-  std::vector<PolicyRecord> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
-    out.push_back(ReadPolicy(s));
-  }
+  ASSIGN_OR_RETURN(std::vector<PolicyRecord> out, ReadAllRows<PolicyRecord>(s, ReadPolicy));
   RETURN_IF_ERROR(tx.Commit());
   return out;
 }
@@ -659,12 +692,7 @@ StatusOr<std::vector<KeyRecord>> SqliteStore::ListKeys(const std::string& tenant
           db, Sql("SELECT ", kKeyColumns, " FROM keys WHERE tenant_id = ?1 ORDER BY version"),
           "listing keys"));
   s.Bind(1, tenant_id);
-  std::vector<KeyRecord> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
-    out.push_back(ReadKey(s));
-  }
+  ASSIGN_OR_RETURN(std::vector<KeyRecord> out, ReadAllRows<KeyRecord>(s, ReadKey));
   RETURN_IF_ERROR(tx.Commit());
   return out;
 }
@@ -692,40 +720,7 @@ Status SqliteStore::UpdateKeyState(const std::string& key_id, const std::string&
   sqlite3* db = db_.get();
   ASSIGN_OR_RETURN(Transaction tx,
                    Transaction::Begin(db, Transaction::Mode::kImmediate, "updating key state"));
-  std::string tenant_id;
-  {
-    ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
-                                                     "SELECT state, tenant_id FROM keys "
-                                                     "WHERE key_id = ?1",
-                                                     "reading key state"));
-    s.Bind(1, key_id);
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) return NotFoundError("key " + key_id + " not found");
-    const std::string current = s.ColumnText(0);
-    if (current != expected_state) {
-      return AbortedError("key " + key_id + " changed concurrently: state is \"" + current +
-                          "\", expected \"" + expected_state + "\"");
-    }
-    tenant_id = s.ColumnText(1);
-  }
-  if (new_state == "active") {
-    ASSIGN_OR_RETURN(TenantState t, LoadTenantState(db, tenant_id));
-    if (t.deleted) {
-      return FailedPreconditionError("cannot activate key " + key_id + ": tenant " + tenant_id +
-                                     " is deleted");
-    }
-    RETURN_IF_ERROR(RequireNoOtherActiveKey(db, tenant_id, key_id));
-  }
-  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
-                                                   "UPDATE keys SET state = ?2, "
-                                                   "activated_at = COALESCE(activated_at, ?3), "
-                                                   "retired_at = COALESCE(retired_at, ?4) "
-                                                   "WHERE key_id = ?1",
-                                                   "updating key state"));
-  s.Bind(1, key_id).Bind(2, new_state);
-  s.BindOptionalTime(3, StampIf(new_state == "active", at));
-  s.BindOptionalTime(4, StampIf(Contains(kRetiredAtStates, new_state), at));
-  RETURN_IF_ERROR(s.Run());
+  RETURN_IF_ERROR(ChangeKeyState(db, key_id, expected_state, new_state, at, /*required_tenant=*/""));
   return tx.Commit();
 }
 
@@ -809,14 +804,7 @@ Status SqliteStore::InsertCertificate(const CertificateRecord& c) {
                    Transaction::Begin(db, Transaction::Mode::kImmediate, "inserting certificate"));
   ASSIGN_OR_RETURN(TenantState t, LoadTenantState(db, c.tenant_id));
   if (!t.exists || t.deleted) return TenantNotFoundOrDeleted(c.tenant_id);
-  {
-    ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
-                                                     "UPDATE certificates SET status = 'superseded' "
-                                                     "WHERE key_id = ?1 AND status = 'active'",
-                                                     "superseding certificate"));
-    s.Bind(1, c.key_id);
-    RETURN_IF_ERROR(s.Run());
-  }
+  RETURN_IF_ERROR(SupersedeActiveCertificateRow(db, c.key_id));
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
                                                    Sql("INSERT INTO certificates (", kCertColumns,
                                                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
@@ -827,6 +815,12 @@ Status SqliteStore::InsertCertificate(const CertificateRecord& c) {
   s.BindTime(10, c.not_after).BindTime(11, c.created_at).BindOptionalTime(12, c.revoked_at);
   RETURN_IF_ERROR(s.Run());
   return tx.Commit();
+}
+
+Status SqliteStore::SupersedeActiveCertificate(const std::string& key_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(RequireCurrentSchemaLocked());
+  return SupersedeActiveCertificateRow(db_.get(), key_id);
 }
 
 StatusOr<CertificateRecord> SqliteStore::GetActiveCertificate(const std::string& key_id) {
@@ -880,13 +874,7 @@ StatusOr<std::vector<CertificateRecord>> SqliteStore::ListRevokedCertificates(co
                                                        "revoked_at IS NOT NULL ORDER BY revoked_at, serial"),
                                                    "listing revoked certificates"));
   s.Bind(1, issuer);
-  std::vector<CertificateRecord> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
-    out.push_back(ReadCert(s));
-  }
-  return out;
+  return ReadAllRows<CertificateRecord>(s, ReadCert);
 }
 
 // --- API keys --------------------------------------------------------------------
@@ -935,13 +923,7 @@ StatusOr<std::vector<ApiKeyRecord>> SqliteStore::ListApiKeys() {
                                                    Sql("SELECT ", kApiKeyColumns,
                                                        " FROM api_keys ORDER BY created_at, id"),
                                                    "listing API keys"));
-  std::vector<ApiKeyRecord> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
-    out.push_back(ReadApiKey(s));
-  }
-  return out;
+  return ReadAllRows<ApiKeyRecord>(s, ReadApiKey);
 }
 
 Status SqliteStore::RevokeApiKey(const std::string& id, TimePoint at) {
