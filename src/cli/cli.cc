@@ -144,7 +144,6 @@ int RunKeyctl(int argc, char** argv) {
 
   std::function<int()> action;
   CommandContext ctx{app, g, action};  // for Add<Area>Commands in cli_<area>.cc
-  (void)ctx;
 
   // serve
   std::string config_file, listen, data_dir;
@@ -620,6 +619,8 @@ int RunKeyctl(int argc, char** argv) {
       return r->status == 200 ? 0 : kExitError;
     };
   });
+
+  AddRotationCommands(ctx);
 
   try {
     app.parse(argc, argv);

@@ -114,6 +114,9 @@ struct CommandContext {
   std::function<int()>& action;
 };
 
+// Command groups living in their own files.
+void AddRotationCommands(CommandContext& ctx);  // cli_rotation.cc (needs "key" registered first)
+
 }  // namespace concierge::cli
 
 #endif  // CONCIERGE_CLI_CLI_INTERNAL_H_

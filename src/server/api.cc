@@ -93,24 +93,8 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
   Call& call = *call_ptr;
   const std::string& m = call.req.method;
   std::vector<std::string> s = Segments(call.req.path);
-  // 405 has no Status code of its own, so its body is written here directly.
-  auto method_not_allowed = [&](const char* allowed) {
-    HttpResponse r = JsonResponse(405, {{"error", "method_not_allowed"},
-                                        {"message", "method " + m + " is not allowed on " + call.req.path},
-                                        {"code", 405},
-                                        {"details", {{"allow", allowed}}}});
-    r.headers.emplace_back("Allow", allowed);
-    return r;
-  };
-  auto is = [&](std::initializer_list<const char*> pattern) {
-    if (s.size() != pattern.size()) return false;
-    size_t i = 0;
-    for (const char* p : pattern) {
-      if (std::string_view(p) != "*" && s[i] != p) return false;
-      ++i;
-    }
-    return true;
-  };
+  auto method_not_allowed = [&](const char* allowed) { return MethodNotAllowed(call.req, allowed); };
+  auto is = [&](std::initializer_list<const char*> pattern) { return PathIs(s, pattern); };
 
   if (is({"health"})) return m == "GET" ? Health(call) : method_not_allowed("GET");
   if (is({"ready"})) return m == "GET" ? Ready(call) : method_not_allowed("GET");
@@ -132,6 +116,7 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
   if (is({"api", "v1", "ca"})) return m == "POST" ? InitCa(call) : method_not_allowed("POST");
   if (is({"api", "v1", "ca", "certificate"})) return m == "GET" ? CaCertificate(call) : method_not_allowed("GET");
   if (is({"api", "v1", "ca", "crl"})) return m == "GET" ? CaCrl(call) : method_not_allowed("GET");
+  if (auto rotation = DispatchRotation(call, s)) return rotation;
   if (s.size() >= 4 && s[2] == "tenants") {
     const std::string& t = s[3];
     if (is({"api", "v1", "tenants", "*"})) return m == "GET" ? GetTenant(call, t) : method_not_allowed("GET");
@@ -339,7 +324,15 @@ HttpResponse Api::ListKeys(Call& call, const std::string& tenant) {
   API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kTenantRead, tenant));
   API_ASSIGN_OR_RETURN(call, auto keys, d_.tenants->ListKeys(tenant));
   json out = json::array();
-  for (const auto& k : keys) out.push_back(KeyJson(k));
+  for (const auto& k : keys) {
+    // Every version stays listed with its certificate, so old signatures can
+    // still be traced to the certificate that covered them.
+    json j = KeyJson(k);
+    auto cert = d_.store->GetLatestCertificate(k.key_id);
+    j["certificate_serial"] = cert.ok() ? json(cert->serial) : json(nullptr);
+    j["certificate_status"] = cert.ok() ? json(cert->status) : json(nullptr);
+    out.push_back(std::move(j));
+  }
   return JsonResponse(200, {{"tenant_id", tenant}, {"keys", out}});
 }
 
@@ -349,6 +342,10 @@ HttpResponse Api::GetKey(Call& call, const std::string& tenant, const std::strin
   json out = KeyJson(key);
   out["public_key_pem"] = key.public_key_pem;
   if (!key.attestation.empty()) out["attestation_pem"] = key.attestation;
+  if (auto cert = d_.store->GetLatestCertificate(key.key_id); cert.ok()) {
+    out["certificate"] = CertificateJson(*cert);
+    out["certificate"]["chain_pem"] = cert->chain_pem;
+  }
   return JsonResponse(200, out);
 }
 
@@ -489,15 +486,17 @@ std::optional<HttpResponse> Api::SignCose(const std::shared_ptr<Call>& call_ptr,
                          call.request_id);
   }
   API_ASSIGN_OR_RETURN(call, auto state, d_.tenants->Active(tenant));
-  // The chain is checked (present, not revoked, valid now) before anything is signed.
-  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ActiveChain(tenant));
+  // The chain is checked (present, not revoked, valid now) before anything is
+  // signed, and belongs to the snapshot's key: a cutover in between cannot
+  // pair one key's chain with the other key's signature.
+  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ChainFor(state->active_key));
   const Algorithm alg = state->policy.policy.algorithm;
   auto protected_header = std::make_shared<Bytes>(crypto::CoseProtectedHeader(alg, chain->signing_der));
   auto payload_ptr = std::make_shared<Bytes>(*std::move(payload));
   req.message = crypto::CoseSigStructure(*protected_header, *payload_ptr);
   req.kind = "cose";
   req.ledger_digest_hex = crypto::Sha256Hex(*payload_ptr);
-  req.expected_key_id = chain->key_id;
+  req.state = state;
   req.cert_serial = chain->serial;
   req.request_id = client_request_id.empty() ? call.request_id : client_request_id;
   req.api_key_id = call.principal->id;
@@ -536,12 +535,13 @@ std::optional<HttpResponse> Api::SignRaw(const std::shared_ptr<Call>& call_ptr, 
     return ErrorResponse(FieldError("body", "request body is empty; send the bytes to sign"), call.request_id);
   }
   // A signature only makes sense to C2PA with a certificate for the key.
-  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ActiveChain(tenant));
+  API_ASSIGN_OR_RETURN(call, auto state, d_.tenants->Active(tenant));
+  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ChainFor(state->active_key));
   core::MessageSignRequest req;
   req.message = Bytes(call.req.body.begin(), call.req.body.end());
   req.kind = "raw";
   req.ledger_digest_hex = crypto::Sha256Hex(req.message);
-  req.expected_key_id = chain->key_id;
+  req.state = state;
   req.cert_serial = chain->serial;
   req.request_id = call.request_id;
   req.api_key_id = call.principal->id;
@@ -739,9 +739,14 @@ HttpResponse Api::ImportCertificate(Call& call, const std::string& tenant) {
   API_ASSIGN_OR_RETURN(call, std::string chain_pem, StringField(body, "chain_pem", true));
   API_ASSIGN_OR_RETURN(call, CertificateRecord cert, d_.certs->Import(tenant, chain_pem));
   Log(LogLevel::kInfo, "certificate_imported",
-      {{"tenant_id", tenant}, {"serial", cert.serial}, {"issuer", cert.issuer}, {"actor", call.principal->id},
-       {"request_id", call.request_id}});
-  return JsonResponse(201, CertificateJson(cert));
+      {{"tenant_id", tenant}, {"serial", cert.serial}, {"issuer", cert.issuer}, {"key_id", cert.key_id},
+       {"actor", call.principal->id}, {"request_id", call.request_id}});
+  json out = CertificateJson(cert);
+  // A rotation waiting for this certificate continues on the scheduler thread.
+  if (std::string resumed = ResumeAwaitingRotation(tenant, cert.key_id); !resumed.empty()) {
+    out["rotation_id"] = resumed;
+  }
+  return JsonResponse(201, out);
 }
 
 HttpResponse Api::IssueCertificate(Call& call, const std::string& tenant) {

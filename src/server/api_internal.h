@@ -31,6 +31,10 @@ Status NoCertificateService();
 
 // Splits "/api/v1/tenants/x/sign" into {"api","v1","tenants","x","sign"}.
 std::vector<std::string> Segments(const std::string& path);
+// Whether `segments` match `pattern` exactly, "*" matching any one segment.
+bool PathIs(const std::vector<std::string>& segments, std::initializer_list<const char*> pattern);
+// 405 with an Allow header and the usual error body.
+HttpResponse MethodNotAllowed(const HttpRequest& req, const char* allowed);
 
 // Strict readers for request bodies: every error names its field.
 StatusOr<json> ParseBody(const std::string& body);

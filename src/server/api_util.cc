@@ -71,6 +71,26 @@ json ApiKeyJson(const ApiKeyRecord& k) {
           {"revoked_at", k.revoked_at ? json(FormatRfc3339(*k.revoked_at)) : json(nullptr)}};
 }
 
+HttpResponse MethodNotAllowed(const HttpRequest& req, const char* allowed) {
+  // 405 has no Status code of its own, so its body is written here directly.
+  HttpResponse r = JsonResponse(405, {{"error", "method_not_allowed"},
+                                      {"message", "method " + req.method + " is not allowed on " + req.path},
+                                      {"code", 405},
+                                      {"details", {{"allow", allowed}}}});
+  r.headers.emplace_back("Allow", allowed);
+  return r;
+}
+
+bool PathIs(const std::vector<std::string>& segments, std::initializer_list<const char*> pattern) {
+  if (segments.size() != pattern.size()) return false;
+  size_t i = 0;
+  for (const char* p : pattern) {
+    if (std::string_view(p) != "*" && segments[i] != p) return false;
+    ++i;
+  }
+  return true;
+}
+
 // Splits "/api/v1/tenants/x/sign" into {"api","v1","tenants","x","sign"}.
 std::vector<std::string> Segments(const std::string& path) {
   std::vector<std::string> out;
