@@ -20,18 +20,12 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string ReadToken(const std::string& data_dir) {
-  std::string t = testing::ReadFile(data_dir + "/bootstrap-admin.token");
-  while (!t.empty() && t.back() == '\n') t.pop_back();
-  return t;
-}
-
 TEST(CrashTest, EveryAcknowledgedSignatureSurvivesSigkill) {
   testing::TempDir dir;
   std::string data = dir.File("data");
   testing::ServerProcess server;
   ASSERT_TRUE(server.Start(data)) << server.error();
-  std::string token = ReadToken(data);
+  std::string token = testing::ReadBootstrapToken(data);
   {
     client::HttpClient admin(server.url(), token);
     auto r = admin.Post("/api/v1/tenants/acme-news/policy", R"({"algorithm":"ES256"})");

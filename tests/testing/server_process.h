@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <string>
 
 namespace concierge::testing {
@@ -19,7 +20,12 @@ class ServerProcess {
   // for its "listening on" line. Returns false (with a reason in error()) if the
   // server exits or does not report its address in time.
   bool Start(const std::string& data_dir);
+  // Same, with extra environment variables for the child (e.g. a fault point).
+  bool Start(const std::string& data_dir, const std::map<std::string, std::string>& env);
   void Kill(int signal);  // and reap
+  // Waits up to `timeout_seconds` for the child to exit on its own and reaps
+  // it. Returns its exit code, 128+N for a signal N, or -1 on timeout.
+  int WaitForExit(int timeout_seconds);
   const std::string& url() const { return url_; }
   const std::string& error() const { return error_; }
 
