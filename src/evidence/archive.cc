@@ -135,9 +135,12 @@ StatusOr<std::vector<PackFile>> ReadTar(ByteView bytes) {
   return files;
 }
 
-StatusOr<Bytes> ReadFileBytes(const std::string& path) {
+StatusOr<Bytes> ReadFileBytes(const std::string& path, size_t max_size) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) return NotFoundError("cannot open " + path + ": not a readable file");
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) return UnavailableError("cannot read " + path);
+  if (size > max_size) return InvalidArgumentError(path + " is larger than " + std::to_string(max_size) + " bytes");
   std::ifstream f(path, std::ios::binary);
   if (!f) return NotFoundError("cannot open " + path);
   Bytes out((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());

@@ -45,9 +45,11 @@ StatusOr<Bytes> WriteTar(const std::vector<PackFile>& files, TimePoint mtime);
 // file, a bad or duplicate name, or a size over the limits.
 StatusOr<std::vector<PackFile>> ReadTar(ByteView archive);
 
-// Reads a whole file (Unavailable / NotFound when it cannot be read) and
-// writes one atomically (temp file + rename) with mode 0644.
-StatusOr<Bytes> ReadFileBytes(const std::string& path);
+// Reads a whole regular file of at most `max_size` bytes (NotFound when it
+// is missing or not a regular file, InvalidArgument when larger, Unavailable
+// on a read error) and writes one (temp file + rename, so readers never see
+// half a pack).
+StatusOr<Bytes> ReadFileBytes(const std::string& path, size_t max_size);
 Status WriteFileBytes(const std::string& path, ByteView bytes);
 
 }  // namespace concierge::evidence

@@ -71,6 +71,9 @@ StatusOr<Manifest> ParseManifest(const json& j) {
   ASSIGN_OR_RETURN(m.rotation_id, StringAt(j, "rotation/id"));
   ASSIGN_OR_RETURN(m.tenant_id, StringAt(j, "rotation/tenant_id"));
   ASSIGN_OR_RETURN(m.outcome, StringAt(j, "rotation/outcome"));
+  if (m.outcome != kOutcomeCompleted && m.outcome != kOutcomeRolledBack && m.outcome != kOutcomeAborted) {
+    return InvalidArgumentError("manifest rotation/outcome '" + m.outcome + "' is not a rotation outcome");
+  }
   ASSIGN_OR_RETURN(m.finished_at, StringAt(j, "rotation/finished_at"));
   ASSIGN_OR_RETURN(m.policy_hash, StringAt(j, "rotation/policy/hash"));
   ASSIGN_OR_RETURN(m.old_key_fingerprint, StringAt(j, "rotation/old_key/fingerprint"));
@@ -422,14 +425,14 @@ VerifyReport VerifyEvidencePack(ByteView archive, std::optional<std::string_view
 
 int RunEvidenceVerify(const std::string& path, const std::string& trusted_key_path, std::ostream& out) {
   out << "evidence pack " << path << "\n";
-  auto archive = ReadFileBytes(path);
+  auto archive = ReadFileBytes(path, kMaxArchiveBytes + (1u << 20));
   if (!archive.ok()) {
     out << "FAIL read: " << archive.status().message() << "\nverdict: UNREADABLE\n";
     return 2;
   }
   std::optional<std::string> trusted;
   if (!trusted_key_path.empty()) {
-    auto pem = ReadFileBytes(trusted_key_path);
+    auto pem = ReadFileBytes(trusted_key_path, 1u << 20);
     if (!pem.ok() || !crypto::PublicKeyFromPem(crypto::AsString(*pem)).ok()) {
       out << "FAIL trusted key: " << trusted_key_path << " is not a readable PEM public key\nverdict: UNREADABLE\n";
       return 2;

@@ -127,9 +127,11 @@ TEST_F(VerifyTest, IntactPackVerifies) {
 }
 
 TEST_F(VerifyTest, EveryFlippedByteOfEveryFileIsNamed) {
-  const Bytes tar = BuildTar();
+  RotationEvidence e = Evidence();
+  e.attestation = Bytes{0x30, 0x03, 0x02, 0x01, 0x07};
+  const Bytes tar = BuildTar(evidence_key_, e);
   const std::vector<Member> members = UstarMembers(tar);
-  ASSERT_EQ(members.size(), 10u);
+  ASSERT_EQ(members.size(), 11u);
   size_t flips = 0;
   for (const Member& m : members) {
     // A content file is caught by its digest, digests.txt by the manifest,
@@ -247,6 +249,19 @@ TEST_F(VerifyTest, CertificateNotCarryingTheNewKeyIsInconsistent) {
   keys["post"]["fingerprint"] = old_key_.fingerprint;
   ExpectOnlyProblem(VerifyEvidencePack(SealWith("keys.json", keys.dump(), e)), ProblemKind::kInconsistent,
                     "keys.json");
+}
+
+TEST_F(VerifyTest, SignedManifestThatIsNotAPackManifestIsMalformed) {
+  auto content = RenderEvidence(Evidence());
+  ASSERT_TRUE(content.ok());
+  content->rotation["outcome"] = "done";
+  auto pack = SealEvidence(*content, evidence_key_, base_);
+  ASSERT_TRUE(pack.ok());
+  ExpectOnlyProblem(VerifyEvidencePack(*PackToTar(*pack)), ProblemKind::kMalformed, "manifest.json");
+  content->rotation["outcome"] = "completed";
+  content->rotation.erase("new_key");
+  pack = SealEvidence(*content, evidence_key_, base_);
+  ExpectOnlyProblem(VerifyEvidencePack(*PackToTar(*pack)), ProblemKind::kMalformed, "manifest.json");
 }
 
 TEST_F(VerifyTest, RolledBackRotationRecordsABadCertificateAsAWarning) {
