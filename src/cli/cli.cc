@@ -144,7 +144,7 @@ int RunKeyctl(int argc, char** argv) {
 
   std::function<int()> action;
   CommandContext ctx{app, g, action};  // for Add<Area>Commands in cli_<area>.cc
-  (void)ctx;
+  AddEvidenceCommands(ctx);
 
   // serve
   std::string config_file, listen, data_dir;

@@ -114,6 +114,9 @@ struct CommandContext {
   std::function<int()>& action;
 };
 
+// Command groups, one per cli_<area>.cc.
+void AddEvidenceCommands(CommandContext& ctx);
+
 }  // namespace concierge::cli
 
 #endif  // CONCIERGE_CLI_CLI_INTERNAL_H_
