@@ -144,6 +144,7 @@ int RunKeyctl(int argc, char** argv) {
 
   std::function<int()> action;
   CommandContext ctx{app, g, action};  // for Add<Area>Commands in cli_<area>.cc
+  AddEvidenceCommands(ctx);
 
   // serve
   std::string config_file, listen, data_dir;

@@ -114,7 +114,8 @@ struct CommandContext {
   std::function<int()>& action;
 };
 
-// Command groups living in their own files.
+// Command groups, one per cli_<area>.cc.
+void AddEvidenceCommands(CommandContext& ctx);
 void AddRotationCommands(CommandContext& ctx);  // cli_rotation.cc (needs "key" registered first)
 
 }  // namespace concierge::cli
