@@ -170,6 +170,29 @@ struct KeySwap {
   TimePoint at{};
 };
 
+// A Rotation Evidence Pack as built when a rotation closed (docs/evidence.md):
+// the ustar bytes, kept verbatim so the pack handed out later is the one
+// signed then. One per (rotation, outcome): a completed rotation that is later
+// rolled back gets a second pack.
+struct RotationEvidenceRecord {
+  std::string rotation_id;
+  std::string outcome;   // "completed", "rolled_back" or "aborted"
+  TimePoint created_at{};
+  std::string sha256;    // hex SHA-256 of `pack`
+  std::vector<uint8_t> pack;
+};
+
+// The service's evidence signing key (at most one per database): the key
+// stays in its backend; this names it and keeps its public half.
+struct EvidenceKeyRecord {
+  std::string provider;
+  std::string key_uri;
+  std::string algorithm;
+  std::string public_key_pem;
+  std::string fingerprint;  // hex SHA-256 of the SPKI DER
+  TimePoint created_at{};
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -267,6 +290,18 @@ class Store {
                                const std::vector<RotationEvent>& events) = 0;
   // The timeline of a rotation, ascending seq (empty for an unknown id).
   virtual StatusOr<std::vector<RotationEvent>> ListRotationEvents(const std::string& rotation_id) = 0;
+
+  // --- rotation evidence ---
+  // kAlreadyExists when the rotation already has a pack for that outcome;
+  // kNotFound for an unknown rotation.
+  virtual Status InsertRotationEvidence(const RotationEvidenceRecord& evidence) = 0;
+  // kNotFound when there is none.
+  virtual StatusOr<RotationEvidenceRecord> GetRotationEvidence(const std::string& rotation_id,
+                                                               const std::string& outcome) = 0;
+  // kAlreadyExists when the evidence key was created before.
+  virtual Status InsertEvidenceKey(const EvidenceKeyRecord& key) = 0;
+  // kNotFound when there is none yet.
+  virtual StatusOr<EvidenceKeyRecord> GetEvidenceKey() = 0;
 
   // --- API keys ---
   virtual Status InsertApiKey(const ApiKeyRecord& key) = 0;

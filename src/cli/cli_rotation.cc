@@ -1,5 +1,6 @@
-// `keyctl rotation ...` and `keyctl key set-state`: the rotation engine's
-// commands (docs/rotation.md). Everything goes through the REST API.
+// `keyctl rotation ...`, `keyctl key set-state` and `keyctl evidence
+// export|key`: the rotation engine's commands (docs/rotation.md). Everything
+// goes through the REST API.
 #include <chrono>
 #include <iostream>
 #include <set>
@@ -124,8 +125,10 @@ void AddRotationCommands(CommandContext& ctx) {
   auto* rotation = ctx.app.add_subcommand("rotation", "key rotations: calendar, execution, approval, rollback");
   rotation->require_subcommand(1);
 
+  // One option block shared by the subcommands (only one runs per call);
+  // out_file is --csr-out of `status` and --out of the evidence commands.
   struct Options {
-    std::string tenant, id, when, owner, certificate, reason, csr_out, state, key_id;
+    std::string tenant, id, when, owner, certificate, reason, out_file, state, key_id;
     bool approval_required = false, follow = false, no_follow = false, yes = false;
   };
   auto o = std::make_shared<Options>();
@@ -181,14 +184,14 @@ void AddRotationCommands(CommandContext& ctx) {
   auto* status = rotation->add_subcommand("status", "a rotation's phases, progress and timeline");
   status->add_option("id", o->id, "rotation id")->required();
   status->add_flag("--follow,-f", o->follow, "keep printing progress until the rotation settles");
-  status->add_option("--csr-out", o->csr_out, "write the new key's CSR (PEM) to this file");
+  status->add_option("--csr-out", o->out_file, "write the new key's CSR (PEM) to this file");
   status->callback([&g, &action, o] {
     action = [&g, o] {
       Api api(g);
       json r = o->follow ? Follow(api, o->id, g) : api.CallJson("GET", RotationPath(o->id));
-      if (!o->csr_out.empty()) {
+      if (!o->out_file.empty()) {
         if (!r["csr_pem"].is_string()) Fail("rotation " + o->id + " has no CSR yet");
-        WriteFileOrFail(o->csr_out, r["csr_pem"].get<std::string>());
+        WriteFileOrFail(o->out_file, r["csr_pem"].get<std::string>());
       }
       Print(g, r, [&] { PrintStatus(r); });
       return o->follow ? Outcome(r) : 0;
@@ -252,6 +255,45 @@ void AddRotationCommands(CommandContext& ctx) {
       return 0;
     };
   });
+
+  // keyctl evidence export / key: fetch packs and the key that signs them
+  // (`evidence verify` itself is local, in cli_evidence.cc).
+  if (CLI::App* evidence = ctx.app.get_subcommand("evidence"); evidence != nullptr) {
+    auto* export_cmd = evidence->add_subcommand("export", "download a rotation's Rotation Evidence Pack (tar)");
+    export_cmd->add_option("id", o->id, "rotation id")->required();
+    export_cmd->add_option("--out", o->out_file, "write the pack to this file")->required();
+    export_cmd->add_option("--outcome", o->state, "an earlier pack: completed, rolled_back or aborted")
+        ->check(CLI::IsMember({"completed", "rolled_back", "aborted"}));
+    export_cmd->callback([&g, &action, o] {
+      action = [&g, o] {
+        Api api(g);
+        auto r = api.Call("GET", RotationPath(o->id, "/evidence") + (o->state.empty() ? "" : "?outcome=" + o->state));
+        WriteFileOrFail(o->out_file, r.body);
+        auto header = [&](const char* name) { return r.headers.count(name) ? r.headers.at(name) : std::string(); };
+        json out = {{"rotation_id", o->id},
+                    {"file", o->out_file},
+                    {"outcome", header("x-evidence-outcome")},
+                    {"sha256", header("x-evidence-sha256")},
+                    {"bytes", r.body.size()}};
+        Print(g, out, [&] {
+          std::cout << "wrote " << o->out_file << " (" << r.body.size() << " bytes, " << out["outcome"].get<std::string>()
+                    << ", sha256 " << out["sha256"].get<std::string>() << ")\n";
+        });
+        return 0;
+      };
+    });
+    auto* key_cmd = evidence->add_subcommand("key", "print the service's evidence public key (PEM) to pin");
+    key_cmd->add_option("--out", o->out_file, "write the PEM to this file");
+    key_cmd->callback([&g, &action, o] {
+      action = [&g, o] {
+        Api api(g);
+        auto r = api.Call("GET", "/api/v1/evidence-key");
+        if (!o->out_file.empty()) WriteFileOrFail(o->out_file, r.body);
+        else std::cout << r.body;
+        return 0;
+      };
+    });
+  }
 
   // keyctl key set-state: the manual part of the key lifecycle.
   if (CLI::App* key = ctx.app.get_subcommand("key"); key != nullptr) {

@@ -3,8 +3,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <map>
-#include <sstream>
 
 #include "core/fault_point.h"
 #include "core/key_state.h"
@@ -65,27 +63,6 @@ int RotationPhaseNumber(std::string_view phase) {
 
 bool RotationIsOpen(std::string_view state) {
   return state == "scheduled" || state == "running" || state == "awaiting_certificate";
-}
-
-std::string CanaryResultsCsv(const std::string& canary_results_json) {
-  std::ostringstream out;
-  out << "n,kind,ledger_seq,digest,ok,latency_us,error\n";
-  json results = json::parse(canary_results_json.empty() ? "[]" : canary_results_json, nullptr, false);
-  if (!results.is_array()) return out.str();
-  for (const json& r : results) {
-    std::string error = r.value("error", "");
-    // RFC 4180: quote a field holding a separator, quote or line break.
-    if (error.find_first_of(",\"\r\n") != std::string::npos) {
-      std::string quoted = "\"";
-      for (char c : error) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
-      error = quoted + "\"";
-    }
-    out << r.value("n", 0) << ',' << r.value("kind", "") << ',';
-    if (r.contains("ledger_seq") && r["ledger_seq"].is_number()) out << r["ledger_seq"].get<int64_t>();
-    out << ',' << r.value("digest", "") << ',' << (r.value("ok", false) ? "true" : "false") << ','
-        << r.value("latency_us", int64_t{0}) << ',' << error << '\n';
-  }
-  return out.str();
 }
 
 // --- bookkeeping -----------------------------------------------------------------
@@ -491,8 +468,9 @@ Status RotationEngine::Canary(RotationRecord& rec) {
   KeyBackend* backend = tenants_.backends().Find(key.provider);
   if (backend == nullptr || !alg) return FailedPreconditionError("backend of key '" + key.key_id + "' is unavailable");
 
-  // What gets signed: canary_count fresh random digests, then the digests of
-  // a sample of the tenant's recent ledger entries (what real clients sign).
+  // What gets signed: canary_count fresh random digests ("test"), then the
+  // digests of a sample of the tenant's recent ledger entries ("resample":
+  // what real clients sign).
   struct Probe {
     std::string kind;
     int64_t ledger_seq = 0;
@@ -522,7 +500,7 @@ Status RotationEngine::Canary(RotationRecord& rec) {
         // Rows of COSE/raw signatures hold a SHA-256 of the payload, which may
         // not be this algorithm's digest size: re-hash it to one.
         Bytes d = DigestSizeAccepted(*alg, digest->size()) ? *std::move(digest) : crypto::DigestFor(*alg, *digest);
-        probes.push_back({"ledger", e.seq, std::move(d)});
+        probes.push_back({"resample", e.seq, std::move(d)});
       }
       break;
     }
@@ -540,10 +518,11 @@ Status RotationEngine::Canary(RotationRecord& rec) {
     json r = {{"n", i + 1},
               {"kind", p.kind},
               {"digest", crypto::HexEncode(p.digest)},
+              {"signature", signature.ok() ? crypto::HexEncode(*signature) : std::string()},
               {"ok", verified.ok()},
               {"latency_us", micros.count()},
               {"error", verified.ok() ? "" : verified.message()}};
-    if (p.kind == "ledger") r["ledger_seq"] = p.ledger_seq;
+    if (p.kind == "resample") r["ledger_seq"] = p.ledger_seq;
     results.push_back(std::move(r));
     if (!verified.ok()) {
       ++failures;
@@ -552,7 +531,7 @@ Status RotationEngine::Canary(RotationRecord& rec) {
   }
   rec.canary_results = results.dump();
   const size_t ledger_count = static_cast<size_t>(
-      std::count_if(probes.begin(), probes.end(), [](const Probe& p) { return p.kind == "ledger"; }));
+      std::count_if(probes.begin(), probes.end(), [](const Probe& p) { return p.kind == "resample"; }));
   if (failures > 0) {
     RETURN_IF_ERROR(Persist(rec, {}));  // keep the results for the operator and the evidence
     return FailedPreconditionError("canary failed: " + std::to_string(failures) + " of " +
@@ -857,31 +836,6 @@ TickReport RotationEngine::Recover() {
     if (!done.ok()) report.errors.push_back("resuming " + r.rotation_id + ": " + done.status().message());
   }
   return report;
-}
-
-StatusOr<RotationEvidenceInputs> RotationEngine::EvidenceInputs(const std::string& rotation_id) {
-  RotationEvidenceInputs in;
-  ASSIGN_OR_RETURN(in.rotation, store_.GetRotation(rotation_id));
-  if (in.rotation.state != "completed" && in.rotation.state != "rolled_back") {
-    return FailedPreconditionError("rotation " + rotation_id + " is " + in.rotation.state +
-                                   "; evidence exists for completed and rolled-back rotations");
-  }
-  ASSIGN_OR_RETURN(in.timeline, store_.ListRotationEvents(rotation_id));
-  ASSIGN_OR_RETURN(in.policy, store_.GetPolicyVersion(in.rotation.tenant_id, in.rotation.policy_version));
-  if (!in.rotation.old_key_id.empty()) {
-    ASSIGN_OR_RETURN(KeyRecord old_key, store_.GetKey(in.rotation.old_key_id));
-    in.old_key = std::move(old_key);
-  }
-  ASSIGN_OR_RETURN(in.new_key, store_.GetKey(in.rotation.new_key_id));
-  in.csr_pem = in.rotation.csr_pem;
-  auto cert = store_.GetLatestCertificate(in.rotation.new_key_id);
-  if (cert.ok()) {
-    in.certificate = *std::move(cert);
-  } else if (cert.status().code() != StatusCode::kNotFound) {
-    return cert.status();
-  }
-  in.canary_csv = CanaryResultsCsv(in.rotation.canary_results);
-  return in;
 }
 
 }  // namespace concierge::core

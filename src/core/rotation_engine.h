@@ -96,28 +96,13 @@ struct TenantCalendar {
   bool overdue = false;               // next_due has passed
 };
 
-// Everything a Rotation Evidence Pack is built from (see rotation_evidence in
-// docs/rotation.md): gathered from the store, never recomputed.
-struct RotationEvidenceInputs {
-  RotationRecord rotation;
-  std::vector<RotationEvent> timeline;
-  PolicyRecord policy;               // the version the rotation ran under (canonical JSON + hash)
-  std::optional<KeyRecord> old_key;  // fingerprint, public key, attestation
-  KeyRecord new_key;
-  std::string csr_pem;
-  std::optional<CertificateRecord> certificate;  // new key's certificate and chain
-  std::string canary_csv;            // CanaryResultsCsv(rotation.canary_results)
-};
-
-// The canary results JSON as CSV with a header line.
-std::string CanaryResultsCsv(const std::string& canary_results_json);
-
 struct TickReport {
   int calendar_scheduled = 0;  // calendar rotations created or rescheduled
   int started = 0;             // due rotations started
   int resumed = 0;             // running / awaiting_certificate rotations re-run
   int keys_retired = 0;        // old keys whose grace window closed
   int cancelled = 0;           // open rotations of deleted tenants
+  int evidence_built = 0;      // Rotation Evidence Packs built (RotationScheduler)
   std::vector<std::string> errors;  // one line each; the tick goes on after an error
 };
 
@@ -164,10 +149,6 @@ class RotationEngine {
   TickReport Tick();
   // At start-up: resumes every rotation left "running" by a crash.
   TickReport Recover();
-
-  // The evidence seam: the inputs of the Rotation Evidence Pack of a completed
-  // or rolled-back rotation (FailedPrecondition for other states).
-  StatusOr<RotationEvidenceInputs> EvidenceInputs(const std::string& rotation_id);
 
   const RotationOptions& options() const { return options_; }
 

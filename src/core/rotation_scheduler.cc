@@ -43,11 +43,16 @@ TickReport RotationScheduler::DrainSubmitted() {
   return report;
 }
 
+void RotationScheduler::RecordEvidence(TickReport& report) {
+  if (evidence_ != nullptr) report.evidence_built += evidence_->EnsureAll(&report.errors);
+}
+
 TickReport RotationScheduler::Tick() {
   TickReport submitted = DrainSubmitted();
   TickReport report = engine_.Tick();
   report.resumed += submitted.resumed;
   report.errors.insert(report.errors.begin(), submitted.errors.begin(), submitted.errors.end());
+  RecordEvidence(report);
   return report;
 }
 
@@ -58,6 +63,7 @@ void RotationScheduler::Loop() {
     if (!queue_.empty()) {
       lock.unlock();
       TickReport r = DrainSubmitted();
+      RecordEvidence(r);
       if (on_report_) on_report_("execute", r);
       lock.lock();
       continue;
@@ -65,6 +71,7 @@ void RotationScheduler::Loop() {
     if (std::chrono::steady_clock::now() >= next_tick) {
       lock.unlock();
       TickReport r = engine_.Tick();
+      RecordEvidence(r);
       if (on_report_) on_report_("tick", r);
       next_tick = std::chrono::steady_clock::now() + interval_;
       lock.lock();

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "core/rotation_engine.h"
+#include "core/rotation_evidence.h"
 
 namespace concierge::core {
 
@@ -26,8 +27,11 @@ class RotationScheduler {
  public:
   using ReportFn = std::function<void(const std::string& what, const TickReport& report)>;
 
-  RotationScheduler(RotationEngine& engine, std::chrono::milliseconds tick_interval, ReportFn on_report = nullptr)
-      : engine_(engine), interval_(tick_interval), on_report_(std::move(on_report)) {}
+  // `evidence` (optional) builds the Rotation Evidence Pack of every rotation
+  // that closed, after each run and each tick.
+  RotationScheduler(RotationEngine& engine, std::chrono::milliseconds tick_interval, ReportFn on_report = nullptr,
+                    RotationEvidenceRecorder* evidence = nullptr)
+      : engine_(engine), interval_(tick_interval), on_report_(std::move(on_report)), evidence_(evidence) {}
   ~RotationScheduler() { Stop(); }
   RotationScheduler(const RotationScheduler&) = delete;
   RotationScheduler& operator=(const RotationScheduler&) = delete;
@@ -45,10 +49,12 @@ class RotationScheduler {
  private:
   void Loop();
   TickReport DrainSubmitted();
+  void RecordEvidence(TickReport& report);
 
   RotationEngine& engine_;
   const std::chrono::milliseconds interval_;
   ReportFn on_report_;
+  RotationEvidenceRecorder* evidence_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::string> queue_;  // guarded by mu_

@@ -18,6 +18,7 @@
 #include "core/auth.h"
 #include "core/ca.h"
 #include "core/rotation_engine.h"
+#include "core/rotation_evidence.h"
 #include "core/rotation_scheduler.h"
 #include "core/ledger_writer.h"
 #include "core/signing_service.h"
@@ -43,6 +44,7 @@ struct ApiDeps {
   core::CertificateService* certs = nullptr;
   core::RotationEngine* rotations = nullptr;           // null: rotation routes answer 503
   core::RotationScheduler* rotation_scheduler = nullptr;  // runs executed rotations
+  core::RotationEvidenceRecorder* evidence = nullptr;     // Rotation Evidence Packs
 };
 
 class Api {
@@ -97,6 +99,7 @@ class Api {
   HttpResponse RollbackRotation(Call& call, const std::string& rotation_id);
   HttpResponse CancelRotation(Call& call, const std::string& rotation_id);
   HttpResponse RotationEvidence(Call& call, const std::string& rotation_id);
+  HttpResponse EvidenceKey(Call& call);
   HttpResponse SetKeyState(Call& call, const std::string& tenant, const std::string& key_id);
   // Authorises `permission` on the rotation's tenant; a rotation of a tenant
   // the caller may not see is reported missing, not forbidden.

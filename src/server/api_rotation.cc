@@ -8,6 +8,7 @@
 //   POST /api/v1/rotations/{id}/rollback        restore the previous key  rotation:manage
 //   POST /api/v1/rotations/{id}/cancel          cancel a waiting one      rotation:manage
 //   GET  /api/v1/rotations/{id}/evidence        Rotation Evidence Pack    tenant:read
+//   GET  /api/v1/evidence-key                   evidence public key       public
 //   POST /api/v1/tenants/{t}/keys/{k}/state     retire/compromise/destroy key:manage
 #include <string>
 #include <vector>
@@ -57,7 +58,7 @@ json CanarySummary(const std::string& results_json) {
     for (const json& r : results) {
       ++total;
       if (r.value("ok", false)) ++passed;
-      if (r.value("kind", "") == "ledger") ++ledger;
+      if (r.value("kind", "") == "resample") ++ledger;
     }
   }
   return {{"total", total}, {"passed", passed}, {"failed", total - passed}, {"ledger_resigned", ledger}};
@@ -149,6 +150,7 @@ std::optional<HttpResponse> Api::DispatchRotation(Call& call, const std::vector<
   if (is({"api", "v1", "tenants", "*", "keys", "*", "state"})) {
     return m == "POST" ? SetKeyState(call, s[3], s[5]) : MethodNotAllowed(call.req, "POST");
   }
+  if (is({"api", "v1", "evidence-key"})) return m == "GET" ? EvidenceKey(call) : MethodNotAllowed(call.req, "GET");
   if (s.size() < 4 || s[2] != "rotations") return std::nullopt;
   if (is({"api", "v1", "rotations", "*"})) return m == "GET" ? GetRotation(call, s[3]) : MethodNotAllowed(call.req, "GET");
   if (is({"api", "v1", "rotations", "*", "execute"})) return post_only(&Api::ExecuteRotation);
@@ -276,11 +278,34 @@ HttpResponse Api::CancelRotation(Call& call, const std::string& rotation_id) {
 
 HttpResponse Api::RotationEvidence(Call& call, const std::string& rotation_id) {
   API_RETURN_IF_ERROR(call, AuthorizedRotation(call, Permission::kTenantRead, rotation_id).status());
-  // The inputs are gathered (and checked to exist) here; building the signed
-  // pack is the evidence library's job, not yet part of this build.
-  API_RETURN_IF_ERROR(call, d_.rotations->EvidenceInputs(rotation_id).status());
-  return ErrorResponse(UnimplementedError("Rotation Evidence Packs are not built by this server yet"),
-                       call.request_id);
+  if (d_.evidence == nullptr) return ErrorResponse(UnavailableError("evidence packs are not configured"), call.request_id);
+  RotationEvidenceRecord pack;
+  if (auto it = call.req.query.find("outcome"); it != call.req.query.end()) {
+    // An earlier pack, e.g. the "completed" one of a rotation rolled back later.
+    API_ASSIGN_OR_RETURN(call, pack, d_.store->GetRotationEvidence(rotation_id, it->second));
+  } else {
+    API_ASSIGN_OR_RETURN(call, pack, d_.evidence->Ensure(rotation_id));
+  }
+  HttpResponse r;
+  r.content_type = "application/x-tar";
+  r.body.assign(pack.pack.begin(), pack.pack.end());
+  r.headers.emplace_back("Content-Disposition",
+                         "attachment; filename=\"" + rotation_id + "-" + pack.outcome + "-evidence.tar\"");
+  r.headers.emplace_back("X-Evidence-Outcome", pack.outcome);
+  r.headers.emplace_back("X-Evidence-Sha256", pack.sha256);
+  r.headers.emplace_back("X-Evidence-Created-At", FormatRfc3339(pack.created_at));
+  return r;
+}
+
+// Public like the CA certificate: verifiers pin this key to check packs
+// offline (keyctl evidence verify --trusted-key).
+HttpResponse Api::EvidenceKey(Call& call) {
+  if (d_.evidence == nullptr) return ErrorResponse(UnavailableError("evidence packs are not configured"), call.request_id);
+  API_ASSIGN_OR_RETURN(call, EvidenceKeyRecord key, d_.evidence->Key());
+  HttpResponse r = PemResponse(key.public_key_pem);
+  r.headers.emplace_back("X-Key-Fingerprint", key.fingerprint);
+  r.headers.emplace_back("X-Algorithm", key.algorithm);
+  return r;
 }
 
 HttpResponse Api::SetKeyState(Call& call, const std::string& tenant, const std::string& key_id) {

@@ -18,6 +18,7 @@
 #include "core/issuance.h"
 #include "core/ledger_writer.h"
 #include "core/rotation_engine.h"
+#include "core/rotation_evidence.h"
 #include "core/rotation_scheduler.h"
 #include "core/signing_service.h"
 #include "core/tenant_service.h"
@@ -35,10 +36,10 @@ constexpr char kBootstrapTokenFile[] = "bootstrap-admin.token";
 
 void LogRotationReport(const std::string& what, const core::TickReport& r) {
   for (const std::string& e : r.errors) Log(LogLevel::kWarn, "rotation_error", {{"during", what}, {"error", e}});
-  if (r.calendar_scheduled + r.started + r.resumed + r.keys_retired + r.cancelled == 0) return;
+  if (r.calendar_scheduled + r.started + r.resumed + r.keys_retired + r.cancelled + r.evidence_built == 0) return;
   Log(LogLevel::kInfo, "rotation_" + what,
       {{"calendar_scheduled", r.calendar_scheduled}, {"started", r.started}, {"resumed", r.resumed},
-       {"keys_retired", r.keys_retired}, {"cancelled", r.cancelled}});
+       {"keys_retired", r.keys_retired}, {"cancelled", r.cancelled}, {"evidence_built", r.evidence_built}});
 }
 
 Status MakePrivateDir(const std::string& dir) {
@@ -95,6 +96,7 @@ struct App::Impl {
   std::unique_ptr<core::SigningService> signing;
   std::unique_ptr<core::CertificateService> certs;
   std::unique_ptr<core::RotationEngine> rotations;
+  std::unique_ptr<core::RotationEvidenceRecorder> evidence;
   std::unique_ptr<core::RotationScheduler> rotation_scheduler;
   std::unique_ptr<HealthProber> prober;
   std::unique_ptr<Api> api;
@@ -173,14 +175,15 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
   rotation_options.ledger_sample = config.rotation_ledger_sample;
   impl->rotations = std::make_unique<core::RotationEngine>(*impl->store, *impl->ledger, *impl->tenants,
                                                            *impl->certs, clock, rotation_options);
+  impl->evidence = std::make_unique<core::RotationEvidenceRecorder>(*impl->store, impl->backends, clock);
   impl->rotation_scheduler = std::make_unique<core::RotationScheduler>(
-      *impl->rotations, std::chrono::seconds(config.rotation_tick_seconds), LogRotationReport);
+      *impl->rotations, std::chrono::seconds(config.rotation_tick_seconds), LogRotationReport, impl->evidence.get());
   impl->prober = std::make_unique<HealthProber>(impl->backends, config.data_dir + "/health-probes.json");
   impl->api = std::make_unique<Api>(ApiDeps{impl->store.get(), &impl->backends, impl->auth.get(),
                                             impl->tenants.get(), impl->signing.get(), impl->ledger.get(),
                                             impl->ledger_writer.get(), impl->prober.get(), &clock,
                                             impl->certs.get(), impl->rotations.get(),
-                                            impl->rotation_scheduler.get()});
+                                            impl->rotation_scheduler.get(), impl->evidence.get()});
 
   // First start: mint an admin key, write its token (0600) before storing the
   // key, so a crash in between leaves no admin key that nobody holds.

@@ -875,6 +875,44 @@ TEST_P(StoreConformanceTest, SupersedeActiveCertificate) {
   EXPECT_EQ(store_->GetLatestCertificate("acme-v1")->status, "superseded");
 }
 
+TEST_P(StoreConformanceTest, RotationEvidencePacksAndEvidenceKey) {
+  CreateTenant("acme");
+  ASSERT_TRUE(IsOk(store_->InsertRotation(MakeRotation("rot-1", "acme"), MakeEvent("rot-1", "scheduled"))));
+  RotationEvidenceRecord e;
+  e.rotation_id = "rot-1";
+  e.outcome = "completed";
+  e.created_at = T(40);
+  e.sha256 = std::string(64, 'c');
+  e.pack = {0x00, 0x75, 0x73, 0x74, 0x61, 0x72, 0x00, 0xff};  // binary, with NULs
+  EXPECT_TRUE(HasCode(store_->GetRotationEvidence("rot-1", "completed").status(), StatusCode::kNotFound));
+  ASSERT_TRUE(IsOk(store_->InsertRotationEvidence(e)));
+  EXPECT_TRUE(HasCode(store_->InsertRotationEvidence(e), StatusCode::kAlreadyExists));
+  RotationEvidenceRecord other = e;
+  other.rotation_id = "rot-nope";
+  EXPECT_TRUE(HasCode(store_->InsertRotationEvidence(other), StatusCode::kNotFound));
+  RotationEvidenceRecord rolled = e;
+  rolled.outcome = "rolled_back";
+  rolled.pack = {0x01};
+  ASSERT_TRUE(IsOk(store_->InsertRotationEvidence(rolled)));
+  StatusOr<RotationEvidenceRecord> got = store_->GetRotationEvidence("rot-1", "completed");
+  ASSERT_TRUE(IsOk(got.status()));
+  EXPECT_EQ(got->pack, e.pack);
+  EXPECT_EQ(got->sha256, e.sha256);
+  EXPECT_EQ(got->created_at, T(40));
+  EXPECT_EQ(store_->GetRotationEvidence("rot-1", "rolled_back")->pack, rolled.pack);
+
+  EXPECT_TRUE(HasCode(store_->GetEvidenceKey().status(), StatusCode::kNotFound));
+  EvidenceKeyRecord k{"software", "software:evidence", "ES256", "-----BEGIN PUBLIC KEY-----\n", std::string(64, 'e'),
+                      T(41)};
+  ASSERT_TRUE(IsOk(store_->InsertEvidenceKey(k)));
+  EXPECT_TRUE(HasCode(store_->InsertEvidenceKey(k), StatusCode::kAlreadyExists));
+  StatusOr<EvidenceKeyRecord> key = store_->GetEvidenceKey();
+  ASSERT_TRUE(IsOk(key.status()));
+  EXPECT_EQ(key->key_uri, "software:evidence");
+  EXPECT_EQ(key->fingerprint, k.fingerprint);
+  EXPECT_EQ(key->created_at, T(41));
+}
+
 }  // namespace concierge::store::conformance
 
 #endif  // CONCIERGE_STORE_STORE_TEST_SUITE_H_

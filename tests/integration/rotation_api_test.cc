@@ -264,7 +264,7 @@ TEST_F(RotationApiTest, CompletedRotationShowsPhasesTimelineAndServesTheNewChain
   EXPECT_EQ(r["canary"]["total"], 6);  // 5 test signatures + the one ledger entry
   EXPECT_EQ(r["canary"]["failed"], 0);
   ASSERT_EQ(r["canary_results"].size(), 6u);
-  EXPECT_EQ(r["canary_results"][5]["kind"], "ledger");
+  EXPECT_EQ(r["canary_results"][5]["kind"], "resample");
   EXPECT_EQ(r["canary_results"][5]["digest"], crypto::HexEncode(crypto::Sha256(crypto::AsBytes("before"))));
   std::vector<std::string> events;
   for (const auto& e : r["timeline"]) events.push_back(e["event"]);
@@ -357,6 +357,95 @@ TEST_F(RotationApiTest, RollbackInsideTheGraceWindowRestoresThePreviousKeyAndIsR
   auto timeline = Rotation(second["rotation_id"])["timeline"];
   EXPECT_EQ(timeline.back()["event"], "old_key_retired");
   EXPECT_EQ(ActiveKeys("acme-news"), 1);
+}
+
+// Runs keyctl against this test's server.
+testing::CommandResult Keyctl(const std::string& url, const std::string& token, const std::string& args) {
+  return RunCommand(testing::KeyctlBinary() + " --url " + url + " --token " + token + " " + args);
+}
+
+TEST_F(RotationApiTest, EveryClosedRotationHasAnEvidencePackThatVerifiesOfflineAndNamesAnAlteredFile) {
+  InitCa();
+  CreateTenant("acme-news");
+  Sign("acme-news", "a real asset");
+  std::string id = Schedule(admin_token_, "acme-news");
+  ASSERT_EQ(Call(admin_token_, "POST", "/api/v1/rotations/" + id + "/execute").status, 202);
+  Tick();  // the run (on whichever thread) and the evidence pass after it are done
+  json r = Rotation(id);
+  ASSERT_EQ(r["state"], "completed");
+  // The pack was built when the rotation closed, not when first asked for.
+  const std::string closed_at = FormatRfc3339(fake_.Now());
+  fake_.Advance(std::chrono::hours(1));
+  auto first = Admin("GET", "/api/v1/rotations/" + id + "/evidence");
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(first.headers["x-evidence-created-at"], closed_at);
+  EXPECT_EQ(first.headers["x-evidence-outcome"], "completed");
+
+  // Export with keyctl, pin the evidence key, verify offline (no server needed).
+  const std::string pack = dir_.File("pack.tar");
+  auto exported = Keyctl(app_->url(), admin_token_, "evidence export " + id + " --out " + pack);
+  ASSERT_EQ(exported.exit_code, 0) << exported.output;
+  EXPECT_NE(exported.output.find("completed"), std::string::npos) << exported.output;
+  auto key = Keyctl(app_->url(), admin_token_, "evidence key --out " + dir_.File("evidence-key.pem"));
+  ASSERT_EQ(key.exit_code, 0) << key.output;
+  auto verified = RunCommand(testing::KeyctlBinary() + " evidence verify " + pack + " --trusted-key " +
+                             dir_.File("evidence-key.pem"));
+  EXPECT_EQ(verified.exit_code, 0) << verified.output;
+  // The same pack every time: it was stored when built, not rebuilt per request.
+  auto again = Admin("GET", "/api/v1/rotations/" + id + "/evidence");
+  ASSERT_EQ(again.status, 200);
+  EXPECT_EQ(again.body, testing::ReadFile(pack));
+  EXPECT_EQ(again.headers["x-evidence-sha256"], crypto::Sha256Hex(crypto::AsBytes(again.body)));
+
+  // Independently of keyctl: tar, sha256sum and openssl.
+  const std::string x = dir_.File("x");
+  ASSERT_EQ(RunCommand("mkdir -p " + x + " && tar -xf " + pack + " -C " + x).exit_code, 0);
+  auto sums = RunCommand("cd " + x + " && sha256sum -c digests.txt");
+  EXPECT_EQ(sums.exit_code, 0) << sums.output;
+  Openssl("dgst -sha256 -verify " + dir_.File("evidence-key.pem") + " -signature " + x + "/manifest.sig " + x +
+          "/manifest.json");
+  EXPECT_EQ(crypto::Sha256Hex(crypto::AsBytes(testing::ReadFile(x + "/policy.json"))), r["policy_hash"]);
+  json keys = json::parse(testing::ReadFile(x + "/keys.json"));
+  EXPECT_EQ(keys["pre"]["key_id"], r["old_key_id"]);
+  EXPECT_EQ(keys["post"]["key_id"], r["new_key_id"]);
+  Openssl("verify -CAfile " + x + "/chain.pem " + x + "/certificate.pem");
+  std::string csv = testing::ReadFile(x + "/canary-results.csv");
+  EXPECT_NE(csv.find(",resample,"), std::string::npos) << csv;  // the re-signed ledger digest
+
+  // One altered byte is caught and the file named.
+  std::string bytes = testing::ReadFile(pack);
+  for (const auto& [file, marker] : std::vector<std::pair<std::string, std::string>>{
+           {"canary-results.csv", "index,kind"}, {"statement.html", "<!DOCTYPE html>"}}) {
+    std::string tampered = bytes;
+    size_t at = tampered.find(marker);
+    ASSERT_NE(at, std::string::npos) << marker;
+    tampered[at + 1] ^= 0x20;
+    WriteFile(dir_.File("tampered.tar"), tampered);
+    auto bad = RunCommand(testing::KeyctlBinary() + " evidence verify " + dir_.File("tampered.tar") +
+                          " --trusted-key " + dir_.File("evidence-key.pem"));
+    EXPECT_EQ(bad.exit_code, 1) << bad.output;
+    EXPECT_NE(bad.output.find("FAIL " + file), std::string::npos) << bad.output;
+  }
+
+  // A rollback adds a rolled_back pack; the completed one stays available.
+  ASSERT_EQ(Admin("POST", "/api/v1/rotations/" + id + "/rollback").status, 200);
+  auto rolled = Admin("GET", "/api/v1/rotations/" + id + "/evidence");
+  ASSERT_EQ(rolled.status, 200) << rolled.body;
+  EXPECT_EQ(rolled.headers["x-evidence-outcome"], "rolled_back");
+  auto completed = Admin("GET", "/api/v1/rotations/" + id + "/evidence?outcome=completed");
+  ASSERT_EQ(completed.status, 200);
+  EXPECT_EQ(completed.body, bytes);
+
+  // Open rotations have none, and other tenants' tokens learn nothing.
+  std::string open = Schedule(admin_token_, "acme-news");
+  auto none = Admin("GET", "/api/v1/rotations/" + open + "/evidence");
+  ExpectError(none, 409);
+  EXPECT_NE(none.body.find("no evidence pack"), std::string::npos) << none.body;
+  CreateTenant("beta-news");
+  ExpectError(Call(NewToken("auditor", "beta-news"), "GET", "/api/v1/rotations/" + id + "/evidence"), 404);
+  EXPECT_EQ(Call(NewToken("auditor", "acme-news"), "GET", "/api/v1/rotations/" + id + "/evidence").status, 200);
+  auto unauthenticated = Keyctl(app_->url(), "kc_0000000000000000.00", "evidence export " + id + " --out " + pack);
+  EXPECT_NE(unauthenticated.exit_code, 0);
 }
 
 TEST_F(RotationApiTest, ApprovalNeedsASecondPrincipalAndTheSchedulerWaitsForIt) {
@@ -480,15 +569,20 @@ TEST_F(RotationApiTest, AwaitingCertificateContinuesAfterImport) {
           dir_.File("ext-ca.key") + " -CAcreateserial -days 20 -extfile " + dir_.File("leaf.ext") + " -out " +
           dir_.File("leaf.pem"));
   std::string chain = testing::ReadFile(dir_.File("leaf.pem")) + testing::ReadFile(dir_.File("ext-ca.pem"));
+  // openssl stamped notBefore with the wall clock, which has moved on since
+  // the fake clock was set.
+  fake_.Set(std::chrono::system_clock::now() + std::chrono::minutes(1));
   // A chain for some other key is refused and changes nothing.
   Openssl("req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " + dir_.File("other.key") +
           " -out " + dir_.File("other.csr") + " -subj /CN=other");
   Openssl("x509 -req -in " + dir_.File("other.csr") + " -CA " + dir_.File("ext-ca.pem") + " -CAkey " +
           dir_.File("ext-ca.key") + " -CAcreateserial -days 20 -extfile " + dir_.File("leaf.ext") + " -out " +
           dir_.File("other.pem"));
-  ExpectError(Admin("POST", "/api/v1/tenants/acme-news/certificate",
-                    {{"chain_pem", testing::ReadFile(dir_.File("other.pem")) + testing::ReadFile(dir_.File("ext-ca.pem"))}}),
-              400, "chain_pem");
+  auto other = Admin("POST", "/api/v1/tenants/acme-news/certificate",
+                     {{"chain_pem", testing::ReadFile(dir_.File("other.pem")) + testing::ReadFile(dir_.File("ext-ca.pem"))}});
+  ExpectError(other, 400, "chain_pem");
+  EXPECT_NE(other.body.find("does not match the active key"), std::string::npos) << other.body;
+  EXPECT_EQ(Rotation(id)["state"], "awaiting_certificate");
 
   // Imported with keyctl, like an operator would.
   WriteFile(dir_.File("chain.pem"), chain);

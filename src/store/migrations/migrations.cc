@@ -200,6 +200,10 @@ SELECT 1;
 //
 // rotation_events is the per-rotation timeline; seq is allocated per rotation
 // inside the writing transaction (MAX(seq) + 1), so it follows commit order.
+//
+// rotation_evidence keeps each Rotation Evidence Pack as built (BLOB; BYTEA in
+// the PostgreSQL dialect), one per (rotation, outcome). evidence_key names the
+// service key that signs the packs (one row, like ca).
 constexpr std::string_view kV6Rotations = R"sql(
 CREATE TABLE rotations (
   rotation_id       TEXT    NOT NULL PRIMARY KEY,
@@ -248,6 +252,25 @@ CREATE TABLE rotation_events (
   detail      TEXT    NOT NULL DEFAULT '',
   actor       TEXT    NOT NULL DEFAULT '',
   PRIMARY KEY (rotation_id, seq)
+);
+
+CREATE TABLE rotation_evidence (
+  rotation_id TEXT    NOT NULL REFERENCES rotations (rotation_id),
+  outcome     TEXT    NOT NULL,
+  created_at  INTEGER NOT NULL,
+  sha256      TEXT    NOT NULL,
+  pack        BLOB    NOT NULL,
+  PRIMARY KEY (rotation_id, outcome)
+);
+
+CREATE TABLE evidence_key (
+  id             INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+  provider       TEXT    NOT NULL,
+  key_uri        TEXT    NOT NULL,
+  algorithm      TEXT    NOT NULL,
+  public_key_pem TEXT    NOT NULL,
+  fingerprint    TEXT    NOT NULL,
+  created_at     INTEGER NOT NULL
 );
 )sql";
 

@@ -135,6 +135,11 @@ class SqliteStore : public Store {
   Status SwapActiveKey(const KeySwap& swap, const RotationRecord& rotation,
                        const std::vector<RotationEvent>& events) override;
   StatusOr<std::vector<RotationEvent>> ListRotationEvents(const std::string& rotation_id) override;
+  Status InsertRotationEvidence(const RotationEvidenceRecord& evidence) override;
+  StatusOr<RotationEvidenceRecord> GetRotationEvidence(const std::string& rotation_id,
+                                                       const std::string& outcome) override;
+  Status InsertEvidenceKey(const EvidenceKeyRecord& key) override;
+  StatusOr<EvidenceKeyRecord> GetEvidenceKey() override;
 
   // API keys --------------------------------------------------------------
   Status InsertApiKey(const ApiKeyRecord& key) override;

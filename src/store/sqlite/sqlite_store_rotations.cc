@@ -286,4 +286,87 @@ StatusOr<std::vector<RotationEvent>> SqliteStore::ListRotationEvents(const std::
   });
 }
 
+Status SqliteStore::InsertRotationEvidence(const RotationEvidenceRecord& e) {
+  if (e.rotation_id.empty() || e.outcome.empty() || e.sha256.empty() || e.pack.empty()) {
+    return InvalidArgumentError("rotation evidence record is incomplete");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(RequireCurrentSchemaLocked());
+  sqlite3* db = db_.get();
+  ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(db, Transaction::Mode::kImmediate, "storing rotation evidence"));
+  {
+    ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db, "SELECT 1 FROM rotations WHERE rotation_id = ?1",
+                                                     "checking rotation"));
+    s.Bind(1, e.rotation_id);
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return NotFoundError("rotation " + e.rotation_id + " not found");
+  }
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
+                                                   "INSERT INTO rotation_evidence (rotation_id, outcome, "
+                                                   "created_at, sha256, pack) VALUES (?1, ?2, ?3, ?4, ?5)",
+                                                   "storing rotation evidence"));
+  s.Bind(1, e.rotation_id).Bind(2, e.outcome).BindTime(3, e.created_at).Bind(4, e.sha256).BindBlob(5, e.pack);
+  Status st = s.Run();
+  if (st.code() == StatusCode::kAlreadyExists) {
+    return AlreadyExistsError("rotation " + e.rotation_id + " already has a " + e.outcome + " evidence pack");
+  }
+  RETURN_IF_ERROR(st);
+  return tx.Commit();
+}
+
+StatusOr<RotationEvidenceRecord> SqliteStore::GetRotationEvidence(const std::string& rotation_id,
+                                                                  const std::string& outcome) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(RequireCurrentSchemaLocked());
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_.get(),
+                                                   "SELECT rotation_id, outcome, created_at, sha256, pack "
+                                                   "FROM rotation_evidence WHERE rotation_id = ?1 AND outcome = ?2",
+                                                   "reading rotation evidence"));
+  s.Bind(1, rotation_id).Bind(2, outcome);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return NotFoundError("rotation " + rotation_id + " has no " + outcome + " evidence pack");
+  RotationEvidenceRecord e;
+  e.rotation_id = s.ColumnText(0);
+  e.outcome = s.ColumnText(1);
+  e.created_at = s.ColumnTime(2);
+  e.sha256 = s.ColumnText(3);
+  e.pack = s.ColumnBlob(4);
+  return e;
+}
+
+Status SqliteStore::InsertEvidenceKey(const EvidenceKeyRecord& k) {
+  if (k.key_uri.empty() || k.public_key_pem.empty()) return InvalidArgumentError("evidence key record is incomplete");
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(RequireCurrentSchemaLocked());
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_.get(),
+                                                   "INSERT INTO evidence_key (id, provider, key_uri, algorithm, "
+                                                   "public_key_pem, fingerprint, created_at) "
+                                                   "VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+                                                   "storing evidence key"));
+  s.Bind(1, k.provider).Bind(2, k.key_uri).Bind(3, k.algorithm).Bind(4, k.public_key_pem).Bind(5, k.fingerprint);
+  s.BindTime(6, k.created_at);
+  Status st = s.Run();
+  if (st.code() == StatusCode::kAlreadyExists) return AlreadyExistsError("the evidence key already exists");
+  return st;
+}
+
+StatusOr<EvidenceKeyRecord> SqliteStore::GetEvidenceKey() {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(RequireCurrentSchemaLocked());
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_.get(),
+                                                   "SELECT provider, key_uri, algorithm, public_key_pem, "
+                                                   "fingerprint, created_at FROM evidence_key WHERE id = 1",
+                                                   "reading evidence key"));
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return NotFoundError("there is no evidence key yet");
+  EvidenceKeyRecord k;
+  k.provider = s.ColumnText(0);
+  k.key_uri = s.ColumnText(1);
+  k.algorithm = s.ColumnText(2);
+  k.public_key_pem = s.ColumnText(3);
+  k.fingerprint = s.ColumnText(4);
+  k.created_at = s.ColumnTime(5);
+  return k;
+}
+
 }  // namespace concierge::store

@@ -15,7 +15,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <span>
 #include <string_view>
+#include <vector>
 
 #include "concierge/clock.h"
 #include "concierge/status.h"
@@ -62,6 +64,7 @@ class Statement {
 
   Statement& Bind(int index, std::string_view value);
   Statement& Bind(int index, int64_t value);
+  Statement& BindBlob(int index, std::span<const uint8_t> value);
   Statement& BindNull(int index);
   Statement& BindTime(int index, TimePoint value);
   Statement& BindOptionalTime(int index, const std::optional<TimePoint>& value);
@@ -74,6 +77,7 @@ class Statement {
   Status Run();
 
   std::string ColumnText(int col) const;  // NULL -> ""
+  std::vector<uint8_t> ColumnBlob(int col) const;  // NULL -> empty
   int64_t ColumnInt(int col) const;
   bool ColumnIsNull(int col) const;
   TimePoint ColumnTime(int col) const;
