@@ -448,6 +448,54 @@ TEST_F(RotationApiTest, EveryClosedRotationHasAnEvidencePackThatVerifiesOfflineA
   EXPECT_NE(unauthenticated.exit_code, 0);
 }
 
+TEST_F(RotationApiTest, KeyctlSchedulesApprovesExecutesWithProgressAndRollsBack) {
+  InitCa();
+  CreateTenant("acme-news");
+  const std::string op = NewToken("operator");
+  const std::string officer = NewToken("security-officer");
+  auto scheduled = Keyctl(app_->url(), op,
+                          "-o json rotation schedule --tenant-id acme-news --owner ops@acme.example "
+                          "--approval-required --scheduled-time " + FormatRfc3339(fake_.Now() + kDay));
+  ASSERT_EQ(scheduled.exit_code, 0) << scheduled.output;
+  const std::string id = json::parse(scheduled.output)["rotation_id"];
+
+  auto list = Keyctl(app_->url(), op, "rotation list --tenant-id acme-news");
+  ASSERT_EQ(list.exit_code, 0) << list.output;
+  EXPECT_NE(list.output.find(id), std::string::npos) << list.output;
+  EXPECT_NE(list.output.find("PENDING"), std::string::npos) << list.output;
+  EXPECT_NE(list.output.find("due-soon"), std::string::npos) << list.output;
+
+  auto early = Keyctl(app_->url(), op, "rotation execute " + id);
+  EXPECT_EQ(early.exit_code, 1) << early.output;
+  EXPECT_NE(early.output.find("needs approval"), std::string::npos) << early.output;
+  EXPECT_EQ(Keyctl(app_->url(), op, "rotation approve " + id).exit_code, 1);  // operators cannot approve
+  auto approved = Keyctl(app_->url(), officer, "rotation approve " + id);
+  ASSERT_EQ(approved.exit_code, 0) << approved.output;
+
+  // execute follows the run on the server's scheduler thread until it settles.
+  auto executed = Keyctl(app_->url(), op, "rotation execute " + id);
+  ASSERT_EQ(executed.exit_code, 0) << executed.output;
+  EXPECT_NE(executed.output.find("canary  phase_completed"), std::string::npos) << executed.output;
+  EXPECT_NE(executed.output.find("[#######] 7/7"), std::string::npos) << executed.output;
+  EXPECT_NE(executed.output.find("state         completed"), std::string::npos) << executed.output;
+
+  auto status = Keyctl(app_->url(), op, "-o json rotation status " + id + " --csr-out " + dir_.File("new.csr"));
+  ASSERT_EQ(status.exit_code, 0) << status.output;
+  EXPECT_EQ(json::parse(status.output)["state"], "completed");
+  Openssl("req -verify -noout -in " + dir_.File("new.csr"));
+
+  auto unconfirmed = Keyctl(app_->url(), op, "rotation rollback " + id);
+  EXPECT_EQ(unconfirmed.exit_code, 2) << unconfirmed.output;
+  auto rolled = Keyctl(app_->url(), op, "rotation rollback " + id + " --yes --reason test");
+  ASSERT_EQ(rolled.exit_code, 0) << rolled.output;
+  EXPECT_NE(rolled.output.find("is active again"), std::string::npos) << rolled.output;
+  auto twice = Keyctl(app_->url(), op, "rotation rollback " + id + " --yes");
+  EXPECT_EQ(twice.exit_code, 1);
+  EXPECT_NE(twice.output.find("only a completed rotation can be rolled back [HTTP 409]"), std::string::npos)
+      << twice.output;
+  EXPECT_EQ(std::count(twice.output.begin(), twice.output.end(), '\n'), 1) << twice.output;
+}
+
 TEST_F(RotationApiTest, ApprovalNeedsASecondPrincipalAndTheSchedulerWaitsForIt) {
   InitCa();
   CreateTenant("acme-news");
