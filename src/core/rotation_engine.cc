@@ -814,10 +814,14 @@ TickReport RotationEngine::Tick() {
         continue;
       }
       ++report.started;
-    } else {
+    }
+    const std::string before = r.state;
+    auto ran = RunLocked(std::move(r));
+    note("running " + listed.rotation_id, ran.status());
+    // A rotation still waiting for its certificate is not news on every tick.
+    if (before != "scheduled" && ran.ok() && !(before == "awaiting_certificate" && ran->state == before)) {
       ++report.resumed;
     }
-    note("running " + r.rotation_id, RunLocked(std::move(r)).status());
   }
   return report;
 }
