@@ -12,6 +12,7 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libtomlplusplus-dev
   libcurl4-openssl-dev curl
   libargon2-dev libjemalloc-dev
+  libarchive-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   softhsm2 opensc libp11-kit-dev
   wrk

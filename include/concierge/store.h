@@ -1,4 +1,5 @@
-// Store: persistence contract for tenants, policy versions, keys and API keys.
+// Store: persistence contract for tenants, policy versions, keys, certificates,
+// rotations and API keys.
 //
 // Implementations: SQLite (embedded default, src/store/sqlite) and PostgreSQL
 // (src/store/postgres, later). Every method is atomic: it either applies fully
@@ -98,6 +99,100 @@ struct CaRecord {
   TimePoint created_at{};
 };
 
+// A key rotation of one tenant (docs/rotation.md).
+//
+// `state`: "scheduled" (waiting for its time, and for approval when
+// approval_required), "running", "awaiting_certificate" (waiting for an
+// external CA's certificate for the new key), then one of the final states
+// "completed", "rolled_back", "failed" (aborted before cutover) or
+// "cancelled". The first three are *open*: a tenant has at most one open
+// rotation (kAlreadyExists otherwise).
+// `phase`: the phase in progress or last reached: "" before it starts, then
+// "prepare", "generate_key", "certificate", "canary", "cutover", "validate",
+// "complete". The store keeps phase names as given; the rotation engine owns
+// their meaning.
+// `version` supports optimistic updates: UpdateRotation and SwapActiveKey
+// apply only when the stored version equals record.version, and the stored
+// version then becomes record.version + 1.
+struct RotationRecord {
+  std::string rotation_id;        // globally unique, e.g. "rot-acme-news-3f2a9c1d"
+  std::string tenant_id;
+  std::string state = "scheduled";
+  std::string phase;
+  std::string trigger;            // "calendar" (auto-scheduled) or "manual"
+  TimePoint scheduled_at{};
+  std::string owner;              // accountable person (email); may be empty for calendar rotations
+  bool approval_required = false;
+  std::string approved_by;        // principal id; empty until approved
+  std::optional<TimePoint> approved_at;
+  std::string created_by;         // principal id that scheduled it ("system:scheduler" for calendar)
+  std::string cert_source;        // "builtin-ca" or "external"
+  int64_t policy_version = 0;     // policy the rotation runs under (set in prepare)
+  std::string policy_hash;
+  std::string old_key_id;         // the active key when the rotation started ("" if none)
+  std::string new_key_id;         // allocated before the key is generated
+  std::string csr_pem;            // CSR made by the new key inside its backend
+  std::string cert_serial;        // the new key's certificate
+  std::string canary_results;     // JSON array, one object per canary signature
+  std::string error;              // why it failed or rolled back; empty otherwise
+  std::optional<TimePoint> started_at;
+  std::optional<TimePoint> cutover_at;
+  std::optional<TimePoint> grace_until;  // rollback allowed until then; the old key retires then
+  std::optional<TimePoint> finished_at;
+  TimePoint created_at{};
+  TimePoint updated_at{};
+  int64_t version = 1;
+};
+
+// One entry of a rotation's timeline. `seq` is assigned by the store (1, 2, ...
+// per rotation, in commit order).
+struct RotationEvent {
+  std::string rotation_id;
+  int64_t seq = 0;
+  TimePoint at{};
+  std::string phase;
+  std::string event;   // "scheduled", "phase_started", "phase_completed", "approved", "failed", ...
+  std::string detail;  // human-readable; never secrets
+  std::string actor;   // principal id, or "system:..." for the engine
+};
+
+// The atomic change of a tenant's active key. `from_key_id` (may be empty when
+// the tenant has no active key) must be "active" and becomes `from_new_state`;
+// `to_key_id` must be in `to_expected_state` and becomes "active". Cutover:
+// old active -> "retiring", new "pending" -> active. Rollback: new active ->
+// "retired", old "retiring" -> active.
+struct KeySwap {
+  std::string tenant_id;
+  std::string from_key_id;
+  std::string from_new_state;
+  std::string to_key_id;
+  std::string to_expected_state;
+  TimePoint at{};
+};
+
+// A Rotation Evidence Pack as built when a rotation closed (docs/evidence.md):
+// the ustar bytes, kept verbatim so the pack handed out later is the one
+// signed then. One per (rotation, outcome): a completed rotation that is later
+// rolled back gets a second pack.
+struct RotationEvidenceRecord {
+  std::string rotation_id;
+  std::string outcome;   // "completed", "rolled_back" or "aborted"
+  TimePoint created_at{};
+  std::string sha256;    // hex SHA-256 of `pack`
+  std::vector<uint8_t> pack;
+};
+
+// The service's evidence signing key (at most one per database): the key
+// stays in its backend; this names it and keeps its public half.
+struct EvidenceKeyRecord {
+  std::string provider;
+  std::string key_uri;
+  std::string algorithm;
+  std::string public_key_pem;
+  std::string fingerprint;  // hex SHA-256 of the SPKI DER
+  TimePoint created_at{};
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -159,6 +254,54 @@ class Store {
   virtual Status RevokeCertificate(const std::string& issuer, const std::string& serial, TimePoint at) = 0;
   // Revoked certificates of one issuer, oldest revocation first (for CRLs).
   virtual StatusOr<std::vector<CertificateRecord>> ListRevokedCertificates(const std::string& issuer) = 0;
+
+  // --- certificates of keys leaving service ---
+  // Marks the key's "active" certificate "superseded" (a rotation aborted
+  // before its key went live). OK when the key has none.
+  virtual Status SupersedeActiveCertificate(const std::string& key_id) = 0;
+
+  // --- rotations ---
+  // Inserts a rotation and `event` (its first timeline entry) in one
+  // transaction. kNotFound when the tenant is missing or deleted;
+  // kAlreadyExists when the id exists or the tenant already has an open
+  // rotation (state scheduled, running or awaiting_certificate).
+  virtual Status InsertRotation(const RotationRecord& rotation, const RotationEvent& event) = 0;
+  // kNotFound when missing.
+  virtual StatusOr<RotationRecord> GetRotation(const std::string& rotation_id) = 0;
+  // All rotations of a tenant (deleted tenants too), oldest scheduled_at
+  // first (ties by created_at, id). kNotFound for a tenant that never existed.
+  virtual StatusOr<std::vector<RotationRecord>> ListRotations(const std::string& tenant_id) = 0;
+  // Open rotations of every tenant, oldest scheduled_at first.
+  virtual StatusOr<std::vector<RotationRecord>> ListOpenRotations() = 0;
+  // Writes every field except rotation_id, tenant_id, trigger, created_by and
+  // created_at, and appends `events`, in one transaction - only if the stored
+  // version is rotation.version (else kAborted; nothing changes). The stored
+  // version becomes rotation.version + 1. Moving to an open state when the
+  // tenant has another open rotation is kAlreadyExists.
+  virtual Status UpdateRotation(const RotationRecord& rotation, const std::vector<RotationEvent>& events) = 0;
+  // The cutover (or its inverse, a rollback) in one transaction: applies
+  // `swap` (see KeySwap), then writes `rotation` and `events` exactly like
+  // UpdateRotation. kAborted when the rotation version or a key's state is not
+  // the expected one; kFailedPrecondition when a key belongs to another tenant
+  // or the tenant is deleted; kNotFound for a missing key or rotation. On any
+  // error nothing changes, so a tenant never has two active keys or none
+  // because of a swap.
+  virtual Status SwapActiveKey(const KeySwap& swap, const RotationRecord& rotation,
+                               const std::vector<RotationEvent>& events) = 0;
+  // The timeline of a rotation, ascending seq (empty for an unknown id).
+  virtual StatusOr<std::vector<RotationEvent>> ListRotationEvents(const std::string& rotation_id) = 0;
+
+  // --- rotation evidence ---
+  // kAlreadyExists when the rotation already has a pack for that outcome;
+  // kNotFound for an unknown rotation.
+  virtual Status InsertRotationEvidence(const RotationEvidenceRecord& evidence) = 0;
+  // kNotFound when there is none.
+  virtual StatusOr<RotationEvidenceRecord> GetRotationEvidence(const std::string& rotation_id,
+                                                               const std::string& outcome) = 0;
+  // kAlreadyExists when the evidence key was created before.
+  virtual Status InsertEvidenceKey(const EvidenceKeyRecord& key) = 0;
+  // kNotFound when there is none yet.
+  virtual StatusOr<EvidenceKeyRecord> GetEvidenceKey() = 0;
 
   // --- API keys ---
   virtual Status InsertApiKey(const ApiKeyRecord& key) = 0;

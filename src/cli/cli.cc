@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "cli/cli_internal.h"
 #include "client/http_client.h"
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
@@ -21,158 +22,6 @@
 
 namespace concierge::cli {
 namespace {
-
-using json = nlohmann::json;
-
-constexpr int kExitError = 1;
-constexpr int kExitUnreachable = 3;
-
-// Thrown inside command handlers, caught once in RunKeyctl.
-struct CliError {
-  int exit_code;
-  std::string message;
-};
-
-[[noreturn]] void Fail(const std::string& message, int code = kExitError) { throw CliError{code, message}; }
-
-struct Globals {
-  std::string url;
-  std::string token;
-  std::string token_file;
-  std::string output = "table";
-};
-
-std::string EnvOr(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : fallback;
-}
-
-std::string ReadFileOrFail(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) Fail("cannot read " + path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void WriteFileOrFail(const std::string& path, const std::string& data) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f || !(f << data)) Fail("cannot write " + path);
-}
-
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-// Talks to the server; turns transport failures and API errors into CliErrors.
-class Api {
- public:
-  explicit Api(const Globals& g) {
-    std::string token = g.token;
-    if (token.empty() && !g.token_file.empty()) token = Trim(ReadFileOrFail(g.token_file));
-    std::string url = g.url;
-    while (!url.empty() && url.back() == '/') url.pop_back();
-    client_ = std::make_unique<client::HttpClient>(url, token);
-  }
-
-  client::HttpResult Call(const std::string& method, const std::string& path, const json* body = nullptr,
-                          const std::map<std::string, std::string>& headers = {}) {
-    return CallBytes(method, path, body ? body->dump() : "", headers);
-  }
-
-  // Like Call, with an arbitrary (e.g. binary) request body.
-  client::HttpResult CallBytes(const std::string& method, const std::string& path, const std::string& body,
-                               const std::map<std::string, std::string>& headers = {}) {
-    auto r = client_->Request(method, path, body, headers);
-    if (!r.ok()) Fail(r.status().message(), kExitUnreachable);
-    if (r->status >= 400) {
-      json err = json::parse(r->body, nullptr, false);
-      std::string message = "HTTP " + std::to_string(r->status);
-      if (err.is_object() && err.contains("message") && err["message"].is_string()) {
-        message = err["message"].get<std::string>();
-        if (err.contains("details") && err["details"].is_object() && err["details"].contains("field") &&
-            err["details"]["field"].is_string()) {
-          std::string field = err["details"]["field"];
-          if (message.find(field) == std::string::npos) message += " (field: " + field + ")";
-        }
-        message += " [HTTP " + std::to_string(r->status) + "]";
-      }
-      Fail(message);
-    }
-    return *std::move(r);
-  }
-
-  json CallJson(const std::string& method, const std::string& path, const json* body = nullptr,
-                const std::map<std::string, std::string>& headers = {}) {
-    auto r = Call(method, path, body, headers);
-    json j = json::parse(r.body, nullptr, false);
-    if (j.is_discarded()) Fail("server returned invalid JSON for " + path);
-    return j;
-  }
-
- private:
-  std::unique_ptr<client::HttpClient> client_;
-};
-
-std::string Cell(const json& v) {
-  if (v.is_null()) return "-";
-  if (v.is_string()) return v.get<std::string>().empty() ? "-" : v.get<std::string>();
-  if (v.is_array()) {
-    std::string out;
-    for (const auto& e : v) out += (out.empty() ? "" : ",") + Cell(e);
-    return out.empty() ? "-" : out;
-  }
-  return v.dump();
-}
-
-void PrintTable(const std::vector<std::string>& columns, const json& rows) {
-  std::vector<std::vector<std::string>> cells;
-  std::vector<size_t> width;
-  for (const auto& c : columns) width.push_back(c.size());
-  for (const auto& row : rows) {
-    std::vector<std::string> line;
-    for (size_t i = 0; i < columns.size(); ++i) {
-      std::string v = row.contains(columns[i]) ? Cell(row[columns[i]]) : "-";
-      width[i] = std::max(width[i], v.size());
-      line.push_back(std::move(v));
-    }
-    cells.push_back(std::move(line));
-  }
-  auto print_line = [&](const std::vector<std::string>& line) {
-    std::string out;
-    for (size_t i = 0; i < line.size(); ++i) {
-      out += line[i];
-      if (i + 1 < line.size()) out += std::string(width[i] - line[i].size() + 2, ' ');
-    }
-    std::cout << out << "\n";
-  };
-  std::vector<std::string> header;
-  for (const auto& c : columns) {
-    std::string h = c;
-    for (auto& ch : h) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-    header.push_back(h);
-  }
-  print_line(header);
-  for (const auto& line : cells) print_line(line);
-}
-
-void PrintObject(const json& obj) {
-  size_t w = 0;
-  for (const auto& [k, v] : obj.items()) w = std::max(w, k.size());
-  for (const auto& [k, v] : obj.items()) {
-    if (v.is_object()) continue;
-    std::cout << k << std::string(w - k.size() + 2, ' ') << Cell(v) << "\n";
-  }
-}
-
-void Print(const Globals& g, const json& value, const std::function<void()>& table) {
-  if (g.output == "json") {
-    std::cout << value.dump(2) << "\n";
-  } else {
-    table();
-  }
-}
 
 // Policy fields settable from flags; only flags the user actually gave are sent.
 struct PolicyFlags {
@@ -236,10 +85,6 @@ const std::vector<std::string> kPolicyColumns = {"tenant_id", "version", "algori
                                                  "rotate_every_days", "sign_enabled", "policy_hash"};
 const std::vector<std::string> kKeyColumns = {"key_id", "version", "algorithm", "provider", "state",
                                               "activated_at", "fingerprint_sha256"};
-
-std::string TenantPath(const std::string& tenant, const std::string& rest) {
-  return "/api/v1/tenants/" + tenant + rest;
-}
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
@@ -329,6 +174,8 @@ int RunKeyctl(int argc, char** argv) {
   app.add_option("--output,-o", g.output, "table or json")->check(CLI::IsMember({"table", "json"}));
 
   std::function<int()> action;
+  CommandContext ctx{app, g, action};  // for Add<Area>Commands in cli_<area>.cc
+  AddEvidenceCommands(ctx);
 
   // serve
   LocalFlags local;
@@ -825,6 +672,8 @@ int RunKeyctl(int argc, char** argv) {
       return r->status == 200 ? 0 : kExitError;
     };
   });
+
+  AddRotationCommands(ctx);
 
   try {
     app.parse(argc, argv);

@@ -51,6 +51,9 @@ std::string_view PermissionName(Permission p) {
     case Permission::kApiKeyManage: return "apikey:manage";
     case Permission::kCaManage: return "ca:manage";
     case Permission::kCertRevoke: return "cert:revoke";
+    case Permission::kRotationManage: return "rotation:manage";
+    case Permission::kRotationApprove: return "rotation:approve";
+    case Permission::kKeyManage: return "key:manage";
   }
   return "unknown";
 }
@@ -61,10 +64,12 @@ bool RoleAllows(Role role, Permission permission) {
       return true;
     case Role::kSecurityOfficer:
       return permission == Permission::kTenantRead || permission == Permission::kPolicyWrite ||
-             permission == Permission::kVerify || permission == Permission::kCertRevoke;
+             permission == Permission::kVerify || permission == Permission::kCertRevoke ||
+             permission == Permission::kRotationManage || permission == Permission::kRotationApprove ||
+             permission == Permission::kKeyManage;
     case Role::kOperator:
       return permission == Permission::kTenantRead || permission == Permission::kPolicyWrite ||
-             permission == Permission::kVerify;
+             permission == Permission::kVerify || permission == Permission::kRotationManage;
     case Role::kSigner:
       return permission == Permission::kTenantRead || permission == Permission::kSign ||
              permission == Permission::kVerify;

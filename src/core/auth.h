@@ -40,6 +40,9 @@ enum class Permission {
   kApiKeyManage,  // create/list/revoke API keys (unscoped admins only)
   kCaManage,      // initialise the built-in CA (admins only)
   kCertRevoke,    // revoke a tenant's certificate (admins, security officers)
+  kRotationManage,   // schedule, execute, cancel and roll back rotations
+  kRotationApprove,  // approve a rotation scheduled by someone else (admins, security officers)
+  kKeyManage,        // mark a key retired, compromised or destroyed (admins, security officers)
 };
 
 std::string_view PermissionName(Permission p);

@@ -96,6 +96,22 @@ TEST_F(AuthTest, RoleMatrix) {
   }
 }
 
+TEST_F(AuthTest, RotationPermissions) {
+  struct Row {
+    Role role;
+    bool rotate, approve, key_manage;
+  };
+  for (const Row& r : {Row{Role::kAdmin, true, true, true}, Row{Role::kSecurityOfficer, true, true, true},
+                       Row{Role::kOperator, true, false, false}, Row{Role::kSigner, false, false, false},
+                       Row{Role::kAuditor, false, false, false}}) {
+    Principal p{"id", r.role, ""};
+    EXPECT_EQ(auth_->Authorize(p, Permission::kRotationManage, "t-1").ok(), r.rotate) << RoleName(r.role);
+    EXPECT_EQ(auth_->Authorize(p, Permission::kRotationApprove, "t-1").ok(), r.approve) << RoleName(r.role);
+    EXPECT_EQ(auth_->Authorize(p, Permission::kKeyManage, "t-1").ok(), r.key_manage) << RoleName(r.role);
+  }
+  EXPECT_EQ(PermissionName(Permission::kRotationApprove), "rotation:approve");
+}
+
 TEST_F(AuthTest, TenantScope) {
   Principal scoped{"id", Role::kAdmin, "acme-news"};
   EXPECT_TRUE(auth_->Authorize(scoped, Permission::kSign, "acme-news").ok());

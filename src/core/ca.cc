@@ -172,18 +172,32 @@ StatusOr<CertificateRecord> CertificateService::IssueForTenant(const std::string
 
 StatusOr<CertificateRecord> CertificateService::Import(const std::string& tenant_id, const std::string& chain_pem) {
   ASSIGN_OR_RETURN(std::shared_ptr<const TenantState> state, tenants_.Active(tenant_id));
-  const KeyRecord& key = state->active_key;
   auto refuse = [](const Status& st) { return FieldError("chain_pem", st.message()); };
   auto certs = crypto::CertificatesFromPem(chain_pem);
   if (!certs.ok()) return refuse(Status(StatusCode::kInvalidArgument, "chain_pem holds no PEM certificate"));
   const X509* leaf = certs->front().get();
-  ASSIGN_OR_RETURN(Bytes key_spki, SpkiFromPem(key.public_key_pem));
   auto leaf_spki = crypto::CertificateSpkiDer(leaf);
-  if (!leaf_spki.ok() || *leaf_spki != key_spki) {
-    return refuse(Status(StatusCode::kInvalidArgument,
-                         "the certificate's public key does not match the active key '" + key.key_id +
-                             "' of tenant '" + tenant_id + "' (the end-entity certificate must come first)"));
+  // The active key, or a pending key whose rotation waits for this certificate.
+  std::optional<KeyRecord> match;
+  std::vector<KeyRecord> candidates = {state->active_key};
+  ASSIGN_OR_RETURN(std::vector<KeyRecord> keys, store_.ListKeys(tenant_id));
+  for (KeyRecord& k : keys) {
+    if (k.state == "pending") candidates.push_back(std::move(k));
   }
+  for (const KeyRecord& k : candidates) {
+    ASSIGN_OR_RETURN(Bytes key_spki, SpkiFromPem(k.public_key_pem));
+    if (leaf_spki.ok() && *leaf_spki == key_spki) {
+      match = k;
+      break;
+    }
+  }
+  if (!match) {
+    return refuse(Status(StatusCode::kInvalidArgument,
+                         "the certificate's public key does not match the active key '" + state->active_key.key_id +
+                             "' or a pending rotation key of tenant '" + tenant_id +
+                             "' (the end-entity certificate must come first)"));
+  }
+  const KeyRecord& key = *match;
   TimePoint now = clock_.Now();
   if (Status st = crypto::CheckSignerCertificate(leaf, now); !st.ok()) return refuse(st);
   if (Status st = crypto::VerifyChain(*certs, now); !st.ok()) return refuse(st);
@@ -253,7 +267,11 @@ StatusOr<std::string> CertificateService::CsrPem(const std::string& tenant_id) {
 
 StatusOr<std::shared_ptr<const CertChain>> CertificateService::ActiveChain(const std::string& tenant_id) {
   ASSIGN_OR_RETURN(std::shared_ptr<const TenantState> state, tenants_.Active(tenant_id));
-  const KeyRecord& key = state->active_key;
+  return ChainFor(state->active_key);
+}
+
+StatusOr<std::shared_ptr<const CertChain>> CertificateService::ChainFor(const KeyRecord& key) {
+  const std::string& tenant_id = key.tenant_id;
   TimePoint now = clock_.Now();
   std::shared_ptr<const CertChain> chain;
   {

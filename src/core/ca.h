@@ -82,7 +82,9 @@ class CertificateService {
   // Issues for the tenant's active key with its active policy.
   StatusOr<CertificateRecord> IssueForTenant(const std::string& tenant_id);
   // Checks and stores an external chain (PEM, end-entity first, root last) for
-  // the tenant's active key. InvalidArgument naming "chain_pem" when refused.
+  // the tenant's active key, or for its "pending" key (a rotation waiting in
+  // awaiting_certificate) - whichever the end-entity certificate certifies.
+  // InvalidArgument naming "chain_pem" when refused.
   StatusOr<CertificateRecord> Import(const std::string& tenant_id, const std::string& chain_pem);
   // Revokes the active key's current certificate; a built-in CA certificate
   // then appears on the CRL. FailedPrecondition when there is none.
@@ -95,6 +97,9 @@ class CertificateService {
   // The active key's certificate chain. FailedPrecondition with guidance when
   // there is none, or it is revoked, expired or not yet valid.
   StatusOr<std::shared_ptr<const CertChain>> ActiveChain(const std::string& tenant_id);
+  // The same for a given key, e.g. the active key of a snapshot the caller
+  // already holds, so chain and signing key come from one consistent view.
+  StatusOr<std::shared_ptr<const CertChain>> ChainFor(const KeyRecord& key);
 
   // The built-in CA's current CRL, signed through the CA's backend. Re-issued
   // after a revocation through this service and when older than a day.

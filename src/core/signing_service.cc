@@ -148,9 +148,12 @@ void SigningService::SignAsync(const std::string& tenant_id, SignRequest request
 
 void SigningService::SignMessageAsync(const std::string& tenant_id, MessageSignRequest request,
                                       MessageCallback done) {
-  auto state_or = tenants_.Active(tenant_id);
-  if (!state_or.ok()) return done(state_or.status());
-  std::shared_ptr<const TenantState> state = *std::move(state_or);
+  std::shared_ptr<const TenantState> state = std::move(request.state);
+  if (!state || state->active_key.tenant_id != tenant_id) {
+    auto state_or = tenants_.Active(tenant_id);
+    if (!state_or.ok()) return done(state_or.status());
+    state = *std::move(state_or);
+  }
   const Policy& policy = state->policy.policy;
   const KeyRecord& key = state->active_key;
   if (!policy.sign_enabled) {

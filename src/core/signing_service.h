@@ -12,6 +12,7 @@
 #define CONCIERGE_CORE_SIGNING_SERVICE_H_
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -64,6 +65,10 @@ struct MessageSignRequest {
   std::string kind = "raw";        // ledger kind: "raw" | "cose"
   std::string ledger_digest_hex;   // what the ledger records (e.g. SHA-256 of the payload)
   std::string expected_key_id;     // when set, the active key must still be this one
+  // When set, sign with this snapshot instead of looking the tenant up again:
+  // a caller that read the certificate chain for this snapshot's key gets a
+  // signature by that same key even if a rotation cuts over in between.
+  std::shared_ptr<const TenantState> state;
   std::string cert_serial;         // recorded in the ledger
   std::string asset_id;
   std::string request_id;

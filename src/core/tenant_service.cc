@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include "core/key_state.h"
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "crypto/keys.h"
@@ -201,6 +202,62 @@ StatusOr<std::shared_ptr<const TenantState>> TenantService::Load(const std::stri
   std::unique_lock lock(mu_);
   if (generation_.load() == generation) cache_[tenant_id] = state;
   return state;
+}
+
+Status TenantService::Reload(const std::string& tenant_id) {
+  uint64_t generation = 0;
+  {
+    // Bumping first stops a Load() that read the old rows from caching them.
+    std::unique_lock lock(mu_);
+    generation = ++generation_;
+  }
+  auto rec = store_.GetActivePolicy(tenant_id);
+  auto key = rec.ok() ? store_.GetActiveKey(tenant_id) : StatusOr<KeyRecord>(rec.status());
+  std::shared_ptr<const TenantState> state;
+  if (rec.ok() && key.ok()) {
+    ASSIGN_OR_RETURN(PolicyVersion policy, ToPolicyVersion(*rec));
+    state = std::make_shared<const TenantState>(TenantState{std::move(policy), *std::move(key)});
+  }
+  std::unique_lock lock(mu_);
+  if (state && generation_.load() == generation) {
+    cache_[tenant_id] = std::move(state);
+  } else {
+    // Not loadable (no policy / no active key) or changed again meanwhile:
+    // drop the entry so the next Active() reads the store and says why.
+    ++generation_;
+    cache_.erase(tenant_id);
+  }
+  for (const Status& st : {rec.status(), key.status()}) {
+    if (!st.ok() && st.code() != StatusCode::kNotFound) return st;
+  }
+  return Status::Ok();
+}
+
+StatusOr<KeyRecord> TenantService::SetKeyState(const std::string& tenant_id, const std::string& key_id,
+                                               const std::string& new_state) {
+  ASSIGN_OR_RETURN(KeyRecord key, GetKey(tenant_id, key_id));
+  RETURN_IF_ERROR(CheckKeyTransition(key.key_id, key.state, new_state));
+  if (!ManualKeyTransitionAllowed(key.state, new_state)) {
+    return FailedPreconditionError("key '" + key.key_id + "' is " + key.state + "; moving it to " + new_state +
+                                   " is the rotation engine's job (keyctl rotation ...)");
+  }
+  if (new_state == "destroyed") {
+    KeyBackend* backend = backends_.Find(key.provider);
+    if (backend == nullptr) {
+      return UnavailableError("backend '" + key.provider + "' of key '" + key.key_id + "' is not configured");
+    }
+    // State first: a key marked destroyed whose backend copy survived a crash
+    // is harmless; a signing-capable record of a destroyed key would not be.
+    RETURN_IF_ERROR(store_.UpdateKeyState(key.key_id, key.state, new_state, clock_.Now()));
+    Status destroyed = backend->DestroyKey(key.key_uri);
+    if (!destroyed.ok() && destroyed.code() != StatusCode::kNotFound) {
+      return destroyed.Annotate("key marked destroyed, but removing it from its backend failed");
+    }
+  } else {
+    RETURN_IF_ERROR(store_.UpdateKeyState(key.key_id, key.state, new_state, clock_.Now()));
+  }
+  if (key.state == "active") RETURN_IF_ERROR(Reload(tenant_id));
+  return GetKey(tenant_id, key_id);
 }
 
 void TenantService::Invalidate(const std::string& tenant_id) {

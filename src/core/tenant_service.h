@@ -5,6 +5,7 @@
 // one transaction, and a key generated for a write that then fails is destroyed.
 // The active state of each tenant (policy + active key) is cached in memory and
 // swapped atomically on every change, so the sign path never reads the database.
+// Key state changes are checked against the lifecycle in core/key_state.h.
 // Thread-safe.
 #ifndef CONCIERGE_CORE_TENANT_SERVICE_H_
 #define CONCIERGE_CORE_TENANT_SERVICE_H_
@@ -69,6 +70,20 @@ class TenantService {
   // Cached snapshot of the tenant's policy and active key. kNotFound when the
   // tenant does not exist or has no policy.
   StatusOr<std::shared_ptr<const TenantState>> Active(const std::string& tenant_id);
+
+  // Re-reads the tenant's policy and active key and swaps the cached snapshot
+  // in one step (used right after a key cutover or rollback). Callers holding
+  // the previous snapshot keep it, so a request in flight finishes on the key
+  // it started with; every later Active() returns the new one. Unlike an
+  // invalidation, no request ever finds the cache empty.
+  Status Reload(const std::string& tenant_id);
+
+  // An operator's manual key state change (retired, compromised, destroyed),
+  // checked against the key lifecycle (core/key_state.h). Destroying also
+  // removes the key from its backend. The active key can only be retired by
+  // a rotation.
+  StatusOr<KeyRecord> SetKeyState(const std::string& tenant_id, const std::string& key_id,
+                                  const std::string& new_state);
 
   BackendRegistry& backends() { return backends_; }
 

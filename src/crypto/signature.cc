@@ -6,6 +6,7 @@
 #include <openssl/rsa.h>
 
 #include "crypto/eddsa.h"
+#include "crypto/hash.h"
 #include "crypto/keys.h"
 
 namespace concierge::crypto {
@@ -145,6 +146,12 @@ Status VerifyDigest(EVP_PKEY* public_key, Algorithm alg, ByteView digest, ByteVi
     return NotVerified();
   }
   return Status::Ok();
+}
+
+Status VerifyMessage(EVP_PKEY* public_key, Algorithm alg, ByteView message, ByteView signature) {
+  if (public_key == nullptr) return InvalidArgumentError("no public key");
+  if (FamilyOf(alg) == KeyFamily::kEdDsa) return Ed25519VerifyMessage(public_key, message, signature);
+  return VerifyDigest(public_key, alg, DigestFor(alg, message), signature);
 }
 
 StatusOr<Bytes> EcdsaDerToP1363(ByteView der, size_t field_bytes) {

@@ -24,6 +24,11 @@ StatusOr<Bytes> SignDigest(EVP_PKEY* private_key, Algorithm alg, ByteView digest
 // malformed signatures). Other codes for internal failures.
 Status VerifyDigest(EVP_PKEY* public_key, Algorithm alg, ByteView digest, ByteView signature);
 
+// Verifies a signature over a whole message made the SignMessageWithBackend
+// way (x509.h): PureEdDSA for Ed25519, else over DigestFor(alg, message).
+// Same result codes as VerifyDigest.
+Status VerifyMessage(EVP_PKEY* public_key, Algorithm alg, ByteView message, ByteView signature);
+
 // DER Ecdsa-Sig-Value -> fixed-width r||s (2*field_bytes). InvalidArgument on
 // malformed input or values wider than the field.
 StatusOr<Bytes> EcdsaDerToP1363(ByteView der, size_t field_bytes);

@@ -83,15 +83,6 @@ StatusOr<EvpMdCtxPtr> TemplateSignContext(Algorithm alg) {
   return ctx;
 }
 
-// The backend's signature over to-be-signed DER, in the form X.509 wants.
-StatusOr<Bytes> SignTbs(const BackendKey& key, ByteView tbs) {
-  if (key.backend == nullptr) return InternalError("no backend for the signing key");
-  if (FamilyOf(key.algorithm) == KeyFamily::kEdDsa) {
-    return key.backend->SignMessage(key.key_uri, key.algorithm, tbs);
-  }
-  return key.backend->SignDigest(key.key_uri, key.algorithm, DigestFor(key.algorithm, tbs));
-}
-
 template <typename I2d, typename T>
 StatusOr<Bytes> Encode(I2d i2d, T* obj, std::string_view what) {
   unsigned char* der = nullptr;
@@ -151,6 +142,14 @@ Status AddExtension(X509* cert, X509V3_CTX* ctx, int nid, const char* value) {
 }
 
 }  // namespace
+
+StatusOr<Bytes> SignMessageWithBackend(const BackendKey& key, ByteView message) {
+  if (key.backend == nullptr) return InternalError("no backend for the signing key");
+  if (FamilyOf(key.algorithm) == KeyFamily::kEdDsa) {
+    return key.backend->SignMessage(key.key_uri, key.algorithm, message);
+  }
+  return key.backend->SignDigest(key.key_uri, key.algorithm, DigestFor(key.algorithm, message));
+}
 
 StatusOr<X509NamePtr> ParseDistinguishedName(std::string_view dn) {
   auto bad = [](const std::string& why) { return FieldError("cert_subject", "cert_subject " + why); };
@@ -213,7 +212,7 @@ StatusOr<X509ReqPtr> CreateCsr(std::string_view subject, const BackendKey& key) 
   ASSIGN_OR_RETURN(EvpMdCtxPtr tctx, TemplateSignContext(key.algorithm));
   if (X509_REQ_sign_ctx(req.get(), tctx.get()) <= 0) return OpenSslError("preparing CSR signature");
   ASSIGN_OR_RETURN(Bytes tbs, Encode(i2d_re_X509_REQ_tbs, req.get(), "CertificationRequestInfo"));
-  ASSIGN_OR_RETURN(Bytes sig, SignTbs(key, tbs));
+  ASSIGN_OR_RETURN(Bytes sig, SignMessageWithBackend(key, tbs));
   ASN1_BIT_STRING* bits = ASN1_BIT_STRING_new();
   if (bits == nullptr) return OpenSslError("allocating signature");
   X509_REQ_set0_signature(req.get(), bits);  // req owns bits from here
@@ -280,7 +279,7 @@ StatusOr<X509Ptr> IssueCertificate(const CertificateTemplate& tmpl, const X509* 
   ASSIGN_OR_RETURN(EvpMdCtxPtr tctx, TemplateSignContext(issuer_key.algorithm));
   if (X509_sign_ctx(cert.get(), tctx.get()) <= 0) return OpenSslError("preparing certificate signature");
   ASSIGN_OR_RETURN(Bytes tbs, Encode(i2d_re_X509_tbs, cert.get(), "TBSCertificate"));
-  ASSIGN_OR_RETURN(Bytes sig, SignTbs(issuer_key, tbs));
+  ASSIGN_OR_RETURN(Bytes sig, SignMessageWithBackend(issuer_key, tbs));
   const ASN1_BIT_STRING* bits = nullptr;
   const X509_ALGOR* alg = nullptr;
   X509_get0_signature(&bits, &alg, cert.get());
@@ -336,7 +335,7 @@ StatusOr<X509CrlPtr> IssueCrl(const X509* ca, const BackendKey& ca_key, const st
   ASSIGN_OR_RETURN(EvpMdCtxPtr tctx, TemplateSignContext(ca_key.algorithm));
   if (X509_CRL_sign_ctx(crl.get(), tctx.get()) <= 0) return OpenSslError("preparing CRL signature");
   ASSIGN_OR_RETURN(Bytes tbs, Encode(i2d_re_X509_CRL_tbs, crl.get(), "TBSCertList"));
-  ASSIGN_OR_RETURN(Bytes sig, SignTbs(ca_key, tbs));
+  ASSIGN_OR_RETURN(Bytes sig, SignMessageWithBackend(ca_key, tbs));
   const ASN1_BIT_STRING* bits = nullptr;
   const X509_ALGOR* alg = nullptr;
   X509_CRL_get0_signature(crl.get(), &bits, &alg);

@@ -54,6 +54,12 @@ struct BackendKey {
   Algorithm algorithm = Algorithm::kES256;
 };
 
+// The backend's signature over `message` in the form X.509, COSE and signed
+// files use: PureEdDSA over the whole message for Ed25519 (SignMessage),
+// otherwise the algorithm's digest of it signed by SignDigest. Verify with
+// VerifyMessage (signature.h) or `openssl dgst -verify` / `pkeyutl -rawin`.
+StatusOr<Bytes> SignMessageWithBackend(const BackendKey& key, ByteView message);
+
 // "CN=acme signing,O=Acme News" (RFC 4514 order as written, "\," escapes a
 // comma) or OpenSSL's "/CN=acme/O=Acme". InvalidArgument naming cert_subject.
 StatusOr<X509NamePtr> ParseDistinguishedName(std::string_view dn);

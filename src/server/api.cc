@@ -1,20 +1,15 @@
 #include "server/api.h"
 
-#include <nlohmann/json.hpp>
-
-#include <charconv>
 #include <chrono>
 
 #include "crypto/cose.h"
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
+#include "server/api_internal.h"
 #include "server/health_probe.h"
 #include "server/log.h"
 
 namespace concierge::server {
-
-using json = nlohmann::json;
-using core::Permission;
 
 int HttpStatusFor(StatusCode code) {
   switch (code) {
@@ -39,148 +34,6 @@ int HttpStatusFor(StatusCode code) {
   return 500;
 }
 
-namespace {
-
-HttpResponse JsonResponse(int status, const json& body) {
-  HttpResponse r;
-  r.status = status;
-  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
-  return r;
-}
-
-json KeyJson(const KeyRecord& k) {
-  json j = {{"key_id", k.key_id},
-            {"tenant_id", k.tenant_id},
-            {"version", k.version},
-            {"algorithm", k.algorithm},
-            {"provider", k.provider},
-            {"key_uri", k.key_uri},
-            {"state", k.state},
-            {"fingerprint_sha256", k.fingerprint},
-            {"created_at", FormatRfc3339(k.created_at)},
-            {"activated_at", k.activated_at ? json(FormatRfc3339(*k.activated_at)) : json(nullptr)},
-            {"retired_at", k.retired_at ? json(FormatRfc3339(*k.retired_at)) : json(nullptr)},
-            {"has_attestation", !k.attestation.empty()}};
-  return j;
-}
-
-json CertificateJson(const CertificateRecord& c) {
-  return {{"serial", c.serial},
-          {"tenant_id", c.tenant_id},
-          {"key_id", c.key_id},
-          {"issuer", c.issuer},
-          {"source", c.source},
-          {"status", c.status},
-          {"not_before", FormatRfc3339(c.not_before)},
-          {"not_after", FormatRfc3339(c.not_after)},
-          {"revoked_at", c.revoked_at ? json(FormatRfc3339(*c.revoked_at)) : json(nullptr)}};
-}
-
-HttpResponse PemResponse(std::string body, const char* content_type = "application/x-pem-file") {
-  HttpResponse r;
-  r.content_type = content_type;
-  r.body = std::move(body);
-  return r;
-}
-
-Status NoCertificateService() { return UnavailableError("certificates are not configured on this server"); }
-
-json PolicyVersionJson(const core::PolicyVersion& v) {
-  json j = core::PolicyToJson(v.policy);
-  j["version"] = v.version;
-  j["policy_hash"] = v.hash;
-  j["created_by"] = v.created_by;
-  j["created_at"] = FormatRfc3339(v.created_at);
-  return j;
-}
-
-json ApiKeyJson(const ApiKeyRecord& k) {
-  return {{"id", k.id},
-          {"role", k.role},
-          {"tenant_id", k.tenant_id.empty() ? json(nullptr) : json(k.tenant_id)},
-          {"name", k.name},
-          {"created_by", k.created_by},
-          {"created_at", FormatRfc3339(k.created_at)},
-          {"revoked_at", k.revoked_at ? json(FormatRfc3339(*k.revoked_at)) : json(nullptr)}};
-}
-
-// Splits "/api/v1/tenants/x/sign" into {"api","v1","tenants","x","sign"}.
-std::vector<std::string> Segments(const std::string& path) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i < path.size()) {
-    while (i < path.size() && path[i] == '/') ++i;
-    size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    if (j > i) out.push_back(path.substr(i, j - i));
-    i = j;
-  }
-  return out;
-}
-
-// Strict helpers for request bodies: every error names its field.
-StatusOr<json> ParseBody(const std::string& body) {
-  if (body.empty()) return FieldError("body", "request body is empty; expected a JSON object");
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return FieldError("body", "request body is not valid JSON");
-  if (!j.is_object()) return FieldError("body", "request body must be a JSON object");
-  return j;
-}
-
-Status OnlyFields(const json& body, std::initializer_list<std::string_view> allowed) {
-  for (const auto& [k, v] : body.items()) {
-    bool ok = false;
-    for (auto a : allowed) ok = ok || a == k;
-    if (!ok) return FieldError(k, "unknown field '" + k + "'");
-  }
-  return Status::Ok();
-}
-
-StatusOr<std::string> StringField(const json& body, const char* field, bool required) {
-  auto it = body.find(field);
-  if (it == body.end() || it->is_null()) {
-    if (required) return FieldError(field, std::string("missing required field '") + field + "'");
-    return std::string();
-  }
-  if (!it->is_string()) return FieldError(field, std::string("field '") + field + "' must be a string");
-  return it->get<std::string>();
-}
-
-StatusOr<Bytes> HexField(const json& body, const char* field) {
-  ASSIGN_OR_RETURN(std::string hex, StringField(body, field, true));
-  auto bytes = crypto::HexDecode(hex);
-  if (!bytes.ok()) return FieldError(field, std::string("field '") + field + "' must be hex: " + bytes.status().message());
-  if (bytes->empty()) return FieldError(field, std::string("field '") + field + "' is empty");
-  return bytes;
-}
-
-StatusOr<core::SignatureFormat> FormatField(const json& body) {
-  ASSIGN_OR_RETURN(std::string f, StringField(body, "format", false));
-  if (f.empty() || f == "der") return core::SignatureFormat::kDer;
-  if (f == "p1363" || f == "raw") return core::SignatureFormat::kP1363;
-  return FieldError("format", "format must be 'der' or 'p1363', got '" + f.substr(0, 32) + "'");
-}
-
-std::string NewRequestId() { return "req_" + crypto::RandomHex(8); }
-
-// A whole decimal integer within [lo, hi]; nullopt for anything else
-// (signs other than a leading '-', spaces, trailing text, overflow).
-std::optional<int64_t> ParseInt(std::string_view text, int64_t lo, int64_t hi) {
-  int64_t v = 0;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || ptr != text.data() + text.size() || v < lo || v > hi) return std::nullopt;
-  return v;
-}
-
-bool ValidRequestId(const std::string& id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (char c : id) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == ':')) return false;
-  }
-  return true;
-}
-
-}  // namespace
 
 HttpResponse ErrorResponse(const Status& status, const std::string& request_id) {
   int http = HttpStatusFor(status.code());
@@ -202,50 +55,6 @@ HttpResponse ErrorResponse(const Status& status, const std::string& request_id) 
   }
   return r;
 }
-
-struct Api::Call {
-  HttpRequest req;
-  std::string request_id;
-  std::optional<core::Principal> principal;
-  Responder respond;
-  std::chrono::steady_clock::time_point start;
-
-  // Authenticates once per request.
-  Status Authenticate(Api& api) {
-    if (!principal) {
-      ASSIGN_OR_RETURN(core::Principal p, api.d_.auth->Authenticate(req.Header("authorization")));
-      principal = std::move(p);
-    }
-    return Status::Ok();
-  }
-  // Authenticates and authorises `permission` on `tenant` ("" = global).
-  Status Require(Api& api, Permission permission, const std::string& tenant) {
-    RETURN_IF_ERROR(Authenticate(api));
-    return api.d_.auth->Authorize(*principal, permission, tenant);
-  }
-  // For listings: any principal whose role may read; scoped ones see only their tenant.
-  Status RequireListing(Api& api) {
-    RETURN_IF_ERROR(Authenticate(api));
-    if (!core::RoleAllows(principal->role, Permission::kTenantRead)) {
-      return api.d_.auth->Authorize(*principal, Permission::kTenantRead, principal->tenant_id);
-    }
-    return Status::Ok();
-  }
-};
-
-#define API_RETURN_IF_ERROR(call, expr)                                   \
-  do {                                                                    \
-    ::concierge::Status _st = (expr);                                     \
-    if (!_st.ok()) return ErrorResponse(_st, (call).request_id);          \
-  } while (0)
-
-#define API_ASSIGN_OR_RETURN_IMPL_(tmp, call, lhs, expr)                   \
-  auto tmp = (expr);                                                      \
-  if (!tmp.ok()) return ErrorResponse(tmp.status(), (call).request_id);   \
-  lhs = std::move(tmp).value()
-
-#define API_ASSIGN_OR_RETURN(call, lhs, expr) \
-  API_ASSIGN_OR_RETURN_IMPL_(CONCIERGE_CONCAT_(_api_so_, __LINE__), call, lhs, expr)
 
 void Api::Handle(HttpRequest&& request, Responder respond) {
   auto call = std::make_shared<Call>();
@@ -284,24 +93,8 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
   Call& call = *call_ptr;
   const std::string& m = call.req.method;
   std::vector<std::string> s = Segments(call.req.path);
-  // 405 has no Status code of its own, so its body is written here directly.
-  auto method_not_allowed = [&](const char* allowed) {
-    HttpResponse r = JsonResponse(405, {{"error", "method_not_allowed"},
-                                        {"message", "method " + m + " is not allowed on " + call.req.path},
-                                        {"code", 405},
-                                        {"details", {{"allow", allowed}}}});
-    r.headers.emplace_back("Allow", allowed);
-    return r;
-  };
-  auto is = [&](std::initializer_list<const char*> pattern) {
-    if (s.size() != pattern.size()) return false;
-    size_t i = 0;
-    for (const char* p : pattern) {
-      if (std::string_view(p) != "*" && s[i] != p) return false;
-      ++i;
-    }
-    return true;
-  };
+  auto method_not_allowed = [&](const char* allowed) { return MethodNotAllowed(call.req, allowed); };
+  auto is = [&](std::initializer_list<const char*> pattern) { return PathIs(s, pattern); };
 
   if (is({"health"})) return m == "GET" ? Health(call) : method_not_allowed("GET");
   if (is({"ready"})) return m == "GET" ? Ready(call) : method_not_allowed("GET");
@@ -323,6 +116,7 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
   if (is({"api", "v1", "ca"})) return m == "POST" ? InitCa(call) : method_not_allowed("POST");
   if (is({"api", "v1", "ca", "certificate"})) return m == "GET" ? CaCertificate(call) : method_not_allowed("GET");
   if (is({"api", "v1", "ca", "crl"})) return m == "GET" ? CaCrl(call) : method_not_allowed("GET");
+  if (auto rotation = DispatchRotation(call, s)) return rotation;
   if (s.size() >= 4 && s[2] == "tenants") {
     const std::string& t = s[3];
     if (is({"api", "v1", "tenants", "*"})) return m == "GET" ? GetTenant(call, t) : method_not_allowed("GET");
@@ -530,7 +324,15 @@ HttpResponse Api::ListKeys(Call& call, const std::string& tenant) {
   API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kTenantRead, tenant));
   API_ASSIGN_OR_RETURN(call, auto keys, d_.tenants->ListKeys(tenant));
   json out = json::array();
-  for (const auto& k : keys) out.push_back(KeyJson(k));
+  for (const auto& k : keys) {
+    // Every version stays listed with its certificate, so old signatures can
+    // still be traced to the certificate that covered them.
+    json j = KeyJson(k);
+    auto cert = d_.store->GetLatestCertificate(k.key_id);
+    j["certificate_serial"] = cert.ok() ? json(cert->serial) : json(nullptr);
+    j["certificate_status"] = cert.ok() ? json(cert->status) : json(nullptr);
+    out.push_back(std::move(j));
+  }
   return JsonResponse(200, {{"tenant_id", tenant}, {"keys", out}});
 }
 
@@ -540,6 +342,10 @@ HttpResponse Api::GetKey(Call& call, const std::string& tenant, const std::strin
   json out = KeyJson(key);
   out["public_key_pem"] = key.public_key_pem;
   if (!key.attestation.empty()) out["attestation_pem"] = key.attestation;
+  if (auto cert = d_.store->GetLatestCertificate(key.key_id); cert.ok()) {
+    out["certificate"] = CertificateJson(*cert);
+    out["certificate"]["chain_pem"] = cert->chain_pem;
+  }
   return JsonResponse(200, out);
 }
 
@@ -680,15 +486,17 @@ std::optional<HttpResponse> Api::SignCose(const std::shared_ptr<Call>& call_ptr,
                          call.request_id);
   }
   API_ASSIGN_OR_RETURN(call, auto state, d_.tenants->Active(tenant));
-  // The chain is checked (present, not revoked, valid now) before anything is signed.
-  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ActiveChain(tenant));
+  // The chain is checked (present, not revoked, valid now) before anything is
+  // signed, and belongs to the snapshot's key: a cutover in between cannot
+  // pair one key's chain with the other key's signature.
+  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ChainFor(state->active_key));
   const Algorithm alg = state->policy.policy.algorithm;
   auto protected_header = std::make_shared<Bytes>(crypto::CoseProtectedHeader(alg, chain->signing_der));
   auto payload_ptr = std::make_shared<Bytes>(*std::move(payload));
   req.message = crypto::CoseSigStructure(*protected_header, *payload_ptr);
   req.kind = "cose";
   req.ledger_digest_hex = crypto::Sha256Hex(*payload_ptr);
-  req.expected_key_id = chain->key_id;
+  req.state = state;
   req.cert_serial = chain->serial;
   req.request_id = client_request_id.empty() ? call.request_id : client_request_id;
   req.api_key_id = call.principal->id;
@@ -727,12 +535,13 @@ std::optional<HttpResponse> Api::SignRaw(const std::shared_ptr<Call>& call_ptr, 
     return ErrorResponse(FieldError("body", "request body is empty; send the bytes to sign"), call.request_id);
   }
   // A signature only makes sense to C2PA with a certificate for the key.
-  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ActiveChain(tenant));
+  API_ASSIGN_OR_RETURN(call, auto state, d_.tenants->Active(tenant));
+  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ChainFor(state->active_key));
   core::MessageSignRequest req;
   req.message = Bytes(call.req.body.begin(), call.req.body.end());
   req.kind = "raw";
   req.ledger_digest_hex = crypto::Sha256Hex(req.message);
-  req.expected_key_id = chain->key_id;
+  req.state = state;
   req.cert_serial = chain->serial;
   req.request_id = call.request_id;
   req.api_key_id = call.principal->id;
@@ -930,9 +739,14 @@ HttpResponse Api::ImportCertificate(Call& call, const std::string& tenant) {
   API_ASSIGN_OR_RETURN(call, std::string chain_pem, StringField(body, "chain_pem", true));
   API_ASSIGN_OR_RETURN(call, CertificateRecord cert, d_.certs->Import(tenant, chain_pem));
   Log(LogLevel::kInfo, "certificate_imported",
-      {{"tenant_id", tenant}, {"serial", cert.serial}, {"issuer", cert.issuer}, {"actor", call.principal->id},
-       {"request_id", call.request_id}});
-  return JsonResponse(201, CertificateJson(cert));
+      {{"tenant_id", tenant}, {"serial", cert.serial}, {"issuer", cert.issuer}, {"key_id", cert.key_id},
+       {"actor", call.principal->id}, {"request_id", call.request_id}});
+  json out = CertificateJson(cert);
+  // A rotation waiting for this certificate continues on the scheduler thread.
+  if (std::string resumed = ResumeAwaitingRotation(tenant, cert.key_id); !resumed.empty()) {
+    out["rotation_id"] = resumed;
+  }
+  return JsonResponse(201, out);
 }
 
 HttpResponse Api::IssueCertificate(Call& call, const std::string& tenant) {

@@ -17,6 +17,9 @@
 #include "concierge/store.h"
 #include "core/auth.h"
 #include "core/ca.h"
+#include "core/rotation_engine.h"
+#include "core/rotation_evidence.h"
+#include "core/rotation_scheduler.h"
 #include "core/ledger_writer.h"
 #include "core/signing_service.h"
 #include "core/tenant_service.h"
@@ -39,6 +42,9 @@ struct ApiDeps {
   class HealthProber* prober = nullptr;
   Clock* clock = nullptr;
   core::CertificateService* certs = nullptr;
+  core::RotationEngine* rotations = nullptr;           // null: rotation routes answer 503
+  core::RotationScheduler* rotation_scheduler = nullptr;  // runs executed rotations
+  core::RotationEvidenceRecorder* evidence = nullptr;     // Rotation Evidence Packs
 };
 
 class Api {
@@ -82,6 +88,26 @@ class Api {
   HttpResponse ImportCertificate(Call& call, const std::string& tenant);
   HttpResponse IssueCertificate(Call& call, const std::string& tenant);
   HttpResponse RevokeCertificate(Call& call, const std::string& tenant);
+  // Rotations and key lifecycle (api_rotation.cc). DispatchRotation answers
+  // the routes it owns and returns nullopt for every other path.
+  std::optional<HttpResponse> DispatchRotation(Call& call, const std::vector<std::string>& segments);
+  HttpResponse ScheduleRotation(Call& call, const std::string& tenant);
+  HttpResponse ListRotations(Call& call, const std::string& tenant);
+  HttpResponse GetRotation(Call& call, const std::string& rotation_id);
+  HttpResponse ExecuteRotation(Call& call, const std::string& rotation_id);
+  HttpResponse ApproveRotation(Call& call, const std::string& rotation_id);
+  HttpResponse RollbackRotation(Call& call, const std::string& rotation_id);
+  HttpResponse CancelRotation(Call& call, const std::string& rotation_id);
+  HttpResponse RotationEvidence(Call& call, const std::string& rotation_id);
+  HttpResponse EvidenceKey(Call& call);
+  HttpResponse SetKeyState(Call& call, const std::string& tenant, const std::string& key_id);
+  // Authorises `permission` on the rotation's tenant; a rotation of a tenant
+  // the caller may not see is reported missing, not forbidden.
+  StatusOr<core::RotationView> AuthorizedRotation(Call& call, core::Permission permission,
+                                                  const std::string& rotation_id);
+  // After a certificate import for `key_id`: queues the tenant's rotation that
+  // waits for it, returning its id ("" when none waits).
+  std::string ResumeAwaitingRotation(const std::string& tenant, const std::string& key_id);
   HttpResponse CreateApiKey(Call& call);
   HttpResponse ListApiKeys(Call& call);
   HttpResponse RevokeApiKey(Call& call, const std::string& id);

@@ -17,6 +17,9 @@
 #include "core/ca.h"
 #include "core/issuance.h"
 #include "core/ledger_writer.h"
+#include "core/rotation_engine.h"
+#include "core/rotation_evidence.h"
+#include "core/rotation_scheduler.h"
 #include "core/signing_service.h"
 #include "core/tenant_service.h"
 #include "server/api.h"
@@ -32,6 +35,14 @@ namespace concierge::server {
 namespace {
 
 constexpr char kBootstrapTokenFile[] = "bootstrap-admin.token";
+
+void LogRotationReport(const std::string& what, const core::TickReport& r) {
+  for (const std::string& e : r.errors) Log(LogLevel::kWarn, "rotation_error", {{"during", what}, {"error", e}});
+  if (r.calendar_scheduled + r.started + r.resumed + r.keys_retired + r.cancelled + r.evidence_built == 0) return;
+  Log(LogLevel::kInfo, "rotation_" + what,
+      {{"calendar_scheduled", r.calendar_scheduled}, {"started", r.started}, {"resumed", r.resumed},
+       {"keys_retired", r.keys_retired}, {"cancelled", r.cancelled}, {"evidence_built", r.evidence_built}});
+}
 
 Status MakePrivateDir(const std::string& dir) {
   std::error_code ec;
@@ -122,6 +133,9 @@ struct App::Impl {
   std::unique_ptr<core::TenantService> tenants;
   std::unique_ptr<core::SigningService> signing;
   std::unique_ptr<core::CertificateService> certs;
+  std::unique_ptr<core::RotationEngine> rotations;
+  std::unique_ptr<core::RotationEvidenceRecorder> evidence;
+  std::unique_ptr<core::RotationScheduler> rotation_scheduler;
   std::unique_ptr<HealthProber> prober;
   std::unique_ptr<Api> api;
   std::unique_ptr<HttpServer> http;
@@ -196,11 +210,20 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
   impl->signing = std::make_unique<core::SigningService>(*impl->tenants, *impl->ledger_writer, impl->limiter, clock,
                                                          signing_options);
   impl->certs = std::make_unique<core::CertificateService>(*impl->store, impl->backends, *impl->tenants, clock);
+  core::RotationOptions rotation_options;
+  rotation_options.advance_warning = std::chrono::hours(24) * config.rotation_warning_days;
+  rotation_options.ledger_sample = config.rotation_ledger_sample;
+  impl->rotations = std::make_unique<core::RotationEngine>(*impl->store, *impl->ledger, *impl->tenants,
+                                                           *impl->certs, clock, rotation_options);
+  impl->evidence = std::make_unique<core::RotationEvidenceRecorder>(*impl->store, impl->backends, clock);
+  impl->rotation_scheduler = std::make_unique<core::RotationScheduler>(
+      *impl->rotations, std::chrono::seconds(config.rotation_tick_seconds), LogRotationReport, impl->evidence.get());
   impl->prober = std::make_unique<HealthProber>(impl->backends, config.data_dir + "/health-probes.json");
   impl->api = std::make_unique<Api>(ApiDeps{impl->store.get(), &impl->backends, impl->auth.get(),
                                             impl->tenants.get(), impl->signing.get(), impl->ledger.get(),
                                             impl->ledger_writer.get(), impl->prober.get(), &clock,
-                                            impl->certs.get()});
+                                            impl->certs.get(), impl->rotations.get(),
+                                            impl->rotation_scheduler.get(), impl->evidence.get()});
 
   // First start: mint an admin key, write its token (0600) before storing the
   // key, so a crash in between leaves no admin key that nobody holds.
@@ -235,7 +258,11 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
 }
 
 void App::Start() {
+  // Before serving: a rotation a crash interrupted is finished (or rolled
+  // back) first, so the first request already sees a settled active key.
+  LogRotationReport("recover", impl_->rotations->Recover());
   impl_->http->Start();
+  impl_->rotation_scheduler->Start();
   if (impl_->sqlite != nullptr) {
     impl_->maintenance = std::thread([impl = impl_.get()] { impl->MaintenanceLoop(); });
   }
@@ -245,6 +272,9 @@ void App::Start() {
 void App::Stop() {
   if (!impl_) return;
   if (impl_->http) impl_->http->Stop();
+  // A rotation step in progress finishes (each step is persisted, so even an
+  // abrupt stop would only be resumed at the next start).
+  if (impl_->rotation_scheduler) impl_->rotation_scheduler->Stop();
   // After the listener: in-flight signatures are committed before we stop.
   if (impl_->ledger_writer) impl_->ledger_writer->Stop();
   {
@@ -265,6 +295,8 @@ std::string App::url() const {
 }
 
 const std::string& App::bootstrap_token_path() const { return impl_->bootstrap_token_path; }
+
+core::TickReport App::RunRotationTick() { return impl_->rotation_scheduler->Tick(); }
 
 StatusOr<int> MigrateDatabase(const ServerConfig& config_in, int target_version) {
   ServerConfig config = config_in.Clone();

@@ -11,6 +11,7 @@
 
 #include "concierge/clock.h"
 #include "concierge/status.h"
+#include "core/rotation_engine.h"
 #include "server/config.h"
 
 namespace concierge::server {
@@ -27,6 +28,10 @@ class App {
   std::string url() const;
   // Path of the bootstrap admin token file; empty when this start did not create one.
   const std::string& bootstrap_token_path() const;
+  // One synchronous round of the rotation scheduler (submitted rotations, then
+  // due/interrupted ones, calendar, key retirement) on the calling thread.
+  // Tests drive time with a FakeClock and call this instead of waiting.
+  core::TickReport RunRotationTick();
 
  private:
   struct Impl;

@@ -89,6 +89,13 @@ Status Apply(ServerConfig& c, const std::string& key, const std::string& value) 
       return FieldError(key, "config key 'yubihsm2_module' must be an absolute path");
     }
     c.yubihsm2_module = value;
+  } else if (key == "rotation_warning_days") {
+    return SetUint(key, value, 365, &c.rotation_warning_days);
+  } else if (key == "rotation_tick_seconds") {
+    RETURN_IF_ERROR(SetUint(key, value, 86400, &c.rotation_tick_seconds));
+    if (c.rotation_tick_seconds < 1) return FieldError(key, "config key 'rotation_tick_seconds' must be at least 1");
+  } else if (key == "rotation_ledger_sample") {
+    return SetUint(key, value, 1000, &c.rotation_ledger_sample);
   } else {
     return FieldError(key, "unknown config key '" + key + "'");
   }
@@ -222,6 +229,9 @@ StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<s
       {"KEYCTL_PKCS11_ALLOWED_MODULES", "pkcs11_allowed_modules"},
       {"KEYCTL_PKCS11_SESSIONS", "pkcs11_sessions"},
       {"KEYCTL_YUBIHSM2_MODULE", "yubihsm2_module"},
+      {"KEYCTL_ROTATION_WARNING_DAYS", "rotation_warning_days"},
+      {"KEYCTL_ROTATION_TICK_SECONDS", "rotation_tick_seconds"},
+      {"KEYCTL_ROTATION_LEDGER_SAMPLE", "rotation_ledger_sample"},
   };
   for (const auto& [var, key] : kEnvKeys) {
     auto it = env.find(var);

@@ -37,6 +37,10 @@ struct ServerSettings {
   std::string pkcs11_allowed_modules;     // comma-separated paths; empty = any
   int pkcs11_sessions = 0;                // per token; 0 = io_threads (or cores)
   std::string yubihsm2_module;            // set to enable provider "yubihsm2"
+  // Rotations (docs/rotation.md).
+  int rotation_warning_days = 7;   // flag scheduled rotations this close as "warning"
+  int rotation_tick_seconds = 30;  // how often the scheduler looks for due rotations
+  int rotation_ledger_sample = 20; // recent ledger digests the canary re-signs
 };
 
 struct ServerConfig : ServerSettings {

@@ -606,6 +606,298 @@ TEST_P(StoreConformanceTest, NewCertificateSupersedesAndRevocationIsKept) {
   EXPECT_TRUE(store_->ListRevokedCertificates("CN=Other")->empty());
 }
 
+// --- rotations ----------------------------------------------------------------------
+
+inline RotationRecord MakeRotation(const std::string& id, const std::string& tenant, TimePoint at = T(0)) {
+  RotationRecord r;
+  r.rotation_id = id;
+  r.tenant_id = tenant;
+  r.state = "scheduled";
+  r.trigger = "manual";
+  r.scheduled_at = at + std::chrono::hours(1);
+  r.owner = "owner@example.com";
+  r.approval_required = true;
+  r.created_by = "ak_operator";
+  r.cert_source = "builtin-ca";
+  r.created_at = at;
+  r.updated_at = at;
+  return r;
+}
+
+inline RotationEvent MakeEvent(const std::string& rotation_id, const std::string& event, TimePoint at = T(0)) {
+  RotationEvent e;
+  e.rotation_id = rotation_id;
+  e.at = at;
+  e.event = event;
+  e.detail = "detail of " + event;
+  e.actor = "ak_operator";
+  return e;
+}
+
+// The tenant's keys as "key_id=state" in version order, for compact checks.
+inline std::vector<std::string> KeyStates(Store& store, const std::string& tenant) {
+  std::vector<std::string> out;
+  StatusOr<std::vector<KeyRecord>> keys = store.ListKeys(tenant);
+  if (!keys.ok()) return {keys.status().ToString()};
+  for (const KeyRecord& k : *keys) out.push_back(k.key_id + "=" + k.state);
+  return out;
+}
+
+TEST_P(StoreConformanceTest, RotationRoundTripsWithTimeline) {
+  CreateTenant("acme");
+  RotationRecord r = MakeRotation("rot-1", "acme", T(5));
+  ASSERT_TRUE(IsOk(store_->InsertRotation(r, MakeEvent("rot-1", "scheduled", T(5)))));
+  StatusOr<RotationRecord> got = store_->GetRotation("rot-1");
+  ASSERT_TRUE(IsOk(got.status()));
+  EXPECT_EQ(got->tenant_id, "acme");
+  EXPECT_EQ(got->state, "scheduled");
+  EXPECT_EQ(got->phase, "");
+  EXPECT_EQ(got->trigger, "manual");
+  EXPECT_EQ(got->scheduled_at, T(5) + std::chrono::hours(1));
+  EXPECT_EQ(got->owner, "owner@example.com");
+  EXPECT_TRUE(got->approval_required);
+  EXPECT_EQ(got->approved_at, std::nullopt);
+  EXPECT_EQ(got->created_by, "ak_operator");
+  EXPECT_EQ(got->cert_source, "builtin-ca");
+  EXPECT_EQ(got->grace_until, std::nullopt);
+  EXPECT_EQ(got->created_at, T(5));
+  EXPECT_EQ(got->version, 1);
+  EXPECT_TRUE(HasCode(store_->GetRotation("nope").status(), StatusCode::kNotFound));
+
+  // Every mutable field survives an update; the immutable ones are kept.
+  RotationRecord u = *got;
+  u.state = "running";
+  u.phase = "canary";
+  u.approved_by = "ak_officer";
+  u.approved_at = T(6);
+  u.policy_version = 3;
+  u.policy_hash = std::string(64, 'b');
+  u.old_key_id = "acme-v1";
+  u.new_key_id = "acme-v2";
+  u.csr_pem = "-----BEGIN CERTIFICATE REQUEST-----\n";
+  u.cert_serial = "0a";
+  u.canary_results = R"([{"ok":true}])";
+  u.error = "";
+  u.started_at = T(7);
+  u.cutover_at = T(8);
+  u.grace_until = T(9);
+  u.finished_at = T(10);
+  u.updated_at = T(10);
+  u.trigger = "calendar";     // immutable: ignored
+  u.created_by = "someone";   // immutable: ignored
+  ASSERT_TRUE(IsOk(store_->UpdateRotation(u, {MakeEvent("rot-1", "approved", T(6)),
+                                              MakeEvent("rot-1", "phase_started", T(7))})));
+  RotationRecord v = *store_->GetRotation("rot-1");
+  EXPECT_EQ(v.version, 2);
+  EXPECT_EQ(v.state, "running");
+  EXPECT_EQ(v.phase, "canary");
+  EXPECT_EQ(v.approved_by, "ak_officer");
+  EXPECT_EQ(v.approved_at, T(6));
+  EXPECT_EQ(v.policy_version, 3);
+  EXPECT_EQ(v.policy_hash, u.policy_hash);
+  EXPECT_EQ(v.old_key_id, "acme-v1");
+  EXPECT_EQ(v.new_key_id, "acme-v2");
+  EXPECT_EQ(v.csr_pem, u.csr_pem);
+  EXPECT_EQ(v.cert_serial, "0a");
+  EXPECT_EQ(v.canary_results, u.canary_results);
+  EXPECT_EQ(v.started_at, T(7));
+  EXPECT_EQ(v.cutover_at, T(8));
+  EXPECT_EQ(v.grace_until, T(9));
+  EXPECT_EQ(v.finished_at, T(10));
+  EXPECT_EQ(v.updated_at, T(10));
+  EXPECT_EQ(v.trigger, "manual");
+  EXPECT_EQ(v.created_by, "ak_operator");
+  EXPECT_EQ(v.created_at, T(5));
+
+  StatusOr<std::vector<RotationEvent>> events = store_->ListRotationEvents("rot-1");
+  ASSERT_TRUE(IsOk(events.status()));
+  ASSERT_EQ(events->size(), 3u);
+  EXPECT_EQ((*events)[0].seq, 1);
+  EXPECT_EQ((*events)[0].event, "scheduled");
+  EXPECT_EQ((*events)[1].seq, 2);
+  EXPECT_EQ((*events)[1].event, "approved");
+  EXPECT_EQ((*events)[1].detail, "detail of approved");
+  EXPECT_EQ((*events)[1].actor, "ak_operator");
+  EXPECT_EQ((*events)[1].at, T(6));
+  EXPECT_EQ((*events)[2].seq, 3);
+  EXPECT_TRUE(store_->ListRotationEvents("nope")->empty());
+}
+
+TEST_P(StoreConformanceTest, AtMostOneOpenRotationPerTenant) {
+  CreateTenant("acme");
+  CreateTenant("beta");
+  ASSERT_TRUE(IsOk(store_->InsertRotation(MakeRotation("rot-1", "acme", T(1)), MakeEvent("rot-1", "scheduled"))));
+  EXPECT_TRUE(HasCode(store_->InsertRotation(MakeRotation("rot-2", "acme", T(2)), MakeEvent("rot-2", "scheduled")),
+                      StatusCode::kAlreadyExists));
+  EXPECT_TRUE(HasCode(store_->InsertRotation(MakeRotation("rot-1", "beta", T(2)), MakeEvent("rot-1", "scheduled")),
+                      StatusCode::kAlreadyExists));  // duplicate id
+  EXPECT_TRUE(HasCode(store_->InsertRotation(MakeRotation("rot-3", "nobody"), MakeEvent("rot-3", "scheduled")),
+                      StatusCode::kNotFound));
+  RotationRecord bad = MakeRotation("rot-4", "beta");
+  bad.state = "exploded";
+  EXPECT_TRUE(HasCode(store_->InsertRotation(bad, MakeEvent("rot-4", "scheduled")), StatusCode::kInvalidArgument));
+  ASSERT_TRUE(IsOk(store_->InsertRotation(MakeRotation("rot-5", "beta", T(3)), MakeEvent("rot-5", "scheduled"))));
+  // Failed inserts left no rows or events behind.
+  EXPECT_TRUE(HasCode(store_->GetRotation("rot-2").status(), StatusCode::kNotFound));
+  EXPECT_TRUE(store_->ListRotationEvents("rot-2")->empty());
+  EXPECT_EQ(store_->ListOpenRotations()->size(), 2u);
+
+  // Closing the open one makes room for the next.
+  RotationRecord r = *store_->GetRotation("rot-1");
+  r.state = "completed";
+  ASSERT_TRUE(IsOk(store_->UpdateRotation(r, {})));
+  ASSERT_TRUE(IsOk(store_->InsertRotation(MakeRotation("rot-2", "acme", T(4)), MakeEvent("rot-2", "scheduled"))));
+  // Re-opening the closed one would make two open rotations.
+  r = *store_->GetRotation("rot-1");
+  r.state = "running";
+  EXPECT_TRUE(HasCode(store_->UpdateRotation(r, {}), StatusCode::kAlreadyExists));
+  EXPECT_EQ(store_->GetRotation("rot-1")->state, "completed");
+
+  StatusOr<std::vector<RotationRecord>> acme = store_->ListRotations("acme");
+  ASSERT_TRUE(IsOk(acme.status()));
+  ASSERT_EQ(acme->size(), 2u);
+  EXPECT_EQ((*acme)[0].rotation_id, "rot-1");
+  EXPECT_EQ((*acme)[1].rotation_id, "rot-2");
+  EXPECT_TRUE(HasCode(store_->ListRotations("nobody").status(), StatusCode::kNotFound));
+  StatusOr<std::vector<RotationRecord>> open = store_->ListOpenRotations();
+  ASSERT_EQ(open->size(), 2u);
+  EXPECT_EQ((*open)[0].rotation_id, "rot-5");  // scheduled earliest
+  EXPECT_EQ((*open)[1].rotation_id, "rot-2");
+}
+
+TEST_P(StoreConformanceTest, UpdateRotationWithStaleVersionIsAbortedAndChangesNothing) {
+  CreateTenant("acme");
+  ASSERT_TRUE(IsOk(store_->InsertRotation(MakeRotation("rot-1", "acme"), MakeEvent("rot-1", "scheduled"))));
+  RotationRecord a = *store_->GetRotation("rot-1");
+  RotationRecord b = a;
+  a.phase = "prepare";
+  a.state = "running";
+  ASSERT_TRUE(IsOk(store_->UpdateRotation(a, {MakeEvent("rot-1", "phase_started")})));
+  b.state = "cancelled";
+  EXPECT_TRUE(HasCode(store_->UpdateRotation(b, {MakeEvent("rot-1", "cancelled")}), StatusCode::kAborted));
+  RotationRecord now = *store_->GetRotation("rot-1");
+  EXPECT_EQ(now.state, "running");
+  EXPECT_EQ(now.version, 2);
+  EXPECT_EQ(store_->ListRotationEvents("rot-1")->size(), 2u);
+  RotationRecord missing = MakeRotation("nope", "acme");
+  EXPECT_TRUE(HasCode(store_->UpdateRotation(missing, {}), StatusCode::kNotFound));
+}
+
+TEST_P(StoreConformanceTest, SwapActiveKeyCutsOverAndRollsBackAtomically) {
+  CreateTenant("acme");
+  CreateTenant("beta");
+  ASSERT_TRUE(IsOk(store_->InsertKey(MakeKey("acme", 2, "pending", T(1)))));
+  ASSERT_TRUE(IsOk(store_->InsertRotation(MakeRotation("rot-1", "acme"), MakeEvent("rot-1", "scheduled"))));
+  RotationRecord r = *store_->GetRotation("rot-1");
+  r.state = "running";
+  r.phase = "validate";
+  r.cutover_at = T(20);
+
+  KeySwap cutover{"acme", "acme-v1", "retiring", "acme-v2", "pending", T(20)};
+  // Refusals change nothing: stale rotation version, wrong key state, foreign
+  // key, missing key.
+  RotationRecord stale = r;
+  stale.version = 7;
+  EXPECT_TRUE(HasCode(store_->SwapActiveKey(cutover, stale, {}), StatusCode::kAborted));
+  KeySwap wrong_state = cutover;
+  wrong_state.to_expected_state = "retiring";
+  EXPECT_TRUE(HasCode(store_->SwapActiveKey(wrong_state, r, {}), StatusCode::kAborted));
+  KeySwap foreign = cutover;
+  foreign.to_key_id = "beta-v1";
+  foreign.to_expected_state = "active";
+  EXPECT_TRUE(HasCode(store_->SwapActiveKey(foreign, r, {}), StatusCode::kFailedPrecondition));
+  KeySwap missing = cutover;
+  missing.to_key_id = "acme-v9";
+  EXPECT_TRUE(HasCode(store_->SwapActiveKey(missing, r, {}), StatusCode::kNotFound));
+  EXPECT_EQ(KeyStates(*store_, "acme"), (std::vector<std::string>{"acme-v1=active", "acme-v2=pending"}));
+  EXPECT_EQ(KeyStates(*store_, "beta"), (std::vector<std::string>{"beta-v1=active"}));
+  EXPECT_EQ(store_->GetRotation("rot-1")->version, 1);
+
+  ASSERT_TRUE(IsOk(store_->SwapActiveKey(cutover, r, {MakeEvent("rot-1", "cutover", T(20))})));
+  EXPECT_EQ(KeyStates(*store_, "acme"), (std::vector<std::string>{"acme-v1=retiring", "acme-v2=active"}));
+  EXPECT_EQ(store_->GetActiveKey("acme")->key_id, "acme-v2");
+  EXPECT_EQ(store_->GetKey("acme-v2")->activated_at, T(20));
+  EXPECT_EQ(store_->GetKey("acme-v1")->retired_at, std::nullopt);  // retiring still verifies
+  RotationRecord after = *store_->GetRotation("rot-1");
+  EXPECT_EQ(after.version, 2);
+  EXPECT_EQ(after.phase, "validate");
+  EXPECT_EQ(after.cutover_at, T(20));
+  EXPECT_EQ(store_->ListRotationEvents("rot-1")->back().event, "cutover");
+  // Replaying the same cutover (a crash-resume that lost track) is refused.
+  EXPECT_TRUE(HasCode(store_->SwapActiveKey(cutover, after, {}), StatusCode::kAborted));
+
+  after.state = "rolled_back";
+  KeySwap rollback{"acme", "acme-v2", "retired", "acme-v1", "retiring", T(30)};
+  ASSERT_TRUE(IsOk(store_->SwapActiveKey(rollback, after, {MakeEvent("rot-1", "rolled_back", T(30))})));
+  EXPECT_EQ(KeyStates(*store_, "acme"), (std::vector<std::string>{"acme-v1=active", "acme-v2=retired"}));
+  EXPECT_EQ(store_->GetKey("acme-v2")->retired_at, T(30));
+  EXPECT_EQ(store_->GetKey("acme-v1")->activated_at, T(0));  // first activation kept
+  EXPECT_EQ(store_->GetRotation("rot-1")->state, "rolled_back");
+  EXPECT_EQ(store_->ListRotationEvents("rot-1")->size(), 3u);
+}
+
+TEST_P(StoreConformanceTest, SwapActiveKeyWithoutAnActiveKeyActivatesTheNewOne) {
+  CreateTenant("acme");
+  ASSERT_TRUE(IsOk(store_->UpdateKeyState("acme-v1", "active", "compromised", T(1))));
+  ASSERT_TRUE(IsOk(store_->InsertKey(MakeKey("acme", 2, "pending", T(1)))));
+  ASSERT_TRUE(IsOk(store_->InsertRotation(MakeRotation("rot-1", "acme"), MakeEvent("rot-1", "scheduled"))));
+  RotationRecord r = *store_->GetRotation("rot-1");
+  KeySwap swap{"acme", "", "", "acme-v2", "pending", T(2)};
+  ASSERT_TRUE(IsOk(store_->SwapActiveKey(swap, r, {})));
+  EXPECT_EQ(KeyStates(*store_, "acme"), (std::vector<std::string>{"acme-v1=compromised", "acme-v2=active"}));
+  // A swap may never leave "active" as the old key's state.
+  KeySwap bad{"acme", "acme-v2", "active", "acme-v1", "compromised", T(3)};
+  r = *store_->GetRotation("rot-1");
+  EXPECT_TRUE(HasCode(store_->SwapActiveKey(bad, r, {}), StatusCode::kInvalidArgument));
+}
+
+TEST_P(StoreConformanceTest, SupersedeActiveCertificate) {
+  CreateTenant("acme");
+  ASSERT_TRUE(IsOk(store_->SupersedeActiveCertificate("acme-v1")));  // none: fine
+  ASSERT_TRUE(IsOk(store_->InsertCertificate(MakeCert("acme", "acme-v1", "01", T(1)))));
+  ASSERT_TRUE(IsOk(store_->SupersedeActiveCertificate("acme-v1")));
+  EXPECT_TRUE(HasCode(store_->GetActiveCertificate("acme-v1").status(), StatusCode::kNotFound));
+  EXPECT_EQ(store_->GetLatestCertificate("acme-v1")->status, "superseded");
+}
+
+TEST_P(StoreConformanceTest, RotationEvidencePacksAndEvidenceKey) {
+  CreateTenant("acme");
+  ASSERT_TRUE(IsOk(store_->InsertRotation(MakeRotation("rot-1", "acme"), MakeEvent("rot-1", "scheduled"))));
+  RotationEvidenceRecord e;
+  e.rotation_id = "rot-1";
+  e.outcome = "completed";
+  e.created_at = T(40);
+  e.sha256 = std::string(64, 'c');
+  e.pack = {0x00, 0x75, 0x73, 0x74, 0x61, 0x72, 0x00, 0xff};  // binary, with NULs
+  EXPECT_TRUE(HasCode(store_->GetRotationEvidence("rot-1", "completed").status(), StatusCode::kNotFound));
+  ASSERT_TRUE(IsOk(store_->InsertRotationEvidence(e)));
+  EXPECT_TRUE(HasCode(store_->InsertRotationEvidence(e), StatusCode::kAlreadyExists));
+  RotationEvidenceRecord other = e;
+  other.rotation_id = "rot-nope";
+  EXPECT_TRUE(HasCode(store_->InsertRotationEvidence(other), StatusCode::kNotFound));
+  RotationEvidenceRecord rolled = e;
+  rolled.outcome = "rolled_back";
+  rolled.pack = {0x01};
+  ASSERT_TRUE(IsOk(store_->InsertRotationEvidence(rolled)));
+  StatusOr<RotationEvidenceRecord> got = store_->GetRotationEvidence("rot-1", "completed");
+  ASSERT_TRUE(IsOk(got.status()));
+  EXPECT_EQ(got->pack, e.pack);
+  EXPECT_EQ(got->sha256, e.sha256);
+  EXPECT_EQ(got->created_at, T(40));
+  EXPECT_EQ(store_->GetRotationEvidence("rot-1", "rolled_back")->pack, rolled.pack);
+
+  EXPECT_TRUE(HasCode(store_->GetEvidenceKey().status(), StatusCode::kNotFound));
+  EvidenceKeyRecord k{"software", "software:evidence", "ES256", "-----BEGIN PUBLIC KEY-----\n", std::string(64, 'e'),
+                      T(41)};
+  ASSERT_TRUE(IsOk(store_->InsertEvidenceKey(k)));
+  EXPECT_TRUE(HasCode(store_->InsertEvidenceKey(k), StatusCode::kAlreadyExists));
+  StatusOr<EvidenceKeyRecord> key = store_->GetEvidenceKey();
+  ASSERT_TRUE(IsOk(key.status()));
+  EXPECT_EQ(key->key_uri, "software:evidence");
+  EXPECT_EQ(key->fingerprint, k.fingerprint);
+  EXPECT_EQ(key->created_at, T(41));
+}
+
 }  // namespace concierge::store::conformance
 
 #endif  // CONCIERGE_STORE_STORE_TEST_SUITE_H_

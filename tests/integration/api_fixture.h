@@ -28,6 +28,8 @@ class ApiTest : public ::testing::Test {
   Clock* clock_ = &RealClock();
 
   void SetUp() override { StartServer(); }
+  // Tests adjust the server configuration here (called on every start).
+  virtual void Configure(server::ServerConfig& config) { (void)config; }
 
   void StartServer() {
     server::ServerConfig config;
@@ -36,14 +38,14 @@ class ApiTest : public ::testing::Test {
     config.io_threads = 2;
     config.max_body_bytes = 64 * 1024;
     config.log_level = "error";
+    Configure(config);
     auto app = server::App::Create(std::move(config), *clock_);
     ASSERT_TRUE(app.ok()) << app.status().ToString();
     app_ = *std::move(app);
     app_->Start();
     if (admin_token_.empty()) {
       ASSERT_FALSE(app_->bootstrap_token_path().empty());
-      admin_token_ = testing::ReadFile(app_->bootstrap_token_path());
-      while (!admin_token_.empty() && admin_token_.back() == '\n') admin_token_.pop_back();
+      admin_token_ = testing::ReadBootstrapToken(dir_.File("data"));
     }
   }
 

@@ -189,7 +189,8 @@ TEST(PgIntegrationTest, BackupFromSqliteRestoresIntoPostgresAndBack) {
   const std::string keyctl = testing::KeyctlBinary();
   testing::TempDir dir;
   const std::string a = dir.File("a");
-  std::string token, public_key;
+  std::string token, public_key, rotation_id, evidence_before;
+  json timeline_before;
   std::map<std::string, std::string> ledger_before;
   {
     testing::ServerProcess server;
@@ -213,6 +214,29 @@ TEST(PgIntegrationTest, BackupFromSqliteRestoresIntoPostgresAndBack) {
       ASSERT_TRUE(r.ok());
       ASSERT_EQ(r->status, 200) << r->body;
     }
+    // A completed rotation: rotations, their timeline, a Rotation Evidence
+    // Pack (bytes) and the evidence key are in the backup too.
+    auto scheduled = admin.Post("/api/v1/tenants/acme-news/rotations", json({{"owner", "ops@example.com"}}).dump());
+    ASSERT_TRUE(scheduled.ok());
+    ASSERT_EQ(scheduled->status, 201) << scheduled->body;
+    rotation_id = json::parse(scheduled->body)["rotation_id"].get<std::string>();
+    testing::CommandResult executed = testing::RunCommand(keyctl + " --url " + server.url() + " --token " + token +
+                                                          " rotation execute " + rotation_id);
+    ASSERT_EQ(executed.exit_code, 0) << executed.output;
+    // The pack is stored by the scheduler right after the run settles.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto pack = admin.Get("/api/v1/rotations/" + rotation_id + "/evidence");
+      ASSERT_TRUE(pack.ok());
+      if (pack->status == 200) {
+        evidence_before = pack->body;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_FALSE(evidence_before.empty()) << "no evidence pack for " << rotation_id;
+    timeline_before = json::parse(admin.Get("/api/v1/rotations/" + rotation_id)->body)["timeline"];
+    ASSERT_FALSE(timeline_before.empty());
     public_key = admin.Get("/api/v1/tenants/acme-news/public-key")->body;
     ledger_before = testing::ReadLedgerDigests(admin, "acme-news");
     server.Kill(SIGTERM);
@@ -251,6 +275,18 @@ TEST(PgIntegrationTest, BackupFromSqliteRestoresIntoPostgresAndBack) {
     client::HttpClient admin(restored.url(), token);  // the old token works
     EXPECT_EQ(admin.Get("/api/v1/tenants/acme-news/public-key")->body, public_key);
     EXPECT_EQ(testing::ReadLedgerDigests(admin, "acme-news"), ledger_before);
+    auto rotation = admin.Get("/api/v1/rotations/" + rotation_id);
+    ASSERT_TRUE(rotation.ok());
+    ASSERT_EQ(rotation->status, 200) << rotation->body;
+    EXPECT_EQ(json::parse(rotation->body)["state"], "completed");
+    EXPECT_EQ(json::parse(rotation->body)["timeline"], timeline_before);
+    auto pack = admin.Get("/api/v1/rotations/" + rotation_id + "/evidence");
+    ASSERT_TRUE(pack.ok());
+    ASSERT_EQ(pack->status, 200) << pack->body;
+    EXPECT_EQ(pack->body, evidence_before);  // byte for byte, through BYTEA
+    auto evidence_key = admin.Get("/api/v1/evidence-key");
+    ASSERT_TRUE(evidence_key.ok());
+    EXPECT_EQ(evidence_key->status, 200) << evidence_key->body;
     auto chain = admin.Get("/api/v1/tenants/acme-news/certificate-chain");
     ASSERT_TRUE(chain.ok());
     EXPECT_EQ(chain->status, 200) << chain->body;

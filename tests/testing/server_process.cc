@@ -16,7 +16,8 @@ ServerProcess::~ServerProcess() {
   if (pid_ > 0) Kill(SIGKILL);
 }
 
-bool ServerProcess::Start(const std::string& data_dir, const std::vector<std::string>& extra_args) {
+bool ServerProcess::Start(const std::string& data_dir, const std::vector<std::string>& extra_args,
+                          const std::map<std::string, std::string>& env) {
   int fds[2];
   if (pipe(fds) != 0) {
     error_ = "pipe failed";
@@ -36,6 +37,7 @@ bool ServerProcess::Start(const std::string& data_dir, const std::vector<std::st
     if (log >= 0) dup2(log, STDERR_FILENO);
     close(fds[0]);
     close(fds[1]);
+    for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
     execv(binary.c_str(), args.data());
     _exit(127);
   }
@@ -74,6 +76,32 @@ bool ServerProcess::Start(const std::string& data_dir, const std::vector<std::st
   }
   Kill(SIGKILL);
   return false;
+}
+
+int ServerProcess::WaitForExit(int timeout_seconds) {
+  if (pid_ <= 0) return -1;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  int status = 0;
+  for (;;) {
+    // Once its stdout is closed the child is exiting: wait for it outright.
+    pid_t done = waitpid(pid_, &status, out_fd_ < 0 ? 0 : WNOHANG);
+    if (done == pid_) break;
+    if (done < 0 || std::chrono::steady_clock::now() >= deadline) return -1;
+    // Block on the child's stdout instead of sleeping: it closes when the child dies.
+    pollfd p{out_fd_, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    char buf[512];
+    if (read(out_fd_, buf, sizeof buf) <= 0) {
+      close(out_fd_);
+      out_fd_ = -1;
+    }
+  }
+  pid_ = -1;
+  if (out_fd_ >= 0) {
+    close(out_fd_);
+    out_fd_ = -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 void ServerProcess::Kill(int signal) {

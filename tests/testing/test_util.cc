@@ -58,6 +58,12 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+std::string ReadBootstrapToken(const std::string& data_dir) {
+  std::string t = ReadFile(data_dir + "/bootstrap-admin.token");
+  while (!t.empty() && (t.back() == '\n' || t.back() == '\r')) t.pop_back();
+  return t;
+}
+
 std::string SourceDir() {
   const char* s = std::getenv("CONCIERGE_SOURCE_DIR");
   return s && *s ? s : CONCIERGE_DEFAULT_SOURCE_DIR;

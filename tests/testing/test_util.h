@@ -33,6 +33,10 @@ CommandResult RunCommand(const std::string& command, const std::string& stdin_da
 void WriteFile(const std::string& path, const std::string& content);
 std::string ReadFile(const std::string& path);
 
+// The bootstrap admin token `keyctl serve` wrote into a fresh data dir, without
+// the trailing newline.
+std::string ReadBootstrapToken(const std::string& data_dir);
+
 // Project source/build dirs, from CONCIERGE_SOURCE_DIR/CONCIERGE_BINARY_DIR
 // (set by ctest), falling back to the compile-time paths.
 std::string SourceDir();

@@ -152,6 +152,87 @@ Status SchemaBehindError(int db_version, int needed, std::string_view who) {
                                  "; run migrations first");
 }
 
+Status ValidateRotation(const RotationRecord& r) {
+  if (r.rotation_id.empty()) return FieldError("rotation_id", "rotation id is empty");
+  if (r.tenant_id.empty()) return FieldError("tenant_id", "tenant id is empty");
+  if (!Contains(kRotationStates, r.state)) {
+    return FieldError("state", "unknown rotation state \"" + r.state + "\"");
+  }
+  if (r.version < 1) return FieldError("version", "rotation version must be >= 1");
+  return Status::Ok();
+}
+
+Status ValidateKeySwap(const KeySwap& swap, const RotationRecord& rotation) {
+  RETURN_IF_ERROR(ValidateRotation(rotation));
+  if (swap.to_key_id.empty()) return FieldError("to_key_id", "the key to activate is not named");
+  if (swap.tenant_id != rotation.tenant_id) {
+    return FieldError("tenant_id", "swap and rotation name different tenants");
+  }
+  RETURN_IF_ERROR(ValidateKeyState("to_expected_state", swap.to_expected_state));
+  if (!swap.from_key_id.empty()) {
+    RETURN_IF_ERROR(ValidateKeyState("from_new_state", swap.from_new_state));
+    if (swap.from_new_state == "active") {
+      return FieldError("from_new_state", "the key leaving service cannot stay \"active\"");
+    }
+  }
+  return Status::Ok();
+}
+
+Status ValidateRotationEvents(const std::vector<RotationEvent>& events) {
+  for (const RotationEvent& e : events) {
+    if (e.event.empty()) return FieldError("event", "rotation event name is empty");
+  }
+  return Status::Ok();
+}
+
+Status ValidateRotationEvidence(const RotationEvidenceRecord& e) {
+  if (e.rotation_id.empty() || e.outcome.empty() || e.sha256.empty() || e.pack.empty()) {
+    return InvalidArgumentError("rotation evidence record is incomplete");
+  }
+  return Status::Ok();
+}
+
+Status ValidateEvidenceKey(const EvidenceKeyRecord& k) {
+  if (k.key_uri.empty() || k.public_key_pem.empty()) {
+    return InvalidArgumentError("evidence key record is incomplete");
+  }
+  return Status::Ok();
+}
+
+Status KeyOfOtherTenant(const std::string& key_id, const std::string& tenant_id) {
+  return FailedPreconditionError("key " + key_id + " does not belong to tenant " + tenant_id);
+}
+
+Status RotationNotFound(const std::string& rotation_id) {
+  return NotFoundError("rotation " + rotation_id + " not found");
+}
+
+Status RotationAlreadyExists(const std::string& rotation_id) {
+  return AlreadyExistsError("rotation " + rotation_id + " already exists");
+}
+
+Status RotationChangedConcurrently(const std::string& rotation_id, int64_t stored, int64_t expected) {
+  return AbortedError("rotation " + rotation_id + " changed concurrently: version is " +
+                      std::to_string(stored) + ", expected " + std::to_string(expected));
+}
+
+Status OpenRotationConflict(const Status& st, const std::string& tenant_id) {
+  if (st.code() != StatusCode::kAlreadyExists) return st;
+  return AlreadyExistsError("tenant " + tenant_id + " already has an open rotation");
+}
+
+Status RotationEvidenceExists(const std::string& rotation_id, const std::string& outcome) {
+  return AlreadyExistsError("rotation " + rotation_id + " already has a " + outcome + " evidence pack");
+}
+
+Status RotationEvidenceNotFound(const std::string& rotation_id, const std::string& outcome) {
+  return NotFoundError("rotation " + rotation_id + " has no " + outcome + " evidence pack");
+}
+
+Status EvidenceKeyExists() { return AlreadyExistsError("the evidence key already exists"); }
+
+Status NoEvidenceKey() { return NotFoundError("there is no evidence key yet"); }
+
 int64_t ToUnixMillis(TimePoint t) {
   return std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }

@@ -212,6 +212,104 @@ CaRecord ReadCa(const Row& s) {
   return ca;
 }
 
+// --- rotations (schema version 6) -----------------------------------------------------
+
+inline constexpr std::array<std::string_view, 7> kRotationStates = {
+    "scheduled", "running", "awaiting_certificate", "completed", "rolled_back", "failed", "cancelled"};
+
+Status ValidateRotation(const RotationRecord& r);
+// SwapActiveKey's arguments: the rotation valid, the swap naming its tenant
+// and a key to activate, the old key leaving "active" for a known state.
+Status ValidateKeySwap(const KeySwap& swap, const RotationRecord& rotation);
+// Every event has a name (kInvalidArgument naming "event").
+Status ValidateRotationEvents(const std::vector<RotationEvent>& events);
+Status ValidateRotationEvidence(const RotationEvidenceRecord& e);
+Status ValidateEvidenceKey(const EvidenceKeyRecord& k);
+
+Status KeyOfOtherTenant(const std::string& key_id, const std::string& tenant_id);
+Status RotationNotFound(const std::string& rotation_id);
+Status RotationAlreadyExists(const std::string& rotation_id);
+Status RotationChangedConcurrently(const std::string& rotation_id, int64_t stored, int64_t expected);
+// The one-open-rotation unique index names the rule; say it in words
+// (`st` unchanged unless it is kAlreadyExists).
+Status OpenRotationConflict(const Status& st, const std::string& tenant_id);
+Status RotationEvidenceExists(const std::string& rotation_id, const std::string& outcome);
+Status RotationEvidenceNotFound(const std::string& rotation_id, const std::string& outcome);
+Status EvidenceKeyExists();
+Status NoEvidenceKey();
+
+// Both engines order rotation listings by (scheduled_at, created_at,
+// rotation_id); rotation_id compares bytewise (COLLATE "C" on PostgreSQL).
+inline constexpr std::string_view kRotationColumns =
+    "rotation_id, tenant_id, state, phase, trigger_kind, scheduled_at, owner, approval_required, "
+    "approved_by, approved_at, created_by, cert_source, policy_version, policy_hash, old_key_id, "
+    "new_key_id, csr_pem, cert_serial, canary_results, error, started_at, cutover_at, grace_until, "
+    "finished_at, created_at, updated_at, version";
+template <typename Row>
+RotationRecord ReadRotation(const Row& s) {
+  RotationRecord r;
+  r.rotation_id = s.ColumnText(0);
+  r.tenant_id = s.ColumnText(1);
+  r.state = s.ColumnText(2);
+  r.phase = s.ColumnText(3);
+  r.trigger = s.ColumnText(4);
+  r.scheduled_at = s.ColumnTime(5);
+  r.owner = s.ColumnText(6);
+  r.approval_required = s.ColumnInt(7) != 0;
+  r.approved_by = s.ColumnText(8);
+  r.approved_at = s.ColumnOptionalTime(9);
+  r.created_by = s.ColumnText(10);
+  r.cert_source = s.ColumnText(11);
+  r.policy_version = s.ColumnInt(12);
+  r.policy_hash = s.ColumnText(13);
+  r.old_key_id = s.ColumnText(14);
+  r.new_key_id = s.ColumnText(15);
+  r.csr_pem = s.ColumnText(16);
+  r.cert_serial = s.ColumnText(17);
+  r.canary_results = s.ColumnText(18);
+  r.error = s.ColumnText(19);
+  r.started_at = s.ColumnOptionalTime(20);
+  r.cutover_at = s.ColumnOptionalTime(21);
+  r.grace_until = s.ColumnOptionalTime(22);
+  r.finished_at = s.ColumnOptionalTime(23);
+  r.created_at = s.ColumnTime(24);
+  r.updated_at = s.ColumnTime(25);
+  r.version = s.ColumnInt(26);
+  return r;
+}
+
+inline constexpr std::string_view kRotationEventColumns =
+    "rotation_id, seq, at, phase, event, detail, actor";
+template <typename Row>
+RotationEvent ReadRotationEvent(const Row& s) {
+  RotationEvent e;
+  e.rotation_id = s.ColumnText(0);
+  e.seq = s.ColumnInt(1);
+  e.at = s.ColumnTime(2);
+  e.phase = s.ColumnText(3);
+  e.event = s.ColumnText(4);
+  e.detail = s.ColumnText(5);
+  e.actor = s.ColumnText(6);
+  return e;
+}
+
+// The pack column (4) is read by each engine (bytes, not text).
+inline constexpr std::string_view kRotationEvidenceColumns =
+    "rotation_id, outcome, created_at, sha256, pack";
+inline constexpr std::string_view kEvidenceKeyColumns =
+    "provider, key_uri, algorithm, public_key_pem, fingerprint, created_at";
+template <typename Row>
+EvidenceKeyRecord ReadEvidenceKey(const Row& s) {
+  EvidenceKeyRecord k;
+  k.provider = s.ColumnText(0);
+  k.key_uri = s.ColumnText(1);
+  k.algorithm = s.ColumnText(2);
+  k.public_key_pem = s.ColumnText(3);
+  k.fingerprint = s.ColumnText(4);
+  k.created_at = s.ColumnTime(5);
+  return k;
+}
+
 // --- the signing ledger -------------------------------------------------------------------
 
 // Largest page ListLedger returns.

@@ -197,6 +197,102 @@ CREATE TABLE ca (
 );
 )sql";
 
+// Version 5 belongs to the tamper-evident audit log (branch "audit"), which is
+// developed in parallel. Versions must be contiguous, so until that branch is
+// merged this placeholder holds the slot; the merge replaces this entry (and
+// this constant) with the audit log's migration. A database migrated with the
+// placeholder must not be kept across that merge (development builds only).
+constexpr std::string_view kV5ReservedForAuditLog = R"sql(
+SELECT 1;
+)sql";
+
+// Key rotations and their timelines (docs/rotation.md).
+//
+// rotations_one_open_per_tenant makes "at most one open rotation per tenant"
+// (scheduled, running or awaiting_certificate) a database invariant, so two
+// schedulers (or two `keyctl serve` sharing the file) can never start two
+// rotations of one tenant. `version` is the optimistic-concurrency counter:
+// every update says which version it read. Key ids are plain text without a
+// foreign key, like certificates.key_id: the rotation is history that must
+// outlive whatever later happens to its keys. The old/new key ids and the CSR
+// are also what the Rotation Evidence Pack is built from.
+//
+// rotation_events is the per-rotation timeline; seq is allocated per rotation
+// inside the writing transaction (MAX(seq) + 1), so it follows commit order.
+//
+// rotation_evidence keeps each Rotation Evidence Pack as built (BLOB on SQLite,
+// BYTEA on PostgreSQL), one per (rotation, outcome). evidence_key names the
+// service key that signs the packs (one row, like ca).
+constexpr std::string_view kV6Rotations = R"sql(
+CREATE TABLE rotations (
+  rotation_id       TEXT    NOT NULL PRIMARY KEY,
+  tenant_id         TEXT    NOT NULL REFERENCES tenants (tenant_id),
+  state             TEXT    NOT NULL,
+  phase             TEXT    NOT NULL DEFAULT '',
+  trigger_kind      TEXT    NOT NULL,
+  scheduled_at      {{INT}} NOT NULL,
+  owner             TEXT    NOT NULL DEFAULT '',
+  approval_required {{INT}} NOT NULL DEFAULT 0 CHECK (approval_required IN (0, 1)),
+  approved_by       TEXT    NOT NULL DEFAULT '',
+  approved_at       {{INT}},
+  created_by        TEXT    NOT NULL,
+  cert_source       TEXT    NOT NULL DEFAULT '',
+  policy_version    {{INT}} NOT NULL DEFAULT 0,
+  policy_hash       TEXT    NOT NULL DEFAULT '',
+  old_key_id        TEXT    NOT NULL DEFAULT '',
+  new_key_id        TEXT    NOT NULL DEFAULT '',
+  csr_pem           TEXT    NOT NULL DEFAULT '',
+  cert_serial       TEXT    NOT NULL DEFAULT '',
+  canary_results    TEXT    NOT NULL DEFAULT '',
+  error             TEXT    NOT NULL DEFAULT '',
+  started_at        {{INT}},
+  cutover_at        {{INT}},
+  grace_until       {{INT}},
+  finished_at       {{INT}},
+  created_at        {{INT}} NOT NULL,
+  updated_at        {{INT}} NOT NULL,
+  version           {{INT}} NOT NULL CHECK (version > 0)
+);
+
+CREATE UNIQUE INDEX rotations_one_open_per_tenant ON rotations (tenant_id)
+  WHERE state IN ('scheduled', 'running', 'awaiting_certificate');
+
+CREATE INDEX rotations_by_tenant_time ON rotations (tenant_id, scheduled_at);
+
+CREATE INDEX rotations_open_by_time ON rotations (scheduled_at)
+  WHERE state IN ('scheduled', 'running', 'awaiting_certificate');
+
+CREATE TABLE rotation_events (
+  rotation_id TEXT    NOT NULL REFERENCES rotations (rotation_id),
+  seq         {{INT}} NOT NULL CHECK (seq > 0),
+  at          {{INT}} NOT NULL,
+  phase       TEXT    NOT NULL DEFAULT '',
+  event       TEXT    NOT NULL,
+  detail      TEXT    NOT NULL DEFAULT '',
+  actor       TEXT    NOT NULL DEFAULT '',
+  PRIMARY KEY (rotation_id, seq)
+);
+
+CREATE TABLE rotation_evidence (
+  rotation_id TEXT    NOT NULL REFERENCES rotations (rotation_id),
+  outcome     TEXT    NOT NULL,
+  created_at  {{INT}} NOT NULL,
+  sha256      TEXT    NOT NULL,
+  pack        {{BLOB}}    NOT NULL,
+  PRIMARY KEY (rotation_id, outcome)
+);
+
+CREATE TABLE evidence_key (
+  id             {{INT}} NOT NULL PRIMARY KEY CHECK (id = 1),
+  provider       TEXT    NOT NULL,
+  key_uri        TEXT    NOT NULL,
+  algorithm      TEXT    NOT NULL,
+  public_key_pem TEXT    NOT NULL,
+  fingerprint    TEXT    NOT NULL,
+  created_at     {{INT}} NOT NULL
+);
+)sql";
+
 // THE list. Append only; every entry is rendered for each dialect.
 const std::vector<Migration>& MigrationTemplates() {
   // Function-local static: built on first use, so no static-init-order issues.
@@ -205,6 +301,8 @@ const std::vector<Migration>& MigrationTemplates() {
       {2, "key_attestation_and_indexes", kV2KeyAttestationAndIndexes},
       {3, "signing_ledger", kV3SigningLedger},
       {4, "certificates", kV4Certificates},
+      {5, "reserved_for_audit_log", kV5ReservedForAuditLog},
+      {6, "rotations", kV6Rotations},
   };
   return kMigrations;
 }

@@ -81,6 +81,35 @@ PgParams& PgParams::Text(std::string_view value) {
   return *this;
 }
 
+PgParams& PgParams::Bytes(std::string_view bytes) {
+  values_.emplace_back(EncodeByteaHex(bytes));
+  return *this;
+}
+
+std::string EncodeByteaHex(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "\\x";
+  out.reserve(2 + 2 * bytes.size());
+  for (unsigned char b : bytes) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 15]);
+  }
+  return out;
+}
+
+StatusOr<std::string> DecodeByteaHex(std::string_view text) {
+  if (text.substr(0, 2) != "\\x" || text.size() % 2 != 0) return InternalError("unexpected bytea output format");
+  std::string out;
+  out.reserve((text.size() - 2) / 2);
+  for (size_t i = 2; i < text.size(); i += 2) {
+    unsigned v = 0;
+    auto [p, ec] = std::from_chars(text.data() + i, text.data() + i + 2, v, 16);
+    if (ec != std::errc() || p != text.data() + i + 2) return InternalError("unexpected bytea output format");
+    out.push_back(static_cast<char>(v));
+  }
+  return out;
+}
+
 PgParams& PgParams::Int(int64_t value) {
   values_.emplace_back(std::to_string(value));
   return *this;

@@ -70,6 +70,8 @@ class PgParams {
   PgParams& OptionalTime(const std::optional<TimePoint>& value);
   // Empty string -> NULL (for optional references such as api_keys.tenant_id).
   PgParams& TextOrNull(std::string_view value);
+  // A bytea value (sent as text in hex format, so any byte is fine).
+  PgParams& Bytes(std::string_view bytes);
 
   int size() const { return static_cast<int>(values_.size()); }
   // Pointers into this object, valid until it changes; NULL for SQL NULL.
@@ -80,6 +82,12 @@ class PgParams {
   std::vector<std::optional<std::string>> values_;
   bool has_nul_ = false;
 };
+
+// bytea in PostgreSQL's hex text format ("\\x0a1b..."), as sent in text-format
+// parameters and returned by servers with the default bytea_output = hex.
+std::string EncodeByteaHex(std::string_view bytes);
+// kInternal for any other text (e.g. bytea_output = escape).
+StatusOr<std::string> DecodeByteaHex(std::string_view text);
 
 // One row of a PgResult, in the shape the readers of sql_records.h take.
 class PgRow {

@@ -1,6 +1,5 @@
 #include "store/postgres/postgres_dump.h"
 
-#include <charconv>
 #include <map>
 #include <utility>
 #include <vector>
@@ -57,29 +56,6 @@ StatusOr<ColumnInfo> Columns(PGconn* c, const std::string& table) {
 }
 
 bool IsInteger(Oid t) { return t == kInt8Oid || t == kInt4Oid || t == kInt2Oid; }
-
-StatusOr<std::string> DecodeByteaHex(const std::string& text) {
-  if (text.rfind("\\x", 0) != 0 || text.size() % 2 != 0) return InternalError("unexpected bytea output format");
-  std::string out;
-  out.reserve((text.size() - 2) / 2);
-  for (size_t i = 2; i < text.size(); i += 2) {
-    unsigned v = 0;
-    auto [p, ec] = std::from_chars(text.data() + i, text.data() + i + 2, v, 16);
-    if (ec != std::errc() || p != text.data() + i + 2) return InternalError("unexpected bytea output format");
-    out.push_back(static_cast<char>(v));
-  }
-  return out;
-}
-
-std::string EncodeByteaHex(const std::string& bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "\\x";
-  for (unsigned char b : bytes) {
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 15]);
-  }
-  return out;
-}
 
 class PostgresSnapshot : public SqlSnapshot {
  public:

@@ -4,11 +4,9 @@
 
 #include "store/common/sql_records.h"
 #include "store/migrations/migrations.h"
+#include "store/postgres/postgres_store_internal.h"
 
-namespace concierge::store {
-namespace {
-
-// --- helpers that run inside a caller's transaction -----------------------------
+namespace concierge::store::pg_internal {
 
 StatusOr<TenantState> LoadTenantState(PGconn* c, const std::string& tenant_id) {
   ASSIGN_OR_RETURN(PgResult r, PgExec(c,
@@ -23,6 +21,71 @@ StatusOr<TenantState> LoadTenantState(PGconn* c, const std::string& tenant_id) {
   }
   return t;
 }
+
+Status RequireNoOtherActiveKey(PGconn* c, const std::string& tenant_id,
+                               const std::string& except_key_id) {
+  ASSIGN_OR_RETURN(PgResult r, PgExec(c,
+                                      "SELECT key_id FROM keys WHERE tenant_id = $1 AND "
+                                      "state = 'active' AND key_id <> $2",
+                                      PgParams().Text(tenant_id).Text(except_key_id),
+                                      "checking for an active key"));
+  if (r.rows() > 0) return OtherKeyActive(tenant_id, r.row(0).ColumnText(0));
+  return Status::Ok();
+}
+
+Status RequireTenantExists(PGconn* c, const std::string& tenant_id) {
+  ASSIGN_OR_RETURN(TenantState t, LoadTenantState(c, tenant_id));
+  if (!t.exists) return TenantNotFound(tenant_id);
+  return Status::Ok();
+}
+
+Status ChangeKeyState(PGconn* c, const std::string& key_id, const std::string& expected_state,
+                      const std::string& new_state, TimePoint at, const std::string& required_tenant) {
+  ASSIGN_OR_RETURN(PgResult r, PgExec(c, "SELECT state, tenant_id FROM keys WHERE key_id = $1",
+                                      PgParams().Text(key_id), "reading key state"));
+  if (r.rows() == 0) return KeyNotFound(key_id);
+  const std::string tenant_id = r.row(0).ColumnText(1);
+  if (!required_tenant.empty() && tenant_id != required_tenant) {
+    return KeyOfOtherTenant(key_id, required_tenant);
+  }
+  const std::string current = r.row(0).ColumnText(0);
+  if (current != expected_state) return KeyChangedConcurrently(key_id, current, expected_state);
+  if (new_state == "active") {
+    ASSIGN_OR_RETURN(TenantState t, LoadTenantState(c, tenant_id));
+    if (t.deleted) return CannotActivateInDeletedTenant(key_id, tenant_id);
+    RETURN_IF_ERROR(RequireNoOtherActiveKey(c, tenant_id, key_id));
+  }
+  PgParams p;
+  p.Text(key_id)
+      .Text(new_state)
+      .OptionalTime(ActivatedStamp(new_state, at))
+      .OptionalTime(RetiredStamp(new_state, at));
+  return PgExec(c,
+                "UPDATE keys SET state = $2, activated_at = COALESCE(activated_at, $3), "
+                "retired_at = COALESCE(retired_at, $4) WHERE key_id = $1",
+                p, "updating key state")
+      .status();
+}
+
+Status SupersedeActiveCertificateRow(PGconn* c, const std::string& key_id) {
+  return PgExec(c,
+                "UPDATE certificates SET status = 'superseded' WHERE key_id = $1 AND status = 'active'",
+                PgParams().Text(key_id), "superseding certificate")
+      .status();
+}
+
+}  // namespace concierge::store::pg_internal
+
+namespace concierge::store {
+
+using pg_internal::ChangeKeyState;
+using pg_internal::LoadTenantState;
+using pg_internal::ReadAll;
+using pg_internal::RequireNoOtherActiveKey;
+using pg_internal::RequireTenantExists;
+using pg_internal::SupersedeActiveCertificateRow;
+
+namespace {
 
 Status RequireNewPolicyVersion(PGconn* c, const PolicyRecord& policy) {
   ASSIGN_OR_RETURN(PgResult r,
@@ -45,19 +108,6 @@ Status InsertPolicyRow(PGconn* c, const PolicyRecord& p) {
       .status();
 }
 
-// kFailedPrecondition when another key of the tenant is active. The unique
-// index would also refuse, but with a less helpful kAlreadyExists.
-Status RequireNoOtherActiveKey(PGconn* c, const std::string& tenant_id,
-                               const std::string& except_key_id) {
-  ASSIGN_OR_RETURN(PgResult r, PgExec(c,
-                                      "SELECT key_id FROM keys WHERE tenant_id = $1 AND "
-                                      "state = 'active' AND key_id <> $2",
-                                      PgParams().Text(tenant_id).Text(except_key_id),
-                                      "checking for an active key"));
-  if (r.rows() > 0) return OtherKeyActive(tenant_id, r.row(0).ColumnText(0));
-  return Status::Ok();
-}
-
 Status InsertKeyRow(PGconn* c, const KeyRecord& k) {
   if (k.state == "active") RETURN_IF_ERROR(RequireNoOtherActiveKey(c, k.tenant_id, k.key_id));
   PgParams p;
@@ -69,22 +119,6 @@ Status InsertKeyRow(PGconn* c, const KeyRecord& k) {
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
                 p, "inserting key")
       .status();
-}
-
-// Ensures a tenant row exists (deleted or not), for history listings.
-Status RequireTenantExists(PGconn* c, const std::string& tenant_id) {
-  ASSIGN_OR_RETURN(TenantState t, LoadTenantState(c, tenant_id));
-  if (!t.exists) return TenantNotFound(tenant_id);
-  return Status::Ok();
-}
-
-// Every row of `r` through `read`.
-template <typename Record, typename Reader>
-std::vector<Record> ReadAll(const PgResult& r, Reader read) {
-  std::vector<Record> out;
-  out.reserve(static_cast<size_t>(r.rows()));
-  for (int i = 0; i < r.rows(); ++i) out.push_back(read(r.row(i)));
-  return out;
 }
 
 // Applies one migration on a dedicated connection that holds the migration
@@ -401,27 +435,7 @@ Status PostgresStore::UpdateKeyState(const std::string& key_id, const std::strin
   RETURN_IF_ERROR(ValidateKeyState("new_state", new_state));
   ASSIGN_OR_RETURN(PgPool::Session session, Write("updating key state"));
   PGconn* c = session.conn();
-  ASSIGN_OR_RETURN(PgResult r, PgExec(c, "SELECT state, tenant_id FROM keys WHERE key_id = $1",
-                                      PgParams().Text(key_id), "reading key state"));
-  if (r.rows() == 0) return KeyNotFound(key_id);
-  const std::string current = r.row(0).ColumnText(0);
-  if (current != expected_state) return KeyChangedConcurrently(key_id, current, expected_state);
-  const std::string tenant_id = r.row(0).ColumnText(1);
-  if (new_state == "active") {
-    ASSIGN_OR_RETURN(TenantState t, LoadTenantState(c, tenant_id));
-    if (t.deleted) return CannotActivateInDeletedTenant(key_id, tenant_id);
-    RETURN_IF_ERROR(RequireNoOtherActiveKey(c, tenant_id, key_id));
-  }
-  PgParams p;
-  p.Text(key_id)
-      .Text(new_state)
-      .OptionalTime(ActivatedStamp(new_state, at))
-      .OptionalTime(RetiredStamp(new_state, at));
-  RETURN_IF_ERROR(PgExec(c,
-                         "UPDATE keys SET state = $2, activated_at = COALESCE(activated_at, $3), "
-                         "retired_at = COALESCE(retired_at, $4) WHERE key_id = $1",
-                         p, "updating key state")
-                      .status());
+  RETURN_IF_ERROR(ChangeKeyState(c, key_id, expected_state, new_state, at, /*required_tenant=*/""));
   return session.tx.Commit();
 }
 
@@ -479,12 +493,7 @@ Status PostgresStore::InsertCertificate(const CertificateRecord& c) {
   PGconn* conn = session.conn();
   ASSIGN_OR_RETURN(TenantState t, LoadTenantState(conn, c.tenant_id));
   if (!t.exists || t.deleted) return TenantNotFoundOrDeleted(c.tenant_id);
-  RETURN_IF_ERROR(
-      PgExec(
-          conn,
-          "UPDATE certificates SET status = 'superseded' WHERE key_id = $1 AND status = 'active'",
-          PgParams().Text(c.key_id), "superseding certificate")
-          .status());
+  RETURN_IF_ERROR(SupersedeActiveCertificateRow(conn, c.key_id));
   PgParams p;
   p.Text(c.issuer).Text(c.serial).Text(c.tenant_id).Text(c.key_id).Text(c.pem).Text(c.chain_pem);
   p.Text(c.source)
@@ -498,6 +507,12 @@ Status PostgresStore::InsertCertificate(const CertificateRecord& c) {
                              ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
                          p, "inserting certificate")
                       .status());
+  return session.tx.Commit();
+}
+
+Status PostgresStore::SupersedeActiveCertificate(const std::string& key_id) {
+  ASSIGN_OR_RETURN(PgPool::Session session, Write("superseding certificate"));
+  RETURN_IF_ERROR(SupersedeActiveCertificateRow(session.conn(), key_id));
   return session.tx.Commit();
 }
 

@@ -113,6 +113,22 @@ class PostgresStore : public Store {
                            TimePoint at) override;
   StatusOr<std::vector<CertificateRecord>> ListRevokedCertificates(
       const std::string& issuer) override;
+  Status SupersedeActiveCertificate(const std::string& key_id) override;
+
+  // Rotations (postgres_store_rotations.cc) ------------------------------------
+  Status InsertRotation(const RotationRecord& rotation, const RotationEvent& event) override;
+  StatusOr<RotationRecord> GetRotation(const std::string& rotation_id) override;
+  StatusOr<std::vector<RotationRecord>> ListRotations(const std::string& tenant_id) override;
+  StatusOr<std::vector<RotationRecord>> ListOpenRotations() override;
+  Status UpdateRotation(const RotationRecord& rotation, const std::vector<RotationEvent>& events) override;
+  Status SwapActiveKey(const KeySwap& swap, const RotationRecord& rotation,
+                       const std::vector<RotationEvent>& events) override;
+  StatusOr<std::vector<RotationEvent>> ListRotationEvents(const std::string& rotation_id) override;
+  Status InsertRotationEvidence(const RotationEvidenceRecord& evidence) override;
+  StatusOr<RotationEvidenceRecord> GetRotationEvidence(const std::string& rotation_id,
+                                                       const std::string& outcome) override;
+  Status InsertEvidenceKey(const EvidenceKeyRecord& key) override;
+  StatusOr<EvidenceKeyRecord> GetEvidenceKey() override;
 
   // API keys --------------------------------------------------------------
   Status InsertApiKey(const ApiKeyRecord& key) override;

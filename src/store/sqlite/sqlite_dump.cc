@@ -109,7 +109,7 @@ class SqliteSnapshot : public SqlSnapshot {
             values[c] = SqlValue::Int(s.ColumnInt(col));
             break;
           case SQLITE_BLOB:
-            values[c] = SqlValue::Bytes(s.ColumnBlob(col));
+            values[c] = SqlValue::Bytes(s.ColumnBytes(col));
             break;
           case SQLITE_TEXT:
             values[c] = SqlValue::Text(s.ColumnText(col));
@@ -155,7 +155,7 @@ class SqliteLoader : public SqlLoader {
         case SqlValue::Kind::kNull: s.BindNull(index); break;
         case SqlValue::Kind::kInt: s.Bind(index, row[i].i); break;
         case SqlValue::Kind::kText: s.Bind(index, std::string_view(row[i].s)); break;
-        case SqlValue::Kind::kBytes: s.BindBlob(index, row[i].s); break;
+        case SqlValue::Kind::kBytes: s.BindBytes(index, row[i].s); break;
       }
     }
     Status st = s.Run();

@@ -7,11 +7,9 @@
 
 #include "store/common/sql_records.h"
 #include "store/migrations/migrations.h"
+#include "store/sqlite/sqlite_store_internal.h"
 
-namespace concierge::store {
-namespace {
-
-// --- helpers that run inside a caller's transaction -----------------------
+namespace concierge::store::sqlite_internal {
 
 StatusOr<TenantState> LoadTenantState(sqlite3* db, const std::string& tenant_id) {
   ASSIGN_OR_RETURN(Statement s,
@@ -29,6 +27,84 @@ StatusOr<TenantState> LoadTenantState(sqlite3* db, const std::string& tenant_id)
   }
   return t;
 }
+
+Status RequireNoOtherActiveKey(sqlite3* db, const std::string& tenant_id,
+                               const std::string& except_key_id) {
+  ASSIGN_OR_RETURN(Statement s,
+                   Statement::Prepare(db,
+                                      "SELECT key_id FROM keys WHERE tenant_id = ?1 AND "
+                                      "state = 'active' AND key_id <> ?2",
+                                      "checking for an active key"));
+  s.Bind(1, tenant_id).Bind(2, except_key_id);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (row) {
+    return OtherKeyActive(tenant_id, s.ColumnText(0));
+  }
+  return Status::Ok();
+}
+
+Status RequireTenantExists(sqlite3* db, const std::string& tenant_id) {
+  ASSIGN_OR_RETURN(TenantState t, LoadTenantState(db, tenant_id));
+  if (!t.exists) return TenantNotFound(tenant_id);
+  return Status::Ok();
+}
+
+Status ChangeKeyState(sqlite3* db, const std::string& key_id, const std::string& expected_state,
+                      const std::string& new_state, TimePoint at, const std::string& required_tenant) {
+  std::string tenant_id;
+  {
+    ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
+                                                     "SELECT state, tenant_id FROM keys "
+                                                     "WHERE key_id = ?1",
+                                                     "reading key state"));
+    s.Bind(1, key_id);
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return KeyNotFound(key_id);
+    tenant_id = s.ColumnText(1);
+    if (!required_tenant.empty() && tenant_id != required_tenant) {
+      return KeyOfOtherTenant(key_id, required_tenant);
+    }
+    const std::string current = s.ColumnText(0);
+    if (current != expected_state) return KeyChangedConcurrently(key_id, current, expected_state);
+  }
+  if (new_state == "active") {
+    ASSIGN_OR_RETURN(TenantState t, LoadTenantState(db, tenant_id));
+    if (t.deleted) return CannotActivateInDeletedTenant(key_id, tenant_id);
+    RETURN_IF_ERROR(RequireNoOtherActiveKey(db, tenant_id, key_id));
+  }
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
+                                                   "UPDATE keys SET state = ?2, "
+                                                   "activated_at = COALESCE(activated_at, ?3), "
+                                                   "retired_at = COALESCE(retired_at, ?4) "
+                                                   "WHERE key_id = ?1",
+                                                   "updating key state"));
+  s.Bind(1, key_id).Bind(2, new_state);
+  s.BindOptionalTime(3, ActivatedStamp(new_state, at));
+  s.BindOptionalTime(4, RetiredStamp(new_state, at));
+  return s.Run();
+}
+
+Status SupersedeActiveCertificateRow(sqlite3* db, const std::string& key_id) {
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
+                                                   "UPDATE certificates SET status = 'superseded' "
+                                                   "WHERE key_id = ?1 AND status = 'active'",
+                                                   "superseding certificate"));
+  s.Bind(1, key_id);
+  return s.Run();
+}
+
+}  // namespace concierge::store::sqlite_internal
+
+namespace concierge::store {
+
+using sqlite_internal::ChangeKeyState;
+using sqlite_internal::LoadTenantState;
+using sqlite_internal::ReadAllRows;
+using sqlite_internal::RequireNoOtherActiveKey;
+using sqlite_internal::RequireTenantExists;
+using sqlite_internal::SupersedeActiveCertificateRow;
+
+namespace {
 
 StatusOr<int64_t> MaxPolicyVersion(sqlite3* db, const std::string& tenant_id) {
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
@@ -58,23 +134,6 @@ Status InsertPolicyRow(sqlite3* db, const PolicyRecord& p) {
   return s.Run();
 }
 
-// kFailedPrecondition when another key of the tenant is active. The unique
-// index would also refuse, but with a less helpful kAlreadyExists.
-Status RequireNoOtherActiveKey(sqlite3* db, const std::string& tenant_id,
-                               const std::string& except_key_id) {
-  ASSIGN_OR_RETURN(Statement s,
-                   Statement::Prepare(db,
-                                      "SELECT key_id FROM keys WHERE tenant_id = ?1 AND "
-                                      "state = 'active' AND key_id <> ?2",
-                                      "checking for an active key"));
-  s.Bind(1, tenant_id).Bind(2, except_key_id);
-  ASSIGN_OR_RETURN(bool row, s.Step());
-  if (row) {
-    return OtherKeyActive(tenant_id, s.ColumnText(0));
-  }
-  return Status::Ok();
-}
-
 Status InsertKeyRow(sqlite3* db, const KeyRecord& k) {
   if (k.state == "active") RETURN_IF_ERROR(RequireNoOtherActiveKey(db, k.tenant_id, k.key_id));
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
@@ -87,13 +146,6 @@ Status InsertKeyRow(sqlite3* db, const KeyRecord& k) {
   s.Bind(9, k.fingerprint).Bind(10, k.attestation).BindTime(11, k.created_at);
   s.BindOptionalTime(12, k.activated_at).BindOptionalTime(13, k.retired_at);
   return s.Run();
-}
-
-// Ensures a tenant row exists (deleted or not), for history listings.
-Status RequireTenantExists(sqlite3* db, const std::string& tenant_id) {
-  ASSIGN_OR_RETURN(TenantState t, LoadTenantState(db, tenant_id));
-  if (!t.exists) return TenantNotFound(tenant_id);
-  return Status::Ok();
 }
 
 // Applies one migration on a SQLite connection. Each step is its own
@@ -333,13 +385,7 @@ StatusOr<std::vector<TenantRecord>> SqliteStore::ListTenants(bool include_delete
                                                        "ORDER BY tenant_id"),
                                                    "listing tenants"));
   s.Bind(1, static_cast<int64_t>(include_deleted ? 1 : 0));
-  std::vector<TenantRecord> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
-    out.push_back(ReadTenant(s));
-  }
-  return out;
+  return ReadAllRows<TenantRecord>(s, ReadTenant<Statement>);
 }
 
 Status SqliteStore::AddPolicyVersion(const PolicyRecord& policy, int64_t expected_active_version) {
@@ -412,12 +458,7 @@ StatusOr<std::vector<PolicyRecord>> SqliteStore::ListPolicyVersions(const std::s
                                           " FROM policies WHERE tenant_id = ?1 ORDER BY version"),
                                       "listing policy versions"));
   s.Bind(1, tenant_id);
-  std::vector<PolicyRecord> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
-    out.push_back(ReadPolicy(s));
-  }
+  ASSIGN_OR_RETURN(std::vector<PolicyRecord> out, ReadAllRows<PolicyRecord>(s, ReadPolicy<Statement>));
   RETURN_IF_ERROR(tx.Commit());
   return out;
 }
@@ -497,12 +538,7 @@ StatusOr<std::vector<KeyRecord>> SqliteStore::ListKeys(const std::string& tenant
           db, Sql("SELECT ", kKeyColumns, " FROM keys WHERE tenant_id = ?1 ORDER BY version"),
           "listing keys"));
   s.Bind(1, tenant_id);
-  std::vector<KeyRecord> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
-    out.push_back(ReadKey(s));
-  }
+  ASSIGN_OR_RETURN(std::vector<KeyRecord> out, ReadAllRows<KeyRecord>(s, ReadKey<Statement>));
   RETURN_IF_ERROR(tx.Commit());
   return out;
 }
@@ -530,36 +566,7 @@ Status SqliteStore::UpdateKeyState(const std::string& key_id, const std::string&
   sqlite3* db = db_.get();
   ASSIGN_OR_RETURN(Transaction tx,
                    Transaction::Begin(db, Transaction::Mode::kImmediate, "updating key state"));
-  std::string tenant_id;
-  {
-    ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
-                                                     "SELECT state, tenant_id FROM keys "
-                                                     "WHERE key_id = ?1",
-                                                     "reading key state"));
-    s.Bind(1, key_id);
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) return KeyNotFound(key_id);
-    const std::string current = s.ColumnText(0);
-    if (current != expected_state) return KeyChangedConcurrently(key_id, current, expected_state);
-    tenant_id = s.ColumnText(1);
-  }
-  if (new_state == "active") {
-    ASSIGN_OR_RETURN(TenantState t, LoadTenantState(db, tenant_id));
-    if (t.deleted) {
-      return CannotActivateInDeletedTenant(key_id, tenant_id);
-    }
-    RETURN_IF_ERROR(RequireNoOtherActiveKey(db, tenant_id, key_id));
-  }
-  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
-                                                   "UPDATE keys SET state = ?2, "
-                                                   "activated_at = COALESCE(activated_at, ?3), "
-                                                   "retired_at = COALESCE(retired_at, ?4) "
-                                                   "WHERE key_id = ?1",
-                                                   "updating key state"));
-  s.Bind(1, key_id).Bind(2, new_state);
-  s.BindOptionalTime(3, ActivatedStamp(new_state, at));
-  s.BindOptionalTime(4, RetiredStamp(new_state, at));
-  RETURN_IF_ERROR(s.Run());
+  RETURN_IF_ERROR(ChangeKeyState(db, key_id, expected_state, new_state, at, /*required_tenant=*/""));
   return tx.Commit();
 }
 
@@ -632,14 +639,7 @@ Status SqliteStore::InsertCertificate(const CertificateRecord& c) {
                    Transaction::Begin(db, Transaction::Mode::kImmediate, "inserting certificate"));
   ASSIGN_OR_RETURN(TenantState t, LoadTenantState(db, c.tenant_id));
   if (!t.exists || t.deleted) return TenantNotFoundOrDeleted(c.tenant_id);
-  {
-    ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
-                                                     "UPDATE certificates SET status = 'superseded' "
-                                                     "WHERE key_id = ?1 AND status = 'active'",
-                                                     "superseding certificate"));
-    s.Bind(1, c.key_id);
-    RETURN_IF_ERROR(s.Run());
-  }
+  RETURN_IF_ERROR(SupersedeActiveCertificateRow(db, c.key_id));
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
                                                    Sql("INSERT INTO certificates (", kCertColumns,
                                                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
@@ -650,6 +650,12 @@ Status SqliteStore::InsertCertificate(const CertificateRecord& c) {
   s.BindTime(10, c.not_after).BindTime(11, c.created_at).BindOptionalTime(12, c.revoked_at);
   RETURN_IF_ERROR(s.Run());
   return tx.Commit();
+}
+
+Status SqliteStore::SupersedeActiveCertificate(const std::string& key_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(RequireCurrentSchemaLocked());
+  return SupersedeActiveCertificateRow(db_.get(), key_id);
 }
 
 StatusOr<CertificateRecord> SqliteStore::GetActiveCertificate(const std::string& key_id) {
@@ -703,13 +709,7 @@ StatusOr<std::vector<CertificateRecord>> SqliteStore::ListRevokedCertificates(co
                                                        "revoked_at IS NOT NULL ORDER BY revoked_at, serial"),
                                                    "listing revoked certificates"));
   s.Bind(1, issuer);
-  std::vector<CertificateRecord> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
-    out.push_back(ReadCert(s));
-  }
-  return out;
+  return ReadAllRows<CertificateRecord>(s, ReadCert<Statement>);
 }
 
 // --- API keys --------------------------------------------------------------------
@@ -756,13 +756,7 @@ StatusOr<std::vector<ApiKeyRecord>> SqliteStore::ListApiKeys() {
                                                    Sql("SELECT ", kApiKeyColumns,
                                                        " FROM api_keys ORDER BY created_at, id"),
                                                    "listing API keys"));
-  std::vector<ApiKeyRecord> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
-    out.push_back(ReadApiKey(s));
-  }
-  return out;
+  return ReadAllRows<ApiKeyRecord>(s, ReadApiKey<Statement>);
 }
 
 Status SqliteStore::RevokeApiKey(const std::string& id, TimePoint at) {

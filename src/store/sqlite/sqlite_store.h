@@ -45,6 +45,10 @@
 //    revocation time.
 //  - NextKeyVersion counts keys of deleted incarnations too, and returns 1 for
 //    a tenant that does not exist yet (so CreateTenant can use it).
+//  - Rotations: state names are validated (kInvalidArgument naming "state"),
+//    phases are free text. The one-open-rotation-per-tenant rule is a partial
+//    unique index, so it holds across processes too. ListRotations orders by
+//    (scheduled_at, created_at, rotation_id).
 #ifndef CONCIERGE_STORE_SQLITE_SQLITE_STORE_H_
 #define CONCIERGE_STORE_SQLITE_SQLITE_STORE_H_
 
@@ -120,6 +124,22 @@ class SqliteStore : public Store {
   StatusOr<CertificateRecord> GetLatestCertificate(const std::string& key_id) override;
   Status RevokeCertificate(const std::string& issuer, const std::string& serial, TimePoint at) override;
   StatusOr<std::vector<CertificateRecord>> ListRevokedCertificates(const std::string& issuer) override;
+  Status SupersedeActiveCertificate(const std::string& key_id) override;
+
+  // Rotations (sqlite_store_rotations.cc) -------------------------------------
+  Status InsertRotation(const RotationRecord& rotation, const RotationEvent& event) override;
+  StatusOr<RotationRecord> GetRotation(const std::string& rotation_id) override;
+  StatusOr<std::vector<RotationRecord>> ListRotations(const std::string& tenant_id) override;
+  StatusOr<std::vector<RotationRecord>> ListOpenRotations() override;
+  Status UpdateRotation(const RotationRecord& rotation, const std::vector<RotationEvent>& events) override;
+  Status SwapActiveKey(const KeySwap& swap, const RotationRecord& rotation,
+                       const std::vector<RotationEvent>& events) override;
+  StatusOr<std::vector<RotationEvent>> ListRotationEvents(const std::string& rotation_id) override;
+  Status InsertRotationEvidence(const RotationEvidenceRecord& evidence) override;
+  StatusOr<RotationEvidenceRecord> GetRotationEvidence(const std::string& rotation_id,
+                                                       const std::string& outcome) override;
+  Status InsertEvidenceKey(const EvidenceKeyRecord& key) override;
+  StatusOr<EvidenceKeyRecord> GetEvidenceKey() override;
 
   // API keys --------------------------------------------------------------
   Status InsertApiKey(const ApiKeyRecord& key) override;

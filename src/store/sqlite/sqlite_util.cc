@@ -77,6 +77,14 @@ Statement& Statement::Bind(int index, std::string_view value) {
   return *this;
 }
 
+Statement& Statement::BindBlob(int index, std::span<const uint8_t> value) {
+  // A zero-length blob must still be a blob, not NULL: pass a valid pointer.
+  static const uint8_t kEmpty = 0;
+  NoteBind(sqlite3_bind_blob64(stmt_.get(), index, value.empty() ? &kEmpty : value.data(), value.size(),
+                               SQLITE_TRANSIENT));
+  return *this;
+}
+
 Statement& Statement::Bind(int index, int64_t value) {
   NoteBind(sqlite3_bind_int64(stmt_.get(), index, value));
   return *this;
@@ -99,9 +107,8 @@ Statement& Statement::BindTextOrNull(int index, std::string_view value) {
   return value.empty() ? BindNull(index) : Bind(index, value);
 }
 
-Statement& Statement::BindBlob(int index, std::string_view bytes) {
-  NoteBind(sqlite3_bind_blob64(stmt_.get(), index, bytes.data(), bytes.size(), SQLITE_TRANSIENT));
-  return *this;
+Statement& Statement::BindBytes(int index, std::string_view bytes) {
+  return BindBlob(index, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
 }
 
 void Statement::Reset() { sqlite3_reset(stmt_.get()); }
@@ -129,6 +136,12 @@ std::string ColumnText(sqlite3_stmt* stmt, int col) {
 
 std::string Statement::ColumnText(int col) const { return store::ColumnText(stmt_.get(), col); }
 
+std::vector<uint8_t> Statement::ColumnBlob(int col) const {
+  const auto* data = static_cast<const uint8_t*>(sqlite3_column_blob(stmt_.get(), col));
+  if (data == nullptr) return {};
+  return std::vector<uint8_t>(data, data + sqlite3_column_bytes(stmt_.get(), col));
+}
+
 int64_t Statement::ColumnInt(int col) const { return sqlite3_column_int64(stmt_.get(), col); }
 
 bool Statement::ColumnIsNull(int col) const {
@@ -137,7 +150,7 @@ bool Statement::ColumnIsNull(int col) const {
 
 int Statement::ColumnType(int col) const { return sqlite3_column_type(stmt_.get(), col); }
 
-std::string Statement::ColumnBlob(int col) const {
+std::string Statement::ColumnBytes(int col) const {
   const void* data = sqlite3_column_blob(stmt_.get(), col);
   if (data == nullptr) return std::string();
   return std::string(static_cast<const char*>(data), static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col)));

@@ -15,7 +15,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <span>
 #include <string_view>
+#include <vector>
 
 #include "concierge/clock.h"
 #include "concierge/status.h"
@@ -63,12 +65,14 @@ class Statement {
 
   Statement& Bind(int index, std::string_view value);
   Statement& Bind(int index, int64_t value);
+  Statement& BindBlob(int index, std::span<const uint8_t> value);
   Statement& BindNull(int index);
   Statement& BindTime(int index, TimePoint value);
   Statement& BindOptionalTime(int index, const std::optional<TimePoint>& value);
   // Empty string -> NULL (for optional references such as api_keys.tenant_id).
   Statement& BindTextOrNull(int index, std::string_view value);
-  Statement& BindBlob(int index, std::string_view bytes);
+  // The same, for bytes held in a std::string (backups).
+  Statement& BindBytes(int index, std::string_view bytes);
   // Makes the statement ready to run again (bindings stay until rebound).
   void Reset();
 
@@ -78,10 +82,11 @@ class Statement {
   Status Run();
 
   std::string ColumnText(int col) const;  // NULL -> ""
+  std::vector<uint8_t> ColumnBlob(int col) const;  // NULL -> empty
   int64_t ColumnInt(int col) const;
   bool ColumnIsNull(int col) const;
   int ColumnType(int col) const;          // SQLITE_INTEGER, SQLITE_TEXT, ...
-  std::string ColumnBlob(int col) const;  // the bytes of a BLOB column
+  std::string ColumnBytes(int col) const;  // ColumnBlob into a std::string
   TimePoint ColumnTime(int col) const;
   std::optional<TimePoint> ColumnOptionalTime(int col) const;
 
