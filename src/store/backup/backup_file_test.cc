@@ -4,6 +4,7 @@
 
 #include <sstream>
 
+#include "store/migrations/migrations.h"
 #include "store/sqlite/sqlite_dump.h"
 #include "store/sqlite/sqlite_store.h"
 #include "store/sqlite/sqlite_util.h"
@@ -12,6 +13,9 @@
 
 namespace concierge::store {
 namespace {
+
+// The schema version this build writes and reads.
+int Latest() { return static_cast<int>(SqliteMigrations().size()); }
 
 using conformance::HasCode;
 using conformance::IsOk;
@@ -47,12 +51,19 @@ TEST(BackupFileTest, RoundTripKeepsBytesThatAreNotUtf8AndSeqCounters) {
                                        "INSERT INTO ledger (tenant_id, key_id, key_version, algorithm, kind, digest_hex,"
                                        " request_id, api_key_id, client_address, policy_hash, signed_at) VALUES"
                                        " ('acme', 'k', 1, 'ES256', 'raw', '00', 'r1', '', '', '', 5),"
-                                       " ('acme', 'k', 1, 'ES256', 'raw', '00', 'r2', '', '', '', 6);");
+                                       " ('acme', 'k', 1, 'ES256', 'raw', '00', 'r2', '', '', '', 6);"
+                                       // A BLOB (an evidence pack) with every kind of byte.
+                                       "INSERT INTO rotations (rotation_id, tenant_id, state, trigger_kind,"
+                                       " scheduled_at, created_by, created_at, updated_at, version) VALUES"
+                                       " ('rot-1', 'acme', 'completed', 'manual', 1, 'ops', 1, 2, 3);"
+                                       "INSERT INTO rotation_evidence VALUES ('rot-1', 'completed', 2, 'ab',"
+                                       " X'00FF0A5C7800');");
   const std::string text = Backup(src, {{"keystore/keys/a.key", std::string("\0\1\2", 3)}});
   std::istringstream verify(text);
-  StatusOr<BackupSummary> summary = VerifyBackup(verify, 4);
+  StatusOr<BackupSummary> summary = VerifyBackup(verify, Latest());
   ASSERT_TRUE(IsOk(summary.status()));
   EXPECT_EQ(summary->rows.at("ledger"), 2);
+  EXPECT_EQ(summary->rows.at("rotation_evidence"), 1);
   EXPECT_EQ(summary->files, 1);
 
   const std::string dst = dir.File("dst.db");
@@ -79,6 +90,10 @@ TEST(BackupFileTest, RoundTripKeepsBytesThatAreNotUtf8AndSeqCounters) {
   ASSERT_TRUE(IsOk(s.status()));
   ASSERT_TRUE(*s->Step());
   EXPECT_EQ(s->ColumnInt(0), 3);
+  StatusOr<Statement> pack = Statement::Prepare(db->get(), "SELECT pack FROM rotation_evidence", "pack");
+  ASSERT_TRUE(IsOk(pack.status()));
+  ASSERT_TRUE(*pack->Step());
+  EXPECT_EQ(pack->ColumnBytes(0), std::string("\0\xff\n\\x\0", 6));
 }
 
 TEST(BackupFileTest, RefusesTargetsWithRowsAndUnsafeOrForeignFiles) {
@@ -102,12 +117,12 @@ TEST(BackupFileTest, RefusesTargetsWithRowsAndUnsafeOrForeignFiles) {
   std::string evil = text;
   evil.insert(evil.find("{\"end\""), "{\"file\":\"../../evil\",\"b64\":\"\"}\n");
   std::istringstream evil_in(evil);
-  EXPECT_TRUE(HasCode(VerifyBackup(evil_in, 4).status(), StatusCode::kDataLoss));
+  EXPECT_TRUE(HasCode(VerifyBackup(evil_in, Latest()).status(), StatusCode::kDataLoss));
 
   std::istringstream newer("{\"format\":\"c2-concierge-backup\",\"version\":1,\"schema_version\":99}\n");
-  EXPECT_TRUE(HasCode(VerifyBackup(newer, 4).status(), StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(HasCode(VerifyBackup(newer, Latest()).status(), StatusCode::kFailedPrecondition));
   std::istringstream other("{\"hello\":1}\n");
-  EXPECT_TRUE(HasCode(VerifyBackup(other, 4).status(), StatusCode::kDataLoss));
+  EXPECT_TRUE(HasCode(VerifyBackup(other, Latest()).status(), StatusCode::kDataLoss));
 }
 
 TEST(BackupFileTest, OrderByReferencesPutsReferencedTablesFirst) {
