@@ -114,6 +114,9 @@ struct CommandContext {
   std::function<int()>& action;
 };
 
+// keyctl incident | job | webhook (cli_incident.cc).
+void AddIncidentCommands(CommandContext& ctx);
+
 }  // namespace concierge::cli
 
 #endif  // CONCIERGE_CLI_CLI_INTERNAL_H_

@@ -51,6 +51,8 @@ std::string_view PermissionName(Permission p) {
     case Permission::kApiKeyManage: return "apikey:manage";
     case Permission::kCaManage: return "ca:manage";
     case Permission::kCertRevoke: return "cert:revoke";
+    case Permission::kIncidentRead: return "incident:read";
+    case Permission::kIncidentManage: return "incident:manage";
   }
   return "unknown";
 }
@@ -61,15 +63,17 @@ bool RoleAllows(Role role, Permission permission) {
       return true;
     case Role::kSecurityOfficer:
       return permission == Permission::kTenantRead || permission == Permission::kPolicyWrite ||
-             permission == Permission::kVerify || permission == Permission::kCertRevoke;
+             permission == Permission::kVerify || permission == Permission::kCertRevoke ||
+             permission == Permission::kIncidentRead || permission == Permission::kIncidentManage;
     case Role::kOperator:
       return permission == Permission::kTenantRead || permission == Permission::kPolicyWrite ||
-             permission == Permission::kVerify;
+             permission == Permission::kVerify || permission == Permission::kIncidentRead;
     case Role::kSigner:
       return permission == Permission::kTenantRead || permission == Permission::kSign ||
              permission == Permission::kVerify;
     case Role::kAuditor:
-      return permission == Permission::kTenantRead || permission == Permission::kVerify;
+      return permission == Permission::kTenantRead || permission == Permission::kVerify ||
+             permission == Permission::kIncidentRead;
   }
   return false;
 }

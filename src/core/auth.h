@@ -40,6 +40,8 @@ enum class Permission {
   kApiKeyManage,  // create/list/revoke API keys (unscoped admins only)
   kCaManage,      // initialise the built-in CA (admins only)
   kCertRevoke,    // revoke a tenant's certificate (admins, security officers)
+  kIncidentRead,    // incidents, timelines, reports, re-sign jobs (not signers)
+  kIncidentManage,  // open/move/respond to incidents, re-sign jobs, webhooks (admins, security officers)
 };
 
 std::string_view PermissionName(Permission p);

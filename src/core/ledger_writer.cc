@@ -25,6 +25,22 @@ void LedgerWriter::Submit(std::vector<LedgerEntry> entries, DoneWithEntries done
   done(st, entries);
 }
 
+Status LedgerWriter::CommitResign(ResignBatch& batch) {
+  Status result;
+  PendingResign pending{&batch, &result};
+  std::unique_lock lock(mu_);
+  if (stopping_) return UnavailableError("ledger writer is shutting down");
+  resign_queue_.push_back(&pending);
+  cv_.notify_one();
+  resign_cv_.wait(lock, [&] { return pending.done; });
+  return result;
+}
+
+size_t LedgerWriter::queued_rows() const {
+  std::lock_guard lock(mu_);
+  return queued_rows_;
+}
+
 void LedgerWriter::Stop() {
   {
     std::lock_guard lock(mu_);
@@ -47,8 +63,20 @@ void LedgerWriter::Run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty() || !resign_queue_.empty(); });
+      if (queue_.empty()) {
+        if (resign_queue_.empty()) return;  // stopping and drained
+        // Nothing interactive is waiting: one re-sign batch, then look again.
+        PendingResign* p = resign_queue_.front();
+        resign_queue_.pop_front();
+        lock.unlock();
+        Status st = store_.AppendResignBatch(*p->batch);
+        lock.lock();
+        *p->result = std::move(st);
+        p->done = true;
+        resign_cv_.notify_all();
+        continue;
+      }
       if (last_commit_rows >= options_.linger_after_rows && queued_rows_ < options_.linger_target_rows &&
           options_.linger.count() > 0) {
         lingering_ = true;

@@ -7,6 +7,11 @@
 // with load without adding latency at low load. A caller must not reveal a
 // signature before its callback reported OK: that is what makes "every
 // signature returned is in the ledger" hold across crashes.
+//
+// Mass re-sign batches (CommitResign) go through the same thread, so the
+// ledger keeps a single writer (seq order = commit order) and interactive
+// signing keeps priority: a re-sign batch is committed only when no
+// interactive submission is waiting.
 // Thread-safe. Callbacks run on the writer thread and must not block.
 #ifndef CONCIERGE_CORE_LEDGER_WRITER_H_
 #define CONCIERGE_CORE_LEDGER_WRITER_H_
@@ -58,6 +63,13 @@ class LedgerWriter {
   using DoneWithEntries = std::function<void(const Status&, std::vector<LedgerEntry>&)>;
   void Submit(std::vector<LedgerEntry> entries, DoneWithEntries done);
 
+  // Commits `batch` (LedgerStore::AppendResignBatch) on the writer thread and
+  // blocks until it is done; its rows get their seqs. kUnavailable once stopped.
+  Status CommitResign(ResignBatch& batch);
+  // Interactive rows queued and not yet committed: a busy signal for
+  // background work that should yield to requests.
+  size_t queued_rows() const;
+
   void Stop();
   LedgerWriterStats stats() const;
 
@@ -66,6 +78,11 @@ class LedgerWriter {
     std::vector<LedgerEntry> entries;
     DoneWithEntries done;
   };
+  struct PendingResign {
+    ResignBatch* batch;
+    Status* result;
+    bool done = false;
+  };
   void Run();
 
   LedgerStore& store_;
@@ -73,6 +90,8 @@ class LedgerWriter {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> queue_;
+  std::deque<PendingResign*> resign_queue_;  // owned by the blocked CommitResign callers
+  std::condition_variable resign_cv_;        // signals a finished re-sign batch
   size_t queued_rows_ = 0;
   bool stopping_ = false;
   bool lingering_ = false;  // writer is waiting for a larger group

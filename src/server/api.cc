@@ -75,6 +75,7 @@ void Api::Handle(HttpRequest&& request, Responder respond) {
 
 void Api::Finish(const std::shared_ptr<Call>& call, HttpResponse response) {
   response.headers.emplace_back("X-Request-Id", call->request_id);
+  if (d_.detectors != nullptr) ObserveForDetectors(*call, response);
   auto micros =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - call->start);
   LogLevel level = response.status >= 500 ? LogLevel::kWarn : LogLevel::kDebug;
@@ -93,24 +94,8 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
   Call& call = *call_ptr;
   const std::string& m = call.req.method;
   std::vector<std::string> s = Segments(call.req.path);
-  // 405 has no Status code of its own, so its body is written here directly.
-  auto method_not_allowed = [&](const char* allowed) {
-    HttpResponse r = JsonResponse(405, {{"error", "method_not_allowed"},
-                                        {"message", "method " + m + " is not allowed on " + call.req.path},
-                                        {"code", 405},
-                                        {"details", {{"allow", allowed}}}});
-    r.headers.emplace_back("Allow", allowed);
-    return r;
-  };
-  auto is = [&](std::initializer_list<const char*> pattern) {
-    if (s.size() != pattern.size()) return false;
-    size_t i = 0;
-    for (const char* p : pattern) {
-      if (std::string_view(p) != "*" && s[i] != p) return false;
-      ++i;
-    }
-    return true;
-  };
+  auto method_not_allowed = [&](const char* allowed) { return MethodNotAllowed(call.req, allowed); };
+  auto is = [&](std::initializer_list<const char*> pattern) { return PathIs(s, pattern); };
 
   if (is({"health"})) return m == "GET" ? Health(call) : method_not_allowed("GET");
   if (is({"ready"})) return m == "GET" ? Ready(call) : method_not_allowed("GET");
@@ -118,6 +103,8 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
   if (s.size() < 2 || s[0] != "api" || s[1] != "v1") {
     return ErrorResponse(NotFoundError("no route for " + call.req.path), call.request_id);
   }
+  if (auto r = DispatchIncidents(call, s)) return r;
+  if (auto r = DispatchJobs(call, s)) return r;
   if (is({"api", "v1", "whoami"})) return m == "GET" ? Whoami(call) : method_not_allowed("GET");
   if (is({"api", "v1", "tenants"})) return m == "GET" ? ListTenants(call) : method_not_allowed("GET");
   if (is({"api", "v1", "policies"})) return m == "GET" ? ListPolicies(call) : method_not_allowed("GET");

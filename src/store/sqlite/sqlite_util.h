@@ -78,6 +78,8 @@ class Statement {
   bool ColumnIsNull(int col) const;
   TimePoint ColumnTime(int col) const;
   std::optional<TimePoint> ColumnOptionalTime(int col) const;
+  // For readers shared with cached raw statements (e.g. the ledger's ReadEntry).
+  sqlite3_stmt* raw() const { return stmt_.get(); }
 
  private:
   struct Finalizer {
