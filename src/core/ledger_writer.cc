@@ -41,6 +41,11 @@ size_t LedgerWriter::queued_rows() const {
   return queued_rows_;
 }
 
+size_t LedgerWriter::queued_resign_batches() const {
+  std::lock_guard lock(mu_);
+  return resign_queue_.size();
+}
+
 void LedgerWriter::Stop() {
   {
     std::lock_guard lock(mu_);

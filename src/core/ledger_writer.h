@@ -69,6 +69,8 @@ class LedgerWriter {
   // Interactive rows queued and not yet committed: a busy signal for
   // background work that should yield to requests.
   size_t queued_rows() const;
+  // Re-sign batches waiting for the writer (metrics, tests).
+  size_t queued_resign_batches() const;
 
   void Stop();
   LedgerWriterStats stats() const;

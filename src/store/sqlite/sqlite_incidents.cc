@@ -520,7 +520,7 @@ StatusOr<std::vector<DueWebhookDelivery>> SqliteStore::ClaimWebhookDeliveries(Ti
                                       "JOIN webhook_events e ON e.event_id = d.event_id "
                                       "JOIN webhooks w ON w.webhook_id = d.webhook_id "
                                       "WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 "
-                                      "ORDER BY d.next_attempt_at, d.created_at, d.event_id LIMIT ?2",
+                                      "ORDER BY d.next_attempt_at, d.created_at, d.event_id, d.webhook_id LIMIT ?2",
                                       "claiming webhook deliveries"));
   s.BindTime(1, now).Bind(2, static_cast<int64_t>(limit));
   std::vector<DueWebhookDelivery> out;
