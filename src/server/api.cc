@@ -615,7 +615,8 @@ HttpResponse Api::Ledger(Call& call, const std::string& tenant) {
                        {"api_key_id", e.api_key_id},
                        {"client_address", e.client_address},
                        {"policy_hash", e.policy_hash},
-                       {"signed_at", FormatRfc3339(e.signed_at)}});
+                       {"signed_at", FormatRfc3339(e.signed_at)},
+                       {"resign_of_seq", e.resign_of_seq ? json(e.resign_of_seq) : json(nullptr)}});
   }
   return JsonResponse(200, {{"tenant_id", tenant},
                             {"entries", entries},

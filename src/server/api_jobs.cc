@@ -117,7 +117,9 @@ std::optional<HttpResponse> Api::DispatchJobs(Call& call, const std::vector<std:
   if (!create && (s.size() < 3 || s[2] != "jobs" || s.size() > 5)) return std::nullopt;
   const std::string sub = s.size() == 5 ? s[4] : "";
   const char* allowed = create || (s.size() == 5 && sub != "results") ? "POST" : "GET";
-  if (s.size() == 5 && sub != "results" && sub != "pause" && sub != "resume" && sub != "cancel") return std::nullopt;
+  if (!create && s.size() == 5 && sub != "results" && sub != "pause" && sub != "resume" && sub != "cancel") {
+    return std::nullopt;
+  }
   if (!MethodIn(m, allowed)) return MethodNotAllowed(call.req, allowed);
   if (d_.jobs == nullptr) {
     return ErrorResponse(UnavailableError("re-sign jobs are not configured on this server"), call.request_id);

@@ -29,6 +29,10 @@ class ApiTest : public ::testing::Test {
 
   void SetUp() override { StartServer(); }
 
+  // Hooks for fixtures that need other settings or App options.
+  virtual void Configure(server::ServerConfig&) {}
+  virtual server::AppOptions Options() { return {}; }
+
   void StartServer() {
     server::ServerConfig config;
     config.listen = "127.0.0.1:0";
@@ -36,7 +40,8 @@ class ApiTest : public ::testing::Test {
     config.io_threads = 2;
     config.max_body_bytes = 64 * 1024;
     config.log_level = "error";
-    auto app = server::App::Create(std::move(config), *clock_);
+    Configure(config);
+    auto app = server::App::Create(std::move(config), *clock_, Options());
     ASSERT_TRUE(app.ok()) << app.status().ToString();
     app_ = *std::move(app);
     app_->Start();
