@@ -21,12 +21,15 @@ class BackgroundLoop {
   BackgroundLoop(const BackgroundLoop&) = delete;
   BackgroundLoop& operator=(const BackgroundLoop&) = delete;
 
-  // `pass` returns true when it did work (run again at once). No-op if running.
-  void Start(std::function<bool()> pass, std::chrono::milliseconds idle_wait) {
+  // `pass` returns true when it did work (run again at once). `thread_init`
+  // (optional) runs first on the new thread. No-op if running.
+  void Start(std::function<bool()> pass, std::chrono::milliseconds idle_wait,
+             std::function<void()> thread_init = nullptr) {
     std::lock_guard lock(mu_);
     if (thread_.joinable()) return;
     stopping_ = false;
-    thread_ = std::thread([this, pass = std::move(pass), idle_wait] {
+    thread_ = std::thread([this, pass = std::move(pass), idle_wait, init = std::move(thread_init)] {
+      if (init) init();
       std::unique_lock lock(mu_);
       while (!stopping_) {
         lock.unlock();

@@ -1,5 +1,7 @@
 #include "core/ledger_writer.h"
 
+#include <future>
+
 namespace concierge::core {
 
 LedgerWriter::LedgerWriter(LedgerStore& store, LedgerWriterOptions options)
@@ -25,15 +27,22 @@ void LedgerWriter::Submit(std::vector<LedgerEntry> entries, DoneWithEntries done
   done(st, entries);
 }
 
+void LedgerWriter::SubmitResign(ResignBatch& batch, std::function<void(const Status&)> done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      resign_queue_.push_back(PendingResign{&batch, std::move(done)});
+      cv_.notify_one();
+      return;
+    }
+  }
+  done(UnavailableError("ledger writer is shutting down"));
+}
+
 Status LedgerWriter::CommitResign(ResignBatch& batch) {
-  Status result;
-  PendingResign pending{&batch, &result};
-  std::unique_lock lock(mu_);
-  if (stopping_) return UnavailableError("ledger writer is shutting down");
-  resign_queue_.push_back(&pending);
-  cv_.notify_one();
-  resign_cv_.wait(lock, [&] { return pending.done; });
-  return result;
+  std::promise<Status> result;
+  SubmitResign(batch, [&result](const Status& st) { result.set_value(st); });
+  return result.get_future().get();
 }
 
 size_t LedgerWriter::queued_rows() const {
@@ -72,14 +81,11 @@ void LedgerWriter::Run() {
       if (queue_.empty()) {
         if (resign_queue_.empty()) return;  // stopping and drained
         // Nothing interactive is waiting: one re-sign batch, then look again.
-        PendingResign* p = resign_queue_.front();
+        PendingResign p = std::move(resign_queue_.front());
         resign_queue_.pop_front();
         lock.unlock();
-        Status st = store_.AppendResignBatch(*p->batch);
-        lock.lock();
-        *p->result = std::move(st);
-        p->done = true;
-        resign_cv_.notify_all();
+        Status st = store_.AppendResignBatch(*p.batch);
+        p.done(st);
         continue;
       }
       if (last_commit_rows >= options_.linger_after_rows && queued_rows_ < options_.linger_target_rows &&

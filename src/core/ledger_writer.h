@@ -63,8 +63,11 @@ class LedgerWriter {
   using DoneWithEntries = std::function<void(const Status&, std::vector<LedgerEntry>&)>;
   void Submit(std::vector<LedgerEntry> entries, DoneWithEntries done);
 
-  // Commits `batch` (LedgerStore::AppendResignBatch) on the writer thread and
-  // blocks until it is done; its rows get their seqs. kUnavailable once stopped.
+  // Queues `batch` (LedgerStore::AppendResignBatch) for the writer thread;
+  // `done` runs there once it is committed or failed (kUnavailable once
+  // stopped, then on the caller's thread). `batch` must live until `done`.
+  void SubmitResign(ResignBatch& batch, std::function<void(const Status&)> done);
+  // SubmitResign and wait: its rows get their seqs.
   Status CommitResign(ResignBatch& batch);
   // Interactive rows queued and not yet committed: a busy signal for
   // background work that should yield to requests.
@@ -82,8 +85,7 @@ class LedgerWriter {
   };
   struct PendingResign {
     ResignBatch* batch;
-    Status* result;
-    bool done = false;
+    std::function<void(const Status&)> done;
   };
   void Run();
 
@@ -92,8 +94,7 @@ class LedgerWriter {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> queue_;
-  std::deque<PendingResign*> resign_queue_;  // owned by the blocked CommitResign callers
-  std::condition_variable resign_cv_;        // signals a finished re-sign batch
+  std::deque<PendingResign> resign_queue_;
   size_t queued_rows_ = 0;
   bool stopping_ = false;
   bool lingering_ = false;  // writer is waiting for a larger group

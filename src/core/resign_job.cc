@@ -1,8 +1,13 @@
 #include "core/resign_job.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <future>
 
 #include "core/incident.h"
 #include "core/webhook.h"
@@ -354,30 +359,95 @@ StatusOr<bool> ResignJobEngine::Step(const std::string& job_id) {
 
   auto prepared = Prepare(job);
   if (!prepared.ok()) return fail_or(prepared.status());
-  const Prepared& p = **prepared;
 
-  ResignScan scan{job.tenant_id, job.compromised_key_id, job.since, job.cursor_seq, job.new_key_id,
-                  std::clamp(options_.batch_size, 1, 1000)};
-  ASSIGN_OR_RETURN(std::vector<ResignCandidate> candidates, ledger_.ListResignCandidates(scan));
-  if (candidates.empty()) {
-    RETURN_IF_ERROR(Move(job_id, {"running"}, "completed", "").status());
-    return false;
+  // Up to pipeline_batches batches: batch k+1 is signed while the writer
+  // commits batch k. Each batch names the cursor its predecessor moves to, so
+  // if one fails, the ones after it are refused (kAborted) and nothing skips.
+  struct InFlight {
+    std::unique_ptr<ResignBatch> batch;
+    std::promise<Status> done;
+    std::future<Status> future = done.get_future();
+    std::optional<Status> result;
+  };
+  std::vector<std::unique_ptr<InFlight>> flights;
+  auto wait_last = [&]() -> Status {
+    if (flights.empty()) return Status::Ok();
+    InFlight& last = *flights.back();
+    if (!last.result) last.result = last.future.get();
+    return *last.result;
+  };
+  int64_t cursor = job.cursor_seq;
+  Status first_error;
+  const int depth = std::max(1, options_.pipeline_batches);
+  for (int k = 0; k < depth; ++k) {
+    ResignScan scan{job.tenant_id, job.compromised_key_id, job.since, cursor, job.new_key_id,
+                    std::clamp(options_.batch_size, 1, 1000)};
+    auto candidates = ledger_.ListResignCandidates(scan);
+    if (!candidates.ok()) {
+      first_error = candidates.status();
+      break;
+    }
+    if (candidates->empty()) {
+      if (k > 0) break;  // the next step finds nothing and completes the job
+      RETURN_IF_ERROR(Move(job_id, {"running"}, "completed", "").status());
+      return false;
+    }
+    auto batch = BuildBatch(job, **prepared, *candidates, cursor);
+    if (!batch.ok()) {
+      first_error = batch.status();
+      break;
+    }
+    if (Status prev = wait_last(); !prev.ok()) {
+      first_error = prev;
+      break;
+    }
+    if (loop_.stopping()) {
+      first_error = Status(StatusCode::kCancelled, "re-sign engine stopping; batch abandoned before commit");
+      break;
+    }
+    auto flight = std::make_unique<InFlight>();
+    flight->batch = *std::move(batch);
+    cursor = flight->batch->new_cursor;
+    InFlight* f = flight.get();
+    writer_.SubmitResign(*f->batch, [f](const Status& st) { f->done.set_value(st); });
+    flights.push_back(std::move(flight));
   }
+  if (Status last = wait_last(); !last.ok() && first_error.ok()) first_error = last;
+  // Whatever committed counts, even if a later batch of this step failed.
+  for (const auto& f : flights) {
+    if (f->result && f->result->ok()) job.processed += static_cast<int64_t>(f->batch->results.size());
+  }
+  if (!flights.empty()) NoteProgress(job);
+  if (first_error.code() == StatusCode::kAborted || first_error.code() == StatusCode::kAlreadyExists) {
+    // Paused, cancelled, or another runner got there: nothing was written; re-read.
+    return true;
+  }
+  if (first_error.code() == StatusCode::kCancelled) return first_error;
+  if (!first_error.ok()) return fail_or(first_error);
+  {
+    std::lock_guard lock(mu_);
+    failures_.erase(job_id);
+  }
+  return true;
+}
 
-  ResignBatch batch;
-  batch.job_id = job_id;
-  batch.expected_cursor = job.cursor_seq;
-  batch.new_cursor = candidates.back().entry.seq;
-  batch.at = clock_.Now();
-  batch.rows.reserve(candidates.size());
-  batch.results.reserve(candidates.size());
+StatusOr<std::unique_ptr<ResignBatch>> ResignJobEngine::BuildBatch(const ResignJobRecord& job, const Prepared& p,
+                                                                   const std::vector<ResignCandidate>& candidates,
+                                                                   int64_t expected_cursor) {
+  auto batch = std::make_unique<ResignBatch>();
+  batch->job_id = job.job_id;
+  batch->expected_cursor = expected_cursor;
+  batch->new_cursor = candidates.back().entry.seq;
+  batch->at = clock_.Now();
+  batch->rows.reserve(candidates.size());
+  batch->results.reserve(candidates.size());
   const std::string alg_name(AlgorithmName(p.alg));
   const bool ecdsa = FamilyOf(p.alg) == KeyFamily::kEcdsa;
   int since_throttle = options_.chunk;  // throttle before the first signature
   for (const ResignCandidate& c : candidates) {
     const LedgerEntry& e = c.entry;
     ResignResult r;
-    r.job_id = job_id;
+    r.job_id = job.job_id;
     r.original_seq = e.seq;
     r.original_kind = e.kind;
     r.asset_id = e.asset_id;
@@ -389,28 +459,25 @@ StatusOr<bool> ResignJobEngine::Step(const std::string& job_id) {
       r.new_seq = c.existing_resign_seq;
       r.detail = "re-signed by key '" + p.new_key.key_id + "' before (ledger seq " +
                  std::to_string(c.existing_resign_seq) + ")";
-      batch.results.push_back(std::move(r));
+      batch->results.push_back(std::move(r));
       continue;
     }
     std::string reason = NeedsClientReason(e, p.alg);
     if (!reason.empty()) {
       r.status = "needs_client";
       r.detail = std::move(reason);
-      batch.results.push_back(std::move(r));
+      batch->results.push_back(std::move(r));
       continue;
     }
     if (since_throttle >= options_.chunk) {
-      Status throttled = Throttle(p.new_key.provider, options_.chunk);
-      if (!throttled.ok()) return throttled;
+      RETURN_IF_ERROR(Throttle(p.new_key.provider, options_.chunk));
       since_throttle = 0;
     }
     ++since_throttle;
     auto digest = crypto::HexDecode(e.digest_hex);
-    if (!digest.ok()) return fail_or(DataLossError("ledger row " + std::to_string(e.seq) + " has a non-hex digest"));
+    if (!digest.ok()) return DataLossError("ledger row " + std::to_string(e.seq) + " has a non-hex digest");
     auto signature = p.backend->SignDigest(p.new_key.key_uri, p.alg, *digest);
-    if (!signature.ok()) {
-      return fail_or(signature.status().Annotate("re-signing with key '" + p.new_key.key_id + "'"));
-    }
+    if (!signature.ok()) return signature.status().Annotate("re-signing with key '" + p.new_key.key_id + "'");
     r.status = "resigned";
     r.signature_b64 = crypto::Base64Encode(*signature);
     r.signature_format = ecdsa ? "der" : "raw";
@@ -423,35 +490,25 @@ StatusOr<bool> ResignJobEngine::Step(const std::string& job_id) {
     row.kind = "resign";
     row.digest_hex = e.digest_hex;
     row.asset_id = e.asset_id;
-    row.request_id = job_id;
+    row.request_id = job.job_id;
     row.api_key_id = job.created_by;
     row.client_address = "resign-job";
     row.policy_hash = p.policy_hash;
-    row.signed_at = batch.at;
+    row.signed_at = batch->at;
     row.resign_of_seq = e.seq;
-    batch.rows.push_back(std::move(row));
-    batch.results.push_back(std::move(r));
+    batch->rows.push_back(std::move(row));
+    batch->results.push_back(std::move(r));
   }
-  if (loop_.stopping()) {
-    return Status(StatusCode::kCancelled, "re-sign engine stopping; batch abandoned before commit");
-  }
-  Status committed = writer_.CommitResign(batch);
-  if (committed.code() == StatusCode::kAborted || committed.code() == StatusCode::kAlreadyExists) {
-    // Paused, cancelled, or another runner got there: nothing was written; re-read.
-    return true;
-  }
-  if (!committed.ok()) return fail_or(committed);
-  {
-    std::lock_guard lock(mu_);
-    failures_.erase(job_id);
-  }
-  job.cursor_seq = batch.new_cursor;
-  job.processed += static_cast<int64_t>(batch.results.size());
-  NoteProgress(job);
-  return true;
+  return batch;
 }
 
-void ResignJobEngine::Start() { loop_.Start([this] { return RunPass(); }, options_.poll_interval); }
+void ResignJobEngine::Start() {
+  const int nice = options_.worker_nice;
+  loop_.Start([this] { return RunPass(); }, options_.poll_interval, [nice] {
+    // Linux applies nice per thread; failure (e.g. not permitted) only costs priority.
+    if (nice > 0) ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), nice);
+  });
+}
 
 void ResignJobEngine::Stop() { loop_.Stop(); }
 

@@ -28,7 +28,9 @@
 // reading the injected Clock) caps re-signatures per second, and before every
 // chunk of signatures the job yields (briefly, in real time) while
 // interactive signing has rows waiting in the ledger writer, so requests keep
-// priority; a cap on yielding per chunk keeps the job moving under constant load.
+// priority; a cap on yielding per chunk keeps the job moving under constant
+// load. The worker thread also runs at a lower CPU priority (worker_nice), and
+// the ledger writer commits interactive rows before re-sign batches.
 //
 // Thread-safe. The engine's worker thread runs queued and running jobs
 // round-robin, one batch each; jobs left running by a crash resume at Start().
@@ -67,6 +69,9 @@ nlohmann::json ResignResultJson(const ResignResult& result);
 
 struct ResignJobOptions {
   int batch_size = 500;            // originals per committed batch, 1..1000
+  // Batches per step, signed while the previous one commits (the writer
+  // thread commits, the job thread signs the next): 1 = strictly one at a time.
+  int pipeline_batches = 1;
   double rate_per_backend = 0;     // re-signatures per second per provider; 0 = unlimited
   int chunk = 32;                  // signatures between throttle checks
   // True while interactive signing is waiting (e.g. ledger writer backlog); the
@@ -74,6 +79,9 @@ struct ResignJobOptions {
   std::function<bool()> interactive_busy;
   std::chrono::microseconds yield_for{500};
   std::chrono::milliseconds max_yield_per_chunk{20};
+  // The worker thread's nice value (Linux: per thread), so that on a busy CPU
+  // the scheduler favours request threads; the job still gets all idle CPU.
+  int worker_nice = 10;
   // A batch failing this many times in a row (backend errors) fails the job.
   int max_consecutive_failures = 5;
   // Real-time wait of the worker when nothing is runnable (also picks up jobs
@@ -145,6 +153,10 @@ class ResignJobEngine {
  private:
   struct Prepared;  // per-job cache: new key, backend, algorithm, policy hash
   StatusOr<std::shared_ptr<const Prepared>> Prepare(const ResignJobRecord& job);
+  // Signs what `candidates` allow (throttled) into one batch starting at `expected_cursor`.
+  StatusOr<std::unique_ptr<ResignBatch>> BuildBatch(const ResignJobRecord& job, const Prepared& p,
+                                                    const std::vector<ResignCandidate>& candidates,
+                                                    int64_t expected_cursor);
   Status Throttle(const std::string& provider, int n);
   StatusOr<ResignJobRecord> Move(const std::string& job_id, const std::vector<std::string>& from,
                                  const std::string& to, const std::string& error);

@@ -254,21 +254,25 @@ TEST_F(ResignJobTest, SinceLimitsTheJobToLaterEntries) {
   ExpectExactlyOnce(late, new_key.key_id);
 }
 
-TEST_F(ResignJobTest, CrashAtCommitResumesWithNoGapsAndNoDuplicates) {
+class ResignPipelineTest : public ResignJobTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(ResignPipelineTest, CrashAtCommitResumesWithNoGapsAndNoDuplicates) {
   auto originals = Seed(old_key_, 1000);
   KeyRecord new_key = Rotate();
   crashing_->crash_at_ = 4;  // the fourth batch "dies" at its commit
-  auto engine = Engine();
+  ResignJobOptions o;
+  o.pipeline_batches = GetParam();  // with depth 3 the crash lands mid-pipeline
+  auto engine = Engine(o);
   auto job = engine->Create({"acme", old_key_.key_id, "", std::nullopt, "", "officer"});
   ASSERT_TRUE(job.ok());
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(*engine->Step(job->job_id));
-  auto crashed = engine->Step(job->job_id);
-  EXPECT_FALSE(crashed.ok());  // the batch's signatures were made, then lost with the "process"
+  StatusOr<bool> step = true;
+  for (int i = 0; i < 10 && step.ok(); ++i) step = engine->Step(job->job_id);
+  EXPECT_FALSE(step.ok());  // the batch's signatures were made, then lost with the "process"
   EXPECT_EQ(store_->GetResignJob(job->job_id)->processed, 300);
   engine.reset();
 
   // "After the restart": a fresh engine picks the job up from its cursor.
-  auto restarted = Engine();
+  auto restarted = Engine(o);
   ResignJobRecord done = RunToEnd(*restarted, job->job_id);
   EXPECT_EQ(done.state, "completed");
   EXPECT_EQ(done.processed, 1000);
@@ -279,11 +283,14 @@ TEST_F(ResignJobTest, CrashAtCommitResumesWithNoGapsAndNoDuplicates) {
   for (size_t i = 0; i < results.size(); ++i) EXPECT_EQ(results[i].original_seq, originals[i].seq);
 }
 
+INSTANTIATE_TEST_SUITE_P(Depth, ResignPipelineTest, ::testing::Values(1, 3));
+
 TEST_F(ResignJobTest, AbruptStopOfTheRunningEngineLosesNothing) {
   auto originals = Seed(old_key_, 3000);
   KeyRecord new_key = Rotate();
   ResignJobOptions o;
   o.batch_size = 50;
+  o.pipeline_batches = 4;
   auto engine = Engine(o);
   auto job = engine->Create({"acme", old_key_.key_id, "", std::nullopt, "", "officer"});
   ASSERT_TRUE(job.ok());

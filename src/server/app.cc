@@ -243,6 +243,7 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
   // playbooks, webhooks from the outbox.
   core::ResignJobOptions job_options;
   job_options.batch_size = static_cast<int>(config.incident.resign_batch_size);
+  job_options.pipeline_batches = 4;  // sign the next batch while the writer commits one
   job_options.rate_per_backend = static_cast<double>(config.incident.resign_rate_per_backend);
   core::LedgerWriter* writer = impl->ledger_writer.get();
   job_options.interactive_busy = [writer] { return writer->queued_rows() > 0; };

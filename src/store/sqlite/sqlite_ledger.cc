@@ -419,14 +419,15 @@ Status InsertResignBatch(sqlite3* db, ResignBatch& b) {
     }
   }
   std::unordered_map<int64_t, int64_t> new_seq_of;  // original seq -> new row seq
+  ASSIGN_OR_RETURN(Statement ins,
+                   Statement::Prepare(db,
+                                      "INSERT INTO ledger (tenant_id, key_id, key_version, cert_serial, algorithm, "
+                                      "kind, digest_hex, asset_id, request_id, api_key_id, client_address, "
+                                      "policy_hash, signed_at, resign_of_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+                                      "?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                      "appending re-sign row"));
   for (LedgerEntry& e : b.rows) {
-    ASSIGN_OR_RETURN(Statement ins,
-                     Statement::Prepare(db,
-                                        "INSERT INTO ledger (tenant_id, key_id, key_version, cert_serial, algorithm, "
-                                        "kind, digest_hex, asset_id, request_id, api_key_id, client_address, "
-                                        "policy_hash, signed_at, resign_of_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-                                        "?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                                        "appending re-sign row"));
+    ins.Reset();
     ins.Bind(1, e.tenant_id).Bind(2, e.key_id).Bind(3, e.key_version).Bind(4, e.cert_serial).Bind(5, e.algorithm);
     ins.Bind(6, e.kind).Bind(7, e.digest_hex).Bind(8, e.asset_id).Bind(9, e.request_id).Bind(10, e.api_key_id);
     ins.Bind(11, e.client_address).Bind(12, e.policy_hash).BindTime(13, e.signed_at).Bind(14, e.resign_of_seq);
@@ -435,6 +436,12 @@ Status InsertResignBatch(sqlite3* db, ResignBatch& b) {
     new_seq_of[e.resign_of_seq] = e.seq;
   }
   int64_t resigned = 0, needs_client = 0, already = 0;
+  ASSIGN_OR_RETURN(Statement store_result, Statement::Prepare(db,
+                                                              std::string("INSERT INTO resign_results (") +
+                                                                  std::string(kResultColumns) +
+                                                                  ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                                                                  "?10, ?11, ?12)",
+                                                              "storing re-sign result"));
   for (ResignResult& r : b.results) {
     if (r.status == "resigned") {
       auto it = new_seq_of.find(r.original_seq);
@@ -450,15 +457,11 @@ Status InsertResignBatch(sqlite3* db, ResignBatch& b) {
     } else {
       return FieldError("results", "unknown result status \"" + r.status + "\"");
     }
-    ASSIGN_OR_RETURN(Statement ins, Statement::Prepare(db,
-                                                       std::string("INSERT INTO resign_results (") +
-                                                           std::string(kResultColumns) +
-                                                           ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                                                       "storing re-sign result"));
-    ins.Bind(1, b.job_id).Bind(2, r.original_seq).Bind(3, r.status).Bind(4, r.new_seq).Bind(5, r.original_kind);
-    ins.Bind(6, r.asset_id).Bind(7, r.digest_hex).Bind(8, r.signature_b64).Bind(9, r.signature_format);
-    ins.Bind(10, r.key_id).Bind(11, r.key_version).Bind(12, r.detail);
-    RETURN_IF_ERROR(ins.Run());
+    store_result.Reset();
+    store_result.Bind(1, b.job_id).Bind(2, r.original_seq).Bind(3, r.status).Bind(4, r.new_seq).Bind(5, r.original_kind);
+    store_result.Bind(6, r.asset_id).Bind(7, r.digest_hex).Bind(8, r.signature_b64).Bind(9, r.signature_format);
+    store_result.Bind(10, r.key_id).Bind(11, r.key_version).Bind(12, r.detail);
+    RETURN_IF_ERROR(store_result.Run());
   }
   ASSIGN_OR_RETURN(Statement u, Statement::Prepare(db,
                                                    "UPDATE resign_jobs SET cursor_seq = ?2, processed = processed + ?3, "

@@ -72,6 +72,9 @@ class Statement {
   StatusOr<bool> Step();
   // Steps a statement that must not return rows (INSERT/UPDATE/DELETE).
   Status Run();
+  // Makes the statement ready to run again with fresh bindings (loops that
+  // insert many rows prepare once).
+  void Reset();
 
   std::string ColumnText(int col) const;  // NULL -> ""
   int64_t ColumnInt(int col) const;
