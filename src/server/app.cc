@@ -116,6 +116,9 @@ core::WebhookOptions WebhookOptionsFrom(const IncidentSettings& s) {
   w.max_attempts = static_cast<int>(s.webhook_max_attempts);
   w.initial_backoff = std::chrono::seconds(s.webhook_initial_backoff_seconds);
   w.max_backoff = std::chrono::seconds(std::max(s.webhook_max_backoff_seconds, s.webhook_initial_backoff_seconds));
+  // A claim must outlast attempting its whole batch, or another dispatcher
+  // would claim the tail of it again (harmless, at-least-once, but wasteful).
+  w.lease = std::chrono::seconds(w.claim_batch * s.webhook_timeout_seconds + 30);
   return w;
 }
 
