@@ -151,7 +151,6 @@ int RunKeyctl(int argc, char** argv) {
 
   std::function<int()> action;
   CommandContext ctx{app, g, action};  // for Add<Area>Commands in cli_<area>.cc
-  AddIncidentCommands(ctx);
 
   // serve
   std::string config_file, listen, data_dir;
@@ -627,6 +626,8 @@ int RunKeyctl(int argc, char** argv) {
       return r->status == 200 ? 0 : kExitError;
     };
   });
+
+  AddIncidentCommands(ctx);
 
   try {
     app.parse(argc, argv);
