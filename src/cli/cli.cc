@@ -28,6 +28,7 @@ struct PolicyFlags {
   int rotation_days = 0, grace_days = -1, cert_validity_days = 0, canary_count = -1;
   int64_t max_issuance = -1;
   bool approval_required = false, no_approval_required = false, sign_disabled = false, sign_enabled = false;
+  bool auto_respond = false, no_auto_respond = false;
   std::vector<std::string> allow, deny, failover;
 
   void Add(CLI::App* cmd) {
@@ -48,6 +49,9 @@ struct PolicyFlags {
     cmd->add_flag("--no-approval-required", no_approval_required, "rotations need no approver");
     cmd->add_flag("--sign-disabled", sign_disabled, "pause signing for the tenant");
     cmd->add_flag("--sign-enabled", sign_enabled, "resume signing for the tenant");
+    cmd->add_flag("--incident-auto-respond", auto_respond, "run the key_compromise playbook for high/critical "
+                                                           "incidents without an operator");
+    cmd->add_flag("--no-incident-auto-respond", no_auto_respond, "incident playbooks need keyctl incident respond");
     cmd->add_option("--file", file, "read the policy JSON from a file (flags override it)");
   }
 
@@ -76,6 +80,9 @@ struct PolicyFlags {
     if (sign_disabled && sign_enabled) Fail("--sign-disabled and --sign-enabled conflict");
     if (sign_disabled) j["sign_enabled"] = false;
     if (sign_enabled) j["sign_enabled"] = true;
+    if (auto_respond && no_auto_respond) Fail("--incident-auto-respond and --no-incident-auto-respond conflict");
+    if (auto_respond) j["incident_auto_respond"] = true;
+    if (no_auto_respond) j["incident_auto_respond"] = false;
     return j;
   }
 };
@@ -622,6 +629,7 @@ int RunKeyctl(int argc, char** argv) {
   });
 
   AddRotationCommands(ctx);
+  AddIncidentCommands(ctx);
 
   try {
     app.parse(argc, argv);

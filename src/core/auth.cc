@@ -54,6 +54,8 @@ std::string_view PermissionName(Permission p) {
     case Permission::kRotationManage: return "rotation:manage";
     case Permission::kRotationApprove: return "rotation:approve";
     case Permission::kKeyManage: return "key:manage";
+    case Permission::kIncidentRead: return "incident:read";
+    case Permission::kIncidentManage: return "incident:manage";
   }
   return "unknown";
 }
@@ -66,15 +68,18 @@ bool RoleAllows(Role role, Permission permission) {
       return permission == Permission::kTenantRead || permission == Permission::kPolicyWrite ||
              permission == Permission::kVerify || permission == Permission::kCertRevoke ||
              permission == Permission::kRotationManage || permission == Permission::kRotationApprove ||
-             permission == Permission::kKeyManage;
+             permission == Permission::kKeyManage || permission == Permission::kIncidentRead ||
+             permission == Permission::kIncidentManage;
     case Role::kOperator:
       return permission == Permission::kTenantRead || permission == Permission::kPolicyWrite ||
-             permission == Permission::kVerify || permission == Permission::kRotationManage;
+             permission == Permission::kVerify || permission == Permission::kRotationManage ||
+             permission == Permission::kIncidentRead;
     case Role::kSigner:
       return permission == Permission::kTenantRead || permission == Permission::kSign ||
              permission == Permission::kVerify;
     case Role::kAuditor:
-      return permission == Permission::kTenantRead || permission == Permission::kVerify;
+      return permission == Permission::kTenantRead || permission == Permission::kVerify ||
+             permission == Permission::kIncidentRead;
   }
   return false;
 }

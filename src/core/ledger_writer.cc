@@ -1,5 +1,7 @@
 #include "core/ledger_writer.h"
 
+#include <future>
+
 namespace concierge::core {
 
 LedgerWriter::LedgerWriter(LedgerStore& store, LedgerWriterOptions options)
@@ -25,6 +27,34 @@ void LedgerWriter::Submit(std::vector<LedgerEntry> entries, DoneWithEntries done
   done(st, entries);
 }
 
+void LedgerWriter::SubmitResign(ResignBatch& batch, std::function<void(const Status&)> done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      resign_queue_.push_back(PendingResign{&batch, std::move(done)});
+      cv_.notify_one();
+      return;
+    }
+  }
+  done(UnavailableError("ledger writer is shutting down"));
+}
+
+Status LedgerWriter::CommitResign(ResignBatch& batch) {
+  std::promise<Status> result;
+  SubmitResign(batch, [&result](const Status& st) { result.set_value(st); });
+  return result.get_future().get();
+}
+
+size_t LedgerWriter::queued_rows() const {
+  std::lock_guard lock(mu_);
+  return queued_rows_;
+}
+
+size_t LedgerWriter::queued_resign_batches() const {
+  std::lock_guard lock(mu_);
+  return resign_queue_.size();
+}
+
 void LedgerWriter::Stop() {
   {
     std::lock_guard lock(mu_);
@@ -47,8 +77,17 @@ void LedgerWriter::Run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty() || !resign_queue_.empty(); });
+      if (queue_.empty()) {
+        if (resign_queue_.empty()) return;  // stopping and drained
+        // Nothing interactive is waiting: one re-sign batch, then look again.
+        PendingResign p = std::move(resign_queue_.front());
+        resign_queue_.pop_front();
+        lock.unlock();
+        Status st = store_.AppendResignBatch(*p.batch);
+        p.done(st);
+        continue;
+      }
       if (last_commit_rows >= options_.linger_after_rows && queued_rows_ < options_.linger_target_rows &&
           options_.linger.count() > 0) {
         lingering_ = true;

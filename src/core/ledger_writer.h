@@ -7,6 +7,11 @@
 // with load without adding latency at low load. A caller must not reveal a
 // signature before its callback reported OK: that is what makes "every
 // signature returned is in the ledger" hold across crashes.
+//
+// Mass re-sign batches (CommitResign) go through the same thread, so the
+// ledger keeps a single writer (seq order = commit order) and interactive
+// signing keeps priority: a re-sign batch is committed only when no
+// interactive submission is waiting.
 // Thread-safe. Callbacks run on the writer thread and must not block.
 #ifndef CONCIERGE_CORE_LEDGER_WRITER_H_
 #define CONCIERGE_CORE_LEDGER_WRITER_H_
@@ -58,6 +63,18 @@ class LedgerWriter {
   using DoneWithEntries = std::function<void(const Status&, std::vector<LedgerEntry>&)>;
   void Submit(std::vector<LedgerEntry> entries, DoneWithEntries done);
 
+  // Queues `batch` (LedgerStore::AppendResignBatch) for the writer thread;
+  // `done` runs there once it is committed or failed (kUnavailable once
+  // stopped, then on the caller's thread). `batch` must live until `done`.
+  void SubmitResign(ResignBatch& batch, std::function<void(const Status&)> done);
+  // SubmitResign and wait: its rows get their seqs.
+  Status CommitResign(ResignBatch& batch);
+  // Interactive rows queued and not yet committed: a busy signal for
+  // background work that should yield to requests.
+  size_t queued_rows() const;
+  // Re-sign batches waiting for the writer (metrics, tests).
+  size_t queued_resign_batches() const;
+
   void Stop();
   LedgerWriterStats stats() const;
 
@@ -66,6 +83,10 @@ class LedgerWriter {
     std::vector<LedgerEntry> entries;
     DoneWithEntries done;
   };
+  struct PendingResign {
+    ResignBatch* batch;
+    std::function<void(const Status&)> done;
+  };
   void Run();
 
   LedgerStore& store_;
@@ -73,6 +94,7 @@ class LedgerWriter {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> queue_;
+  std::deque<PendingResign> resign_queue_;
   size_t queued_rows_ = 0;
   bool stopping_ = false;
   bool lingering_ = false;  // writer is waiting for a larger group

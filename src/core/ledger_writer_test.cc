@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <future>
+#include <optional>
+#include <thread>
 #include <set>
 
 namespace concierge::core {
@@ -15,7 +17,9 @@ namespace {
 class MemoryLedger : public LedgerStore {
  public:
   Status AppendBatch(std::vector<LedgerEntry>& entries) override {
+    if (gate_) gate_->get();  // holds the writer thread inside a commit
     std::lock_guard lock(mu_);
+    for (auto& e : entries) order_.push_back(e.request_id);
     ++batches_;
     max_batch_ = std::max(max_batch_, entries.size());
     if (fail_) return UnavailableError("disk on fire");
@@ -34,7 +38,22 @@ class MemoryLedger : public LedgerStore {
     }
     return false;
   }
+  StatusOr<std::vector<ResignCandidate>> ListResignCandidates(const ResignScan&) override {
+    return std::vector<ResignCandidate>{};
+  }
+  StatusOr<int64_t> CountResignCandidates(const ResignScan&) override { return int64_t{0}; }
+  Status AppendResignBatch(ResignBatch& batch) override {
+    std::lock_guard lock(mu_);
+    order_.push_back("resign:" + batch.job_id);
+    for (auto& e : batch.rows) e.seq = ++seq_;
+    return Status::Ok();
+  }
+  StatusOr<std::vector<ResignResult>> ListResignResults(const std::string&, int64_t, int) override {
+    return std::vector<ResignResult>{};
+  }
   std::mutex mu_;
+  std::optional<std::shared_future<void>> gate_;
+  std::vector<std::string> order_;  // request ids and "resign:<job>" in commit order
   std::vector<LedgerEntry> rows_;
   int64_t seq_ = 0;
   size_t batches_ = 0;
@@ -124,6 +143,40 @@ TEST(LedgerWriterTest, SubmitAfterStopFailsFast) {
   Status got;
   writer.Submit({Row("late")}, [&](const Status& st, std::vector<LedgerEntry>&) { got = st; });
   EXPECT_EQ(got.code(), StatusCode::kUnavailable);
+}
+
+TEST(LedgerWriterTest, InteractiveRowsCommitBeforeAQueuedResignBatch) {
+  MemoryLedger store;
+  std::promise<void> open_gate;
+  store.gate_ = open_gate.get_future().share();
+  LedgerWriter writer(store);
+  // The writer is now held inside the commit of "first".
+  std::promise<void> first_done;
+  writer.Submit({Row("first")}, [&](const Status&, std::vector<LedgerEntry>&) { first_done.set_value(); });
+  while (writer.queued_rows() != 0) std::this_thread::yield();  // "first" was taken by the writer
+  ResignBatch batch;
+  batch.job_id = "job-1";
+  Status resign_status = InternalError("not run");
+  std::thread resigner([&] { resign_status = writer.CommitResign(batch); });
+  while (writer.queued_resign_batches() == 0) std::this_thread::yield();
+  // Queued after the re-sign batch, committed before it.
+  std::promise<void> second_done;
+  writer.Submit({Row("second")}, [&](const Status&, std::vector<LedgerEntry>&) { second_done.set_value(); });
+  open_gate.set_value();
+  first_done.get_future().get();
+  second_done.get_future().get();
+  resigner.join();
+  EXPECT_TRUE(resign_status.ok()) << resign_status.ToString();
+  std::lock_guard lock(store.mu_);
+  EXPECT_EQ(store.order_, (std::vector<std::string>{"first", "second", "resign:job-1"}));
+}
+
+TEST(LedgerWriterTest, CommitResignAfterStopFailsFast) {
+  MemoryLedger store;
+  LedgerWriter writer(store);
+  writer.Stop();
+  ResignBatch batch;
+  EXPECT_EQ(writer.CommitResign(batch).code(), StatusCode::kUnavailable);
 }
 
 }  // namespace

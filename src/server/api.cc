@@ -75,6 +75,7 @@ void Api::Handle(HttpRequest&& request, Responder respond) {
 
 void Api::Finish(const std::shared_ptr<Call>& call, HttpResponse response) {
   response.headers.emplace_back("X-Request-Id", call->request_id);
+  if (d_.detectors != nullptr) ObserveForDetectors(*call, response);
   auto micros =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - call->start);
   LogLevel level = response.status >= 500 ? LogLevel::kWarn : LogLevel::kDebug;
@@ -102,6 +103,8 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
   if (s.size() < 2 || s[0] != "api" || s[1] != "v1") {
     return ErrorResponse(NotFoundError("no route for " + call.req.path), call.request_id);
   }
+  if (auto r = DispatchIncidents(call, s)) return r;
+  if (auto r = DispatchJobs(call, s)) return r;
   if (is({"api", "v1", "whoami"})) return m == "GET" ? Whoami(call) : method_not_allowed("GET");
   if (is({"api", "v1", "tenants"})) return m == "GET" ? ListTenants(call) : method_not_allowed("GET");
   if (is({"api", "v1", "policies"})) return m == "GET" ? ListPolicies(call) : method_not_allowed("GET");
@@ -628,7 +631,8 @@ HttpResponse Api::Ledger(Call& call, const std::string& tenant) {
                        {"api_key_id", e.api_key_id},
                        {"client_address", e.client_address},
                        {"policy_hash", e.policy_hash},
-                       {"signed_at", FormatRfc3339(e.signed_at)}});
+                       {"signed_at", FormatRfc3339(e.signed_at)},
+                       {"resign_of_seq", e.resign_of_seq ? json(e.resign_of_seq) : json(nullptr)}});
   }
   return JsonResponse(200, {{"tenant_id", tenant},
                             {"entries", entries},

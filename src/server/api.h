@@ -20,7 +20,12 @@
 #include "core/rotation_engine.h"
 #include "core/rotation_evidence.h"
 #include "core/rotation_scheduler.h"
+#include "core/incident.h"
+#include "core/incident_detectors.h"
+#include "core/incident_playbook.h"
 #include "core/ledger_writer.h"
+#include "core/resign_job.h"
+#include "core/webhook.h"
 #include "core/signing_service.h"
 #include "core/tenant_service.h"
 #include "server/http_server.h"
@@ -45,6 +50,12 @@ struct ApiDeps {
   core::RotationEngine* rotations = nullptr;           // null: rotation routes answer 503
   core::RotationScheduler* rotation_scheduler = nullptr;  // runs executed rotations
   core::RotationEvidenceRecorder* evidence = nullptr;     // Rotation Evidence Packs
+  // Incident response (null = those routes answer 503).
+  core::IncidentService* incidents = nullptr;
+  core::ResignJobEngine* jobs = nullptr;
+  core::PlaybookRunner* playbooks = nullptr;
+  core::WebhookService* webhooks = nullptr;
+  core::IncidentDetectors* detectors = nullptr;
 };
 
 class Api {
@@ -111,6 +122,13 @@ class Api {
   HttpResponse CreateApiKey(Call& call);
   HttpResponse ListApiKeys(Call& call);
   HttpResponse RevokeApiKey(Call& call, const std::string& id);
+
+  // Incident response routes: incidents and webhooks (api_incident.cc), re-sign
+  // jobs (api_jobs.cc). nullopt = the path is not theirs.
+  std::optional<HttpResponse> DispatchIncidents(Call& call, const std::vector<std::string>& s);
+  std::optional<HttpResponse> DispatchJobs(Call& call, const std::vector<std::string>& s);
+  // Feeds a finished response to the incident detectors (api_incident.cc).
+  void ObserveForDetectors(const Call& call, const HttpResponse& response);
 
   ApiDeps d_;
 };

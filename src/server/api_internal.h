@@ -31,10 +31,12 @@ Status NoCertificateService();
 
 // Splits "/api/v1/tenants/x/sign" into {"api","v1","tenants","x","sign"}.
 std::vector<std::string> Segments(const std::string& path);
-// Whether `segments` match `pattern` exactly, "*" matching any one segment.
-bool PathIs(const std::vector<std::string>& segments, std::initializer_list<const char*> pattern);
-// 405 with an Allow header and the usual error body.
+// Whether `s` matches `pattern` segment by segment ("*" matches any one).
+bool PathIs(const std::vector<std::string>& s, std::initializer_list<const char*> pattern);
+// 405 naming the allowed methods (it has no Status code of its own).
 HttpResponse MethodNotAllowed(const HttpRequest& req, const char* allowed);
+// Whether `method` is one of `allowed` ("GET, POST").
+bool MethodIn(std::string_view method, std::string_view allowed);
 
 // Strict readers for request bodies: every error names its field.
 StatusOr<json> ParseBody(const std::string& body);
@@ -48,6 +50,20 @@ bool ValidRequestId(const std::string& id);
 // A whole decimal integer within [lo, hi]; nullopt for anything else
 // (signs other than a leading '-', spaces, trailing text, overflow).
 std::optional<int64_t> ParseInt(std::string_view text, int64_t lo, int64_t hi);
+
+// What an incident or job handler needs once the caller is authenticated.
+struct RouteCtx {
+  const ApiDeps& d;
+  const HttpRequest& req;
+  const core::Principal& p;
+};
+// A query parameter, "" when absent.
+std::string QueryParam(const HttpRequest& req, const char* name);
+// Role check (403), then scope: a resource of another tenant (or a global
+// one, for a tenant-scoped key) is "not found", so ids do not leak.
+Status AllowScoped(const RouteCtx& c, Permission permission, const std::string& tenant, const std::string& what);
+// The tenant a listing covers: a scoped key's own, else ?tenant_id= (nullopt = all).
+StatusOr<std::optional<std::string>> ListingScope(const RouteCtx& c, Permission permission);
 
 struct Api::Call {
   HttpRequest req;

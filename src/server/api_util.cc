@@ -71,26 +71,6 @@ json ApiKeyJson(const ApiKeyRecord& k) {
           {"revoked_at", k.revoked_at ? json(FormatRfc3339(*k.revoked_at)) : json(nullptr)}};
 }
 
-HttpResponse MethodNotAllowed(const HttpRequest& req, const char* allowed) {
-  // 405 has no Status code of its own, so its body is written here directly.
-  HttpResponse r = JsonResponse(405, {{"error", "method_not_allowed"},
-                                      {"message", "method " + req.method + " is not allowed on " + req.path},
-                                      {"code", 405},
-                                      {"details", {{"allow", allowed}}}});
-  r.headers.emplace_back("Allow", allowed);
-  return r;
-}
-
-bool PathIs(const std::vector<std::string>& segments, std::initializer_list<const char*> pattern) {
-  if (segments.size() != pattern.size()) return false;
-  size_t i = 0;
-  for (const char* p : pattern) {
-    if (std::string_view(p) != "*" && segments[i] != p) return false;
-    ++i;
-  }
-  return true;
-}
-
 // Splits "/api/v1/tenants/x/sign" into {"api","v1","tenants","x","sign"}.
 std::vector<std::string> Segments(const std::string& path) {
   std::vector<std::string> out;
@@ -103,6 +83,60 @@ std::vector<std::string> Segments(const std::string& path) {
     i = j;
   }
   return out;
+}
+
+bool PathIs(const std::vector<std::string>& s, std::initializer_list<const char*> pattern) {
+  if (s.size() != pattern.size()) return false;
+  size_t i = 0;
+  for (const char* p : pattern) {
+    if (std::string_view(p) != "*" && s[i] != p) return false;
+    ++i;
+  }
+  return true;
+}
+
+HttpResponse MethodNotAllowed(const HttpRequest& req, const char* allowed) {
+  HttpResponse r = JsonResponse(405, {{"error", "method_not_allowed"},
+                                      {"message", "method " + req.method + " is not allowed on " + req.path},
+                                      {"code", 405},
+                                      {"details", {{"allow", allowed}}}});
+  r.headers.emplace_back("Allow", allowed);
+  return r;
+}
+
+bool MethodIn(std::string_view method, std::string_view allowed) {
+  while (!allowed.empty()) {
+    size_t comma = allowed.find(',');
+    std::string_view one = allowed.substr(0, comma);
+    while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
+    if (one == method) return true;
+    if (comma == std::string_view::npos) break;
+    allowed.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+std::string QueryParam(const HttpRequest& req, const char* name) {
+  auto it = req.query.find(name);
+  return it == req.query.end() ? std::string() : it->second;
+}
+
+Status AllowScoped(const RouteCtx& c, Permission permission, const std::string& tenant, const std::string& what) {
+  if (!core::RoleAllows(c.p.role, permission)) return c.d.auth->Authorize(c.p, permission, tenant);
+  if (!c.p.tenant_id.empty() && c.p.tenant_id != tenant) return NotFoundError(what + " not found");
+  return Status::Ok();
+}
+
+StatusOr<std::optional<std::string>> ListingScope(const RouteCtx& c, Permission permission) {
+  std::string asked = QueryParam(c.req, "tenant_id");
+  std::string tenant = c.p.tenant_id.empty() ? asked : c.p.tenant_id;
+  if (!asked.empty() && asked != tenant) {
+    return PermissionDeniedError("API key is scoped to tenant '" + c.p.tenant_id + "' and cannot access tenant '" +
+                                 asked + "'");
+  }
+  RETURN_IF_ERROR(c.d.auth->Authorize(c.p, permission, tenant));
+  if (tenant.empty()) return std::optional<std::string>();
+  return std::optional<std::string>(tenant);
 }
 
 // Strict helpers for request bodies: every error names its field.

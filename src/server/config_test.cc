@@ -67,6 +67,31 @@ TEST(ConfigTest, PassphraseOnlyFromEnvironmentOrFile) {
   EXPECT_FALSE(LoadConfig("", {{"KEYCTL_MASTER_PASSPHRASE", ""}}).ok());
 }
 
+TEST(ConfigTest, IncidentSettingsFromFileAndEnvironment) {
+  auto d = LoadConfig("", {});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->incident.resign_batch_size, 500);
+  EXPECT_EQ(d->incident.webhook_allow_http, 0);
+  EXPECT_EQ(d->incident.cert_expiry_critical_days, 7);
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("i.toml"),
+                     "resign_rate_per_backend = 2000\nwebhook_allow_http = true\ndetectors_enabled = false\n"
+                     "auth_failure_burst = 7\n");
+  auto c = LoadConfig(dir.File("i.toml"), {{"KEYCTL_RESIGN_BATCH_SIZE", "250"}, {"KEYCTL_AUTH_FAILURE_BURST", "9"}});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->incident.resign_rate_per_backend, 2000);
+  EXPECT_EQ(c->incident.webhook_allow_http, 1);
+  EXPECT_EQ(c->incident.detectors_enabled, 0);
+  EXPECT_EQ(c->incident.resign_batch_size, 250);
+  EXPECT_EQ(c->incident.auth_failure_burst, 9);  // the environment wins
+  auto big = LoadConfig("", {{"KEYCTL_RESIGN_BATCH_SIZE", "5000"}});
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(FieldOf(big.status()), "resign_batch_size");
+  EXPECT_NE(big.status().message().find("between 1 and 1000"), std::string::npos);
+  EXPECT_EQ(FieldOf(LoadConfig("", {{"KEYCTL_RATE_ANOMALY_FACTOR", "1"}}).status()), "rate_anomaly_factor");
+  EXPECT_EQ(FieldOf(LoadConfig("", {{"KEYCTL_WEBHOOK_ALLOW_HTTP", "maybe"}}).status()), "webhook_allow_http");
+}
+
 TEST(ConfigTest, ParseListen) {
   std::string host;
   uint16_t port;

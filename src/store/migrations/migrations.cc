@@ -274,6 +274,154 @@ CREATE TABLE evidence_key (
 );
 )sql";
 
+// Incident response (issue 9): incidents and their timelines, webhooks with a
+// persistent outbox, mass re-sign jobs, and the ledger's re-sign linkage.
+//
+//  - incidents_one_open_per_detection: a partial unique index, so two detector
+//    threads (or two processes) racing to open "the same" incident cannot both
+//    succeed; the loser folds into the winner (Store::InsertIncident).
+//  - incident_events: the timeline, (incident_id, seq) with seq per incident.
+//  - webhooks.secret_sealed: AES-256-GCM under a key kept outside the
+//    database (core/webhook.h), so a database copy does not give away secrets.
+//  - webhook_events + webhook_deliveries: the outbox. One event row, one
+//    delivery row per webhook that should see it; the dispatcher claims due
+//    deliveries through (state, next_attempt_at).
+//  - ledger.resign_of_seq: NULL for ordinary rows. The partial unique index on
+//    (resign_of_seq, key_id) makes "at most one re-signature of a row per key"
+//    a database invariant, so a retried re-sign batch can never double-insert;
+//    being partial, it costs ordinary signing rows nothing.
+//  - resign_jobs: the job and its cursor (last original seq handled), moved
+//    in the same transaction as the rows it covers.
+//  - resign_results: one row per original handled (PRIMARY KEY (job_id,
+//    original_seq): a result cannot be written twice either), the source of
+//    GET /api/v1/jobs/{id}/results.
+//
+// PostgreSQL dialect: the same tables and indexes, INTEGER -> BIGINT, partial
+// indexes with the same WHERE clauses.
+constexpr std::string_view kV7Incidents = R"sql(
+CREATE TABLE incidents (
+  incident_id   TEXT    NOT NULL PRIMARY KEY,
+  tenant_id     TEXT    NOT NULL DEFAULT '',
+  type          TEXT    NOT NULL,
+  severity      TEXT    NOT NULL,
+  state         TEXT    NOT NULL,
+  title         TEXT    NOT NULL,
+  detector      TEXT    NOT NULL,
+  dedup_key     TEXT    NOT NULL DEFAULT '',
+  key_id        TEXT    NOT NULL DEFAULT '',
+  occurrences   INTEGER NOT NULL DEFAULT 1,
+  details_json  TEXT    NOT NULL DEFAULT '{}',
+  playbook_json TEXT    NOT NULL DEFAULT '',
+  created_by    TEXT    NOT NULL,
+  created_at    INTEGER NOT NULL,
+  updated_at    INTEGER NOT NULL,
+  resolved_at   INTEGER,
+  closed_at     INTEGER
+);
+
+CREATE UNIQUE INDEX incidents_one_open_per_detection ON incidents (tenant_id, type, dedup_key)
+  WHERE dedup_key <> '' AND state NOT IN ('resolved', 'closed');
+
+CREATE INDEX incidents_by_created ON incidents (created_at, incident_id);
+
+CREATE INDEX incidents_by_tenant_created ON incidents (tenant_id, created_at);
+
+CREATE TABLE incident_events (
+  incident_id TEXT    NOT NULL REFERENCES incidents (incident_id),
+  seq         INTEGER NOT NULL,
+  at          INTEGER NOT NULL,
+  actor       TEXT    NOT NULL,
+  action      TEXT    NOT NULL,
+  from_state  TEXT    NOT NULL DEFAULT '',
+  to_state    TEXT    NOT NULL DEFAULT '',
+  detail      TEXT    NOT NULL DEFAULT '',
+  PRIMARY KEY (incident_id, seq)
+);
+
+CREATE TABLE webhooks (
+  webhook_id    TEXT    NOT NULL PRIMARY KEY,
+  tenant_id     TEXT    NOT NULL DEFAULT '',
+  url           TEXT    NOT NULL,
+  secret_sealed TEXT    NOT NULL,
+  event_types   TEXT    NOT NULL DEFAULT '',
+  created_by    TEXT    NOT NULL,
+  created_at    INTEGER NOT NULL,
+  disabled_at   INTEGER
+);
+
+CREATE INDEX webhooks_by_tenant ON webhooks (tenant_id);
+
+CREATE TABLE webhook_events (
+  event_id     TEXT    NOT NULL PRIMARY KEY,
+  tenant_id    TEXT    NOT NULL DEFAULT '',
+  type         TEXT    NOT NULL,
+  payload_json TEXT    NOT NULL,
+  created_at   INTEGER NOT NULL
+);
+
+CREATE TABLE webhook_deliveries (
+  event_id        TEXT    NOT NULL REFERENCES webhook_events (event_id),
+  webhook_id      TEXT    NOT NULL REFERENCES webhooks (webhook_id),
+  state           TEXT    NOT NULL,
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL,
+  last_status     INTEGER NOT NULL DEFAULT 0,
+  last_error      TEXT    NOT NULL DEFAULT '',
+  created_at      INTEGER NOT NULL,
+  delivered_at    INTEGER,
+  PRIMARY KEY (event_id, webhook_id)
+);
+
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+
+CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, created_at);
+
+ALTER TABLE ledger ADD COLUMN resign_of_seq INTEGER;
+
+CREATE UNIQUE INDEX ledger_one_resign_per_key ON ledger (resign_of_seq, key_id)
+  WHERE resign_of_seq IS NOT NULL;
+
+CREATE TABLE resign_jobs (
+  job_id             TEXT    NOT NULL PRIMARY KEY,
+  tenant_id          TEXT    NOT NULL REFERENCES tenants (tenant_id),
+  incident_id        TEXT    NOT NULL DEFAULT '',
+  compromised_key_id TEXT    NOT NULL,
+  new_key_id         TEXT    NOT NULL,
+  since              INTEGER,
+  state              TEXT    NOT NULL,
+  cursor_seq         INTEGER NOT NULL DEFAULT 0,
+  total              INTEGER NOT NULL DEFAULT 0,
+  processed          INTEGER NOT NULL DEFAULT 0,
+  resigned           INTEGER NOT NULL DEFAULT 0,
+  needs_client       INTEGER NOT NULL DEFAULT 0,
+  already_resigned   INTEGER NOT NULL DEFAULT 0,
+  error              TEXT    NOT NULL DEFAULT '',
+  created_by         TEXT    NOT NULL,
+  created_at         INTEGER NOT NULL,
+  updated_at         INTEGER NOT NULL,
+  started_at         INTEGER,
+  finished_at        INTEGER
+);
+
+CREATE INDEX resign_jobs_by_tenant ON resign_jobs (tenant_id, created_at);
+
+CREATE TABLE resign_results (
+  job_id           TEXT    NOT NULL REFERENCES resign_jobs (job_id),
+  original_seq     INTEGER NOT NULL,
+  status           TEXT    NOT NULL,
+  new_seq          INTEGER NOT NULL DEFAULT 0,
+  original_kind    TEXT    NOT NULL,
+  asset_id         TEXT    NOT NULL DEFAULT '',
+  digest_hex       TEXT    NOT NULL,
+  signature_b64    TEXT    NOT NULL DEFAULT '',
+  signature_format TEXT    NOT NULL DEFAULT '',
+  key_id           TEXT    NOT NULL,
+  key_version      INTEGER NOT NULL,
+  detail           TEXT    NOT NULL DEFAULT '',
+  PRIMARY KEY (job_id, original_seq)
+);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& SqliteMigrations() {
@@ -285,6 +433,7 @@ const std::vector<Migration>& SqliteMigrations() {
       {4, "certificates", kV4Certificates},
       {5, "reserved_for_audit_log", kV5ReservedForAuditLog},
       {6, "rotations", kV6Rotations},
+      {7, "incidents_webhooks_resign_jobs", kV7Incidents},
   };
   return kMigrations;
 }

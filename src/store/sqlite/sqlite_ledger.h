@@ -67,7 +67,9 @@ struct SqliteLedgerOptions {
 class SqliteLedger : public LedgerStore {
  public:
   // The schema version that created the ledger table.
-  static constexpr int kMinSchemaVersion = 3;
+  // The schema version the ledger needs: v3 created the table, v7 added the
+  // re-sign linkage (resign_of_seq) and the job tables.
+  static constexpr int kMinSchemaVersion = 7;
   // Largest page ListLedger returns.
   static constexpr int kMaxPageSize = 1000;
 
@@ -80,6 +82,15 @@ class SqliteLedger : public LedgerStore {
   StatusOr<LedgerPage> ListLedger(const LedgerQuery& query) override;
   StatusOr<std::vector<MinuteCount>> CountByMinuteSince(TimePoint since) override;
   StatusOr<bool> HasRequest(const std::string& tenant_id, const std::string& request_id) override;
+
+  // Mass re-sign. The scan and the count use the reader connection (index
+  // ledger_by_key_seq_time); AppendResignBatch the writer connection, under
+  // the same mutex as AppendBatch, so ledger seqs stay in commit order.
+  StatusOr<std::vector<ResignCandidate>> ListResignCandidates(const ResignScan& scan) override;
+  StatusOr<int64_t> CountResignCandidates(const ResignScan& scan) override;
+  Status AppendResignBatch(ResignBatch& batch) override;
+  StatusOr<std::vector<ResignResult>> ListResignResults(const std::string& job_id, int64_t after_seq,
+                                                        int limit) override;
 
   struct StmtFinalizer {
     void operator()(sqlite3_stmt* stmt) const noexcept { sqlite3_finalize(stmt); }

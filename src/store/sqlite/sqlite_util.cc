@@ -121,6 +121,12 @@ Status Statement::Run() {
   return Status::Ok();
 }
 
+void Statement::Reset() {
+  sqlite3_reset(stmt_.get());
+  sqlite3_clear_bindings(stmt_.get());
+  bind_rc_ = SQLITE_OK;
+}
+
 std::string ColumnText(sqlite3_stmt* stmt, int col) {
   const auto* text = sqlite3_column_text(stmt, col);
   if (text == nullptr) return std::string();

@@ -75,6 +75,9 @@ class Statement {
   StatusOr<bool> Step();
   // Steps a statement that must not return rows (INSERT/UPDATE/DELETE).
   Status Run();
+  // Makes the statement ready to run again with fresh bindings (loops that
+  // insert many rows prepare once).
+  void Reset();
 
   std::string ColumnText(int col) const;  // NULL -> ""
   std::vector<uint8_t> ColumnBlob(int col) const;  // NULL -> empty
@@ -82,6 +85,8 @@ class Statement {
   bool ColumnIsNull(int col) const;
   TimePoint ColumnTime(int col) const;
   std::optional<TimePoint> ColumnOptionalTime(int col) const;
+  // For readers shared with cached raw statements (e.g. the ledger's ReadEntry).
+  sqlite3_stmt* raw() const { return stmt_.get(); }
 
  private:
   struct Finalizer {
