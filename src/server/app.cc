@@ -18,6 +18,7 @@
 #include "backends/software/software_backend.h"
 #include "core/auth.h"
 #include "core/ca.h"
+#include "core/emergency_rotator.h"
 #include "core/incident.h"
 #include "core/incident_detectors.h"
 #include "core/incident_playbook.h"
@@ -156,6 +157,7 @@ struct App::Impl {
   std::unique_ptr<core::RotationEngine> rotations;
   std::unique_ptr<core::RotationEvidenceRecorder> evidence;
   std::unique_ptr<core::RotationScheduler> rotation_scheduler;
+  std::unique_ptr<core::EngineEmergencyRotator> emergency_rotator;
   std::unique_ptr<HealthProber> prober;
   // Incident response.
   AppOptions options;
@@ -276,7 +278,11 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
                                                        impl->backends, clock, job_options);
   impl->playbooks = std::make_unique<core::PlaybookRunner>(*impl->incidents, *impl->tenants, impl->certs.get(),
                                                            *impl->jobs, clock);
-  impl->playbooks->SetRotator(options.emergency_rotator);
+  // Emergency rotations go through the rotation engine unless the caller
+  // supplies its own (tests).
+  impl->emergency_rotator = std::make_unique<core::EngineEmergencyRotator>(*impl->rotations, impl->evidence.get());
+  impl->playbooks->SetRotator(options.emergency_rotator != nullptr ? options.emergency_rotator
+                                                                   : impl->emergency_rotator.get());
   ASSIGN_OR_RETURN(auto box, LoadWebhookBox(config.data_dir));
   impl->webhook_box.emplace(std::move(box));
   impl->webhook_transport = std::make_unique<CurlWebhookTransport>(
@@ -390,7 +396,7 @@ AppServices App::services() {
   Impl& i = *impl_;
   return AppServices{i.store.get(),     i.ledger.get(),    &i.backends,       i.tenants.get(),
                      i.certs.get(),     i.incidents.get(), i.detectors.get(), i.jobs.get(),
-                     i.playbooks.get(), i.dispatcher.get()};
+                     i.playbooks.get(), i.dispatcher.get(), i.emergency_rotator.get()};
 }
 
 StatusOr<int> MigrateDatabase(const ServerConfig& config_in, int target_version) {

@@ -32,8 +32,8 @@ namespace concierge::server {
 
 struct AppOptions {
   // The emergency rotation the key_compromise playbook calls (not owned).
-  // SEAM: the rotation engine plugs in here; null = the playbook stops at its
-  // rotate step with a clear error.
+  // Null (the default) = the rotation engine (core::EngineEmergencyRotator);
+  // tests may substitute their own.
   core::EmergencyRotator* emergency_rotator = nullptr;
   // Background threads for re-sign jobs, playbooks and webhook delivery.
   // Tests that drive them step by step (FakeClock) turn them off.
@@ -52,6 +52,7 @@ struct AppServices {
   core::ResignJobEngine* jobs = nullptr;
   core::PlaybookRunner* playbooks = nullptr;
   core::WebhookDispatcher* webhooks = nullptr;
+  core::EmergencyRotator* engine_rotator = nullptr;  // emergency rotations by the rotation engine
 };
 
 class App {

@@ -179,6 +179,9 @@ class IncidentApiTest : public ApiTest {
 TEST_F(IncidentApiTest, KeyCompromiseDrillWith100kEntries) {
   constexpr int kSeeded = 100000;
   constexpr int kSignedLive = 10;
+  // The drill rotates with the real rotation engine (not the stand-in): new
+  // key, certificate from the built-in CA, canary, cutover, evidence pack.
+  app_->services().playbooks->SetRotator(app_->services().engine_rotator);
   WebhookReceiver receiver;
   ASSERT_EQ(Admin("POST", "/api/v1/ca", json::object()).status, 201);
   json policy = CreatePolicy("acme-news", "ES256");
@@ -229,8 +232,24 @@ TEST_F(IncidentApiTest, KeyCompromiseDrillWith100kEntries) {
   });
   ASSERT_EQ(inc["state"], "resolved") << inc.dump();
   EXPECT_EQ(inc["playbook"]["resign"]["resigned"], kSeeded + kSignedLive);
-  EXPECT_EQ(rotator_->calls(), 1);
+  EXPECT_EQ(rotator_->calls(), 0);  // the stand-in was not used
   const std::string new_key_id = inc["playbook"]["new_key_id"];
+  {
+    // Exactly one rotation ran, through every phase, and left an evidence pack.
+    json rotations = Json(Admin("GET", "/api/v1/tenants/acme-news/rotations"));
+    const json& list = rotations.is_array() ? rotations : rotations["rotations"];
+    int completed = 0;
+    std::string rotation_id;
+    for (const auto& r : list) {
+      if (r["state"] == "completed") {
+        ++completed;
+        rotation_id = r["rotation_id"];
+        EXPECT_EQ(r["new_key_id"], new_key_id) << r.dump();
+      }
+    }
+    EXPECT_EQ(completed, 1) << rotations.dump();
+    EXPECT_EQ(Admin("GET", "/api/v1/rotations/" + rotation_id + "/evidence").status, 200);
+  }
   progress = Json(Admin("GET", "/api/v1/jobs/" + job_id));
   EXPECT_EQ(progress["state"], "completed");
   EXPECT_EQ(progress["done"], kSeeded + kSignedLive);
