@@ -114,6 +114,9 @@ struct CommandContext {
   std::function<int()>& action;
 };
 
+// `keyctl audit ...` (cli_audit.cc).
+void AddAuditCommands(CommandContext& ctx);
+
 }  // namespace concierge::cli
 
 #endif  // CONCIERGE_CLI_CLI_INTERNAL_H_

@@ -51,25 +51,32 @@ std::string_view PermissionName(Permission p) {
     case Permission::kApiKeyManage: return "apikey:manage";
     case Permission::kCaManage: return "ca:manage";
     case Permission::kCertRevoke: return "cert:revoke";
+    case Permission::kAuditRead: return "audit:read";
+    case Permission::kAuditCheckpoint: return "audit:checkpoint";
   }
   return "unknown";
 }
 
+// Every role may read the audit log: which records it sees is limited by the
+// key's tenant scope (api_audit.cc), so a tenant's signer can fetch inclusion
+// proofs for its own signatures but never another tenant's records. The
+// auditor role reads the audit log and nothing else.
 bool RoleAllows(Role role, Permission permission) {
   switch (role) {
     case Role::kAdmin:
       return true;
     case Role::kSecurityOfficer:
       return permission == Permission::kTenantRead || permission == Permission::kPolicyWrite ||
-             permission == Permission::kVerify || permission == Permission::kCertRevoke;
+             permission == Permission::kVerify || permission == Permission::kCertRevoke ||
+             permission == Permission::kAuditRead || permission == Permission::kAuditCheckpoint;
     case Role::kOperator:
       return permission == Permission::kTenantRead || permission == Permission::kPolicyWrite ||
-             permission == Permission::kVerify;
+             permission == Permission::kVerify || permission == Permission::kAuditRead;
     case Role::kSigner:
       return permission == Permission::kTenantRead || permission == Permission::kSign ||
-             permission == Permission::kVerify;
+             permission == Permission::kVerify || permission == Permission::kAuditRead;
     case Role::kAuditor:
-      return permission == Permission::kTenantRead || permission == Permission::kVerify;
+      return permission == Permission::kAuditRead || permission == Permission::kAuditCheckpoint;
   }
   return false;
 }

@@ -40,6 +40,8 @@ enum class Permission {
   kApiKeyManage,  // create/list/revoke API keys (unscoped admins only)
   kCaManage,      // initialise the built-in CA (admins only)
   kCertRevoke,    // revoke a tenant's certificate (admins, security officers)
+  kAuditRead,     // audit entries, checkpoints, proofs (every role; scoped keys see their tenant only)
+  kAuditCheckpoint,  // sign a checkpoint on demand (admins, security officers, auditors)
 };
 
 std::string_view PermissionName(Permission p);

@@ -13,6 +13,7 @@
 
 #include "backends/pkcs11/server_setup.h"
 #include "backends/software/software_backend.h"
+#include "core/audit_log.h"
 #include "core/auth.h"
 #include "core/ca.h"
 #include "core/issuance.h"
@@ -77,9 +78,12 @@ struct App::Impl {
   Clock* clock = nullptr;
   std::unique_ptr<store::SqliteStore> store;
   std::unique_ptr<store::SqliteLedger> ledger;
-  std::unique_ptr<core::LedgerWriter> ledger_writer;
   core::IssuanceLimiter limiter;
   BackendRegistry backends;
+  std::unique_ptr<core::LedgerWriter> ledger_writer;
+  // After the writer and backends: destroyed first, its final checkpoint
+  // still reads the writer's head and signs through the backend.
+  std::unique_ptr<core::AuditLog> audit;
   std::unique_ptr<core::Authenticator> auth;
   std::unique_ptr<core::TenantService> tenants;
   std::unique_ptr<core::SigningService> signing;
@@ -126,7 +130,17 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
   ASSIGN_OR_RETURN(auto counts,
                    impl->ledger->CountByMinuteSince(clock.Now() - std::chrono::hours(24) - std::chrono::minutes(1)));
   impl->limiter.Load(counts);
-  impl->ledger_writer = std::make_unique<core::LedgerWriter>(*impl->ledger);
+  // The audit tree continues from what is stored, after checking it against
+  // the latest signed checkpoint (a tampered database refuses to start).
+  ASSIGN_OR_RETURN(audit::CompactRange audit_tree, core::RestoreAuditTree(*impl->ledger));
+  store::SqliteLedger* ledger_ptr = impl->ledger.get();
+  impl->ledger_writer = std::make_unique<core::LedgerWriter>(
+      *impl->ledger, core::LedgerWriterOptions{}, std::move(audit_tree),
+      [ledger_ptr]() -> StatusOr<audit::CompactRange> {
+        ASSIGN_OR_RETURN(int64_t size, ledger_ptr->AuditSize());
+        core::StoreTreeReader reader(*ledger_ptr);
+        return audit::CompactRangeAt(reader, static_cast<uint64_t>(size));
+      });
 
   backends::SoftwareKeystoreOptions ks;
   ks.dir = config.keystore_dir;
@@ -149,6 +163,16 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
   }
   for (auto& b : hsm.backends) RETURN_IF_ERROR(impl->backends.Register(std::move(b)));
 
+  core::AuditLogOptions audit_options;
+  audit_options.origin = config.audit_origin;
+  audit_options.checkpoint_interval = std::chrono::seconds(config.audit_checkpoint_interval_seconds);
+  audit_options.on_error = [](const Status& st) {
+    Log(LogLevel::kWarn, "audit_checkpoint_failed", {{"error", st.message()}});
+  };
+  auto audit = core::AuditLog::Create(*impl->ledger_writer, *impl->ledger, impl->backends, clock, audit_options);
+  if (!audit.ok()) return audit.status().Annotate("opening the audit log");
+  impl->audit = *std::move(audit);
+
   impl->auth = std::make_unique<core::Authenticator>(*impl->store, clock);
   impl->tenants = std::make_unique<core::TenantService>(*impl->store, impl->backends, clock);
   core::SigningOptions signing_options;
@@ -160,7 +184,7 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
   impl->api = std::make_unique<Api>(ApiDeps{impl->store.get(), &impl->backends, impl->auth.get(),
                                             impl->tenants.get(), impl->signing.get(), impl->ledger.get(),
                                             impl->ledger_writer.get(), impl->prober.get(), &clock,
-                                            impl->certs.get()});
+                                            impl->certs.get(), impl->audit.get()});
 
   // First start: mint an admin key, write its token (0600) before storing the
   // key, so a crash in between leaves no admin key that nobody holds.
@@ -174,7 +198,12 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
     Status written = WritePrivateFile(path, content);
     std::fill(content.begin(), content.end(), '\0');
     RETURN_IF_ERROR(written);
-    RETURN_IF_ERROR(impl->store->InsertApiKey(admin.record));
+    core::AuditEvent event{"system", "", "api_key.create", admin.record.id, "", "", "",
+                           {{"role", admin.record.role}, {"name", admin.record.name}, {"bootstrap", true}}};
+    ASSIGN_OR_RETURN(int64_t attempt, impl->audit->Begin(event));
+    Status inserted = impl->store->InsertApiKey(admin.record);
+    RETURN_IF_ERROR(impl->audit->Finish(event, attempt, inserted));
+    RETURN_IF_ERROR(inserted);
     impl->bootstrap_token_path = path;
     Log(LogLevel::kInfo, "bootstrap_admin_created", {{"token_file", path}, {"api_key_id", admin.record.id}});
   }
@@ -195,6 +224,7 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
 }
 
 void App::Start() {
+  impl_->audit->Start();
   impl_->http->Start();
   impl_->maintenance = std::thread([impl = impl_.get()] { impl->MaintenanceLoop(); });
   Log(LogLevel::kInfo, "listening", {{"url", url()}, {"data_dir", impl_->config.data_dir}});
@@ -205,6 +235,8 @@ void App::Stop() {
   if (impl_->http) impl_->http->Stop();
   // After the listener: in-flight signatures are committed before we stop.
   if (impl_->ledger_writer) impl_->ledger_writer->Stop();
+  // After the writer: the final checkpoint covers everything committed.
+  if (impl_->audit) impl_->audit->Stop();
   {
     std::lock_guard lock(impl_->mu);
     impl_->stopping = true;

@@ -82,6 +82,14 @@ Status Apply(ServerConfig& c, const std::string& key, const std::string& value) 
       return FieldError(key, "config key 'yubihsm2_module' must be an absolute path");
     }
     c.yubihsm2_module = value;
+  } else if (key == "audit_checkpoint_interval_seconds") {
+    RETURN_IF_ERROR(SetUint(key, value, 86400, &c.audit_checkpoint_interval_seconds));
+    if (c.audit_checkpoint_interval_seconds < 1) {
+      return FieldError(key, "config key 'audit_checkpoint_interval_seconds' must be at least 1");
+    }
+  } else if (key == "audit_origin") {
+    if (value.empty()) return FieldError(key, "config key 'audit_origin' must not be empty");
+    c.audit_origin = value;
   } else {
     return FieldError(key, "unknown config key '" + key + "'");
   }
@@ -180,6 +188,8 @@ StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<s
       {"KEYCTL_PKCS11_ALLOWED_MODULES", "pkcs11_allowed_modules"},
       {"KEYCTL_PKCS11_SESSIONS", "pkcs11_sessions"},
       {"KEYCTL_YUBIHSM2_MODULE", "yubihsm2_module"},
+      {"KEYCTL_AUDIT_CHECKPOINT_INTERVAL_SECONDS", "audit_checkpoint_interval_seconds"},
+      {"KEYCTL_AUDIT_ORIGIN", "audit_origin"},
   };
   for (const auto& [var, key] : kEnvKeys) {
     auto it = env.find(var);

@@ -36,6 +36,10 @@ struct ServerSettings {
   std::string pkcs11_allowed_modules;     // comma-separated paths; empty = any
   int pkcs11_sessions = 0;                // per token; 0 = io_threads (or cores)
   std::string yubihsm2_module;            // set to enable provider "yubihsm2"
+  // Audit log (docs/audit.md): seconds between signed checkpoints, and the log
+  // name written into them (fixed when the audit key is first created).
+  uint32_t audit_checkpoint_interval_seconds = 60;
+  std::string audit_origin = "c2-concierge/audit";
 };
 
 struct ServerConfig : ServerSettings {
