@@ -14,6 +14,7 @@
 #include "crypto/keys.h"
 #include "crypto/signature.h"
 #include "integration/api_fixture.h"
+#include "store/sqlite/sqlite_ledger.h"
 
 namespace concierge {
 namespace {
@@ -53,6 +54,24 @@ class RawDb {
  private:
   sqlite3* db_ = nullptr;
 };
+
+// Every stored record, through the read-only store (as keyctl reads them).
+std::vector<AuditRecord> StoredRecords(const std::string& path) {
+  auto ledger = store::SqliteLedger::Open(path, store::SqliteLedgerOptions{.read_only = true});
+  EXPECT_TRUE(ledger.ok()) << ledger.status().ToString();
+  auto page = (*ledger)->ListAudit(AuditQuery{.limit = 1000});
+  EXPECT_TRUE(page.ok());
+  return page->entries;
+}
+
+// What someone who understood the format would do after an edit: store the
+// recomputed leaf hash so the row looks consistent on its own.
+audit::Hash SetLeafHash(RawDb& db, const AuditRecord& r) {
+  const audit::Hash leaf = audit::EntryLeafHash(r);
+  db.Exec("UPDATE audit_entries SET leaf_hash = x'" + crypto::HexEncode(audit::AsByteView(leaf)) +
+          "' WHERE idx = " + std::to_string(r.index));
+  return leaf;
+}
 
 class AuditApiTest : public ApiTest {
  protected:
@@ -383,22 +402,7 @@ TEST_F(AuditApiTest, KeyctlVerifyNamesTamperedEntriesInTheDatabase) {
   {
     std::string path = copy({"UPDATE audit_entries SET outcome = 'failure' WHERE idx = 17"});
     RawDb db(path);
-    sqlite3_stmt* s = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(db.get(),
-                                 "SELECT idx, time_ms, actor, tenant_id, action, target, outcome, request_id, "
-                                 "client_address, policy_hash, detail FROM audit_entries WHERE idx = 17",
-                                 -1, &s, nullptr),
-              SQLITE_OK);
-    ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
-    AuditRecord r;
-    r.index = sqlite3_column_int64(s, 0);
-    r.time = TimePoint(std::chrono::milliseconds(sqlite3_column_int64(s, 1)));
-    auto text = [&](int col) { return std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, col))); };
-    r.actor = text(2), r.tenant_id = text(3), r.action = text(4), r.target = text(5), r.outcome = text(6);
-    r.request_id = text(7), r.client_address = text(8), r.policy_hash = text(9), r.detail_json = text(10);
-    sqlite3_finalize(s);
-    db.Exec("UPDATE audit_entries SET leaf_hash = x'" + crypto::HexEncode(audit::AsByteView(audit::EntryLeafHash(r))) +
-            "' WHERE idx = 17");
+    SetLeafHash(db, StoredRecords(path).at(17));
     auto out = verify("--db " + path);
     EXPECT_EQ(out.exit_code, 1) << out.output;
     std::smatch m;
@@ -422,29 +426,9 @@ TEST_F(AuditApiTest, KeyctlVerifyNamesTamperedEntriesInTheDatabase) {
     RawDb db(path);
     db.Exec("UPDATE audit_keys SET public_key_pem = '" + pem + "'");
     // Recompute every leaf hash and re-sign every checkpoint over the forged log.
-    std::vector<AuditRecord> records;
-    sqlite3_stmt* s = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(db.get(),
-                                 "SELECT idx, time_ms, actor, tenant_id, action, target, outcome, request_id, "
-                                 "client_address, policy_hash, detail FROM audit_entries ORDER BY idx",
-                                 -1, &s, nullptr),
-              SQLITE_OK);
-    while (sqlite3_step(s) == SQLITE_ROW) {
-      AuditRecord r;
-      auto text = [&](int col) { return std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, col))); };
-      r.index = sqlite3_column_int64(s, 0);
-      r.time = TimePoint(std::chrono::milliseconds(sqlite3_column_int64(s, 1)));
-      r.actor = text(2), r.tenant_id = text(3), r.action = text(4), r.target = text(5), r.outcome = text(6);
-      r.request_id = text(7), r.client_address = text(8), r.policy_hash = text(9), r.detail_json = text(10);
-      records.push_back(r);
-    }
-    sqlite3_finalize(s);
     std::vector<audit::Hash> leaves;
-    for (const auto& r : records) {
-      leaves.push_back(audit::EntryLeafHash(r));
-      db.Exec("UPDATE audit_entries SET leaf_hash = x'" + crypto::HexEncode(audit::AsByteView(leaves.back())) +
-              "' WHERE idx = " + std::to_string(r.index));
-    }
+    for (const AuditRecord& r : StoredRecords(path)) leaves.push_back(SetLeafHash(db, r));
+    sqlite3_stmt* s = nullptr;
     ASSERT_EQ(sqlite3_prepare_v2(db.get(), "SELECT id, tree_size, timestamp_ms FROM audit_checkpoints", -1, &s, nullptr),
               SQLITE_OK);
     std::vector<std::tuple<int64_t, int64_t, int64_t>> cps;
