@@ -32,8 +32,10 @@ const EVP_MD* Sha256Md() {
 // broken (out of memory, provider unloaded), which is a broken invariant, not
 // a recoverable error: a log that silently produced a wrong hash would be
 // worse than one that stops.
+// The context is reused per thread: the group-commit writer hashes a leaf
+// and about one node per signature, and a fresh context is an allocation.
 Hash Sha256Concat(std::initializer_list<ByteView> parts) {
-  crypto::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  thread_local crypto::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   if (ctx == nullptr || EVP_DigestInit_ex(ctx.get(), Sha256Md(), nullptr) != 1) std::abort();
   for (ByteView part : parts) {
     if (EVP_DigestUpdate(ctx.get(), part.data(), part.size()) != 1) std::abort();

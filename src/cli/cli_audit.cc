@@ -251,7 +251,7 @@ int Verify(const Globals& g, const VerifyFlags& f) {
   Print(g, out, [&] {
     if (v.ok()) {
       std::cout << "audit log OK: " << v.entry_count << " entries, " << checkpoints.size()
-                << " checkpoints (all signatures valid, checked with " << trust << ")\n"
+                << " checkpoint(s) (all signatures valid, checked with " << trust << ")\n"
                 << "entries 0.." << (v.verified_size == 0 ? std::string("-") : std::to_string(v.verified_size - 1))
                 << " match the latest checkpoint; " << v.unanchored_entries
                 << " later entries are not covered by a checkpoint yet\n";
@@ -307,7 +307,7 @@ int Export(const Globals& g, const std::string& db, const std::string& out_file)
   if (!bad.empty()) Fail("export stopped at entry " + std::to_string(entries) + ": " + bad);
   json summary = {{"out", out_file}, {"keys", keys.size()}, {"checkpoints", checkpoints.size()}, {"entries", entries}};
   Print(g, summary, [&] {
-    std::cout << "exported " << entries << " entries, " << checkpoints.size() << " checkpoints and " << keys.size()
+    std::cout << "exported " << entries << " entries, " << checkpoints.size() << " checkpoint(s) and " << keys.size()
               << " key(s) to " << out_file << "\n";
   });
   return 0;

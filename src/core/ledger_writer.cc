@@ -105,13 +105,14 @@ AuditHead LedgerWriter::CommittedAuditHead() const {
   return AuditHead{committed.size(), committed.Root()};
 }
 
-void LedgerWriter::AppendAuditLeaf(AuditRecord& record, AuditAppend& out) {
+const AuditRecord& LedgerWriter::AppendAuditLeaf(AuditRecord record, AuditAppend& out) {
   record.index = static_cast<int64_t>(tree_.size());
   record.leaf_hash = audit::EntryLeafHash(record);
   tree_.Append(record.leaf_hash, [&out](int level, uint64_t index, const audit::Hash& hash) {
     if (level % kAuditNodeLevelStride == 0) out.nodes.push_back(AuditNode{level, static_cast<int64_t>(index), hash});
   });
-  out.entries.push_back(record);
+  out.entries.push_back(std::move(record));
+  return out.entries.back();
 }
 
 void LedgerWriter::Run() {
@@ -154,12 +155,13 @@ void LedgerWriter::Run() {
       size_t row = 0;
       for (auto& p : batch) {
         if (p.audit) {
-          AppendAuditLeaf(*p.audit, out);
+          const AuditRecord& stored = AppendAuditLeaf(*p.audit, out);
+          p.audit->index = stored.index;
+          p.audit->leaf_hash = stored.leaf_hash;
           continue;
         }
         for (size_t i = 0; i < p.entries.size(); ++i) {
-          AuditRecord r = SignatureAuditRecord(committed_rows[row++]);
-          AppendAuditLeaf(r, out);
+          AppendAuditLeaf(SignatureAuditRecord(committed_rows[row++]), out);
         }
       }
       audit_records = out.entries.size();

@@ -111,9 +111,9 @@ class LedgerWriter {
     AuditDone audit_done;
   };
   void Run();
-  // Assigns the next index, hashes the leaf and extends the tree; completed
-  // nodes at stored levels go to `out` (writer thread only).
-  void AppendAuditLeaf(AuditRecord& record, AuditAppend& out);
+  // Assigns the next index, hashes the leaf and extends the tree; the record
+  // and completed nodes at stored levels go to `out` (writer thread only).
+  const AuditRecord& AppendAuditLeaf(AuditRecord record, AuditAppend& out);
   void Enqueue(Pending pending, size_t rows);
 
   LedgerStore& store_;
