@@ -476,6 +476,18 @@ TEST_F(AuditApiTest, KeyctlVerifyNamesTamperedEntriesInTheDatabase) {
   }
   ASSERT_GE(s3_index, 0);
   expect_bad_at("export edited", "--export " + dir_.File("edited.jsonl"), s3_index);
+
+  // An independent recomputation (Python's json and hashlib, no code of
+  // ours) agrees on the same export, when Python is there.
+  if (RunCommand("python3 --version").exit_code == 0) {
+    const std::string script = testing::SourceDir() + "/scripts/audit_recompute.py ";
+    auto good = RunCommand("python3 " + script + dir_.File("log.jsonl"));
+    EXPECT_EQ(good.exit_code, 0) << good.output;
+    EXPECT_NE(good.output.find("OK: "), std::string::npos) << good.output;
+    auto bad = RunCommand("python3 " + script + dir_.File("edited.jsonl"));
+    EXPECT_EQ(bad.exit_code, 1) << bad.output;
+    EXPECT_NE(bad.output.find("entry " + std::to_string(s3_index) + " "), std::string::npos) << bad.output;
+  }
 }
 
 }  // namespace
