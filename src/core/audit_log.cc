@@ -182,14 +182,15 @@ StatusOr<AuditRecord> AuditLog::Record(const AuditEvent& event, std::string_view
                                     std::to_string(kMaxDetailBytes));
   }
   // The writer always calls back exactly once (also when stopping), so
-  // waiting on the future cannot hang past the writer's own commit.
-  std::promise<StatusOr<AuditRecord>> done;
-  std::future<StatusOr<AuditRecord>> result = done.get_future();
-  writer_.SubmitAudit(std::move(r), [&done](const Status& st, const AuditRecord& stored) {
+  // waiting on the future cannot hang past the writer's own commit. The
+  // promise is shared so it outlives a set_value that races our return.
+  auto done = std::make_shared<std::promise<StatusOr<AuditRecord>>>();
+  std::future<StatusOr<AuditRecord>> result = done->get_future();
+  writer_.SubmitAudit(std::move(r), [done](const Status& st, const AuditRecord& stored) {
     if (st.ok()) {
-      done.set_value(stored);
+      done->set_value(stored);
     } else {
-      done.set_value(st);
+      done->set_value(st);
     }
   });
   StatusOr<AuditRecord> stored = result.get();
