@@ -134,54 +134,56 @@ class DbSource : public AuditSource {
   std::unique_ptr<store::SqliteLedger> ledger_;
 };
 
-// JSON lines: a header, then "key", "checkpoint" and "entry" lines.
+// JSON lines: a header, then "key", "checkpoint" and "entry" lines. Read
+// twice: keys and checkpoints first, then entries streamed, so an export of
+// any size verifies in bounded memory.
 class ExportSource : public AuditSource {
  public:
   explicit ExportSource(const std::string& path) : path_(path) {
-    std::ifstream in(path);
-    if (!in) Fail("cannot read " + path);
-    std::string line;
-    size_t line_no = 0;
-    while (std::getline(in, line)) {
-      ++line_no;
-      if (line.empty()) continue;
-      json j = json::parse(line, nullptr, false);
-      const std::string type = j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "";
+    ForEachLine([&](size_t line_no, const std::string& type, const json& j) {
       if (line_no == 1) {
         if (type != "header" || j.value("format", "") != kExportFormat) {
-          Fail(path + " is not a keyctl audit export (" + kExportFormat + ")");
+          Fail(path_ + " is not a keyctl audit export (" + kExportFormat + ")");
         }
-        continue;
-      }
-      if (type == "key") {
-        keys_.push_back(OrFail(audit::AuditKeyFromJson(j), path + ":" + std::to_string(line_no)));
+      } else if (type == "key") {
+        keys_.push_back(OrFail(audit::AuditKeyFromJson(j), path_ + ":" + std::to_string(line_no)));
       } else if (type == "checkpoint") {
-        checkpoints_.push_back(OrFail(audit::CheckpointFromJson(j), path + ":" + std::to_string(line_no)));
-      } else {
-        // Entries (and anything unrecognised, which the verifier reports at
-        // its position) are kept as text and parsed while streaming.
-        entries_.push_back(std::move(line));
+        checkpoints_.push_back(OrFail(audit::CheckpointFromJson(j), path_ + ":" + std::to_string(line_no)));
       }
-    }
+      return true;
+    });
   }
   std::string Name() const override { return "export " + path_; }
   std::vector<AuditKeyRecord> Keys() override { return keys_; }
   std::vector<AuditCheckpointRecord> Checkpoints() override { return checkpoints_; }
   void ForEachEntry(const std::function<bool(StatusOr<AuditRecord>)>& each) override {
-    for (const std::string& line : entries_) {
-      json j = json::parse(line, nullptr, false);
-      StatusOr<AuditRecord> r = j.is_object() && j.value("type", "") == "entry"
-                                    ? audit::RecordFromJson(j)
-                                    : StatusOr<AuditRecord>(InvalidArgumentError("not an entry line"));
-      if (!each(std::move(r))) return;
-    }
+    ForEachLine([&](size_t line_no, const std::string& type, const json& j) {
+      if (line_no == 1 || type == "key" || type == "checkpoint") return true;
+      // Anything else stands where an entry should be: the verifier reports
+      // an unparsable line at its position.
+      return each(type == "entry" ? audit::RecordFromJson(j)
+                                  : StatusOr<AuditRecord>(InvalidArgumentError(
+                                        "line " + std::to_string(line_no) + " is not an entry")));
+    });
   }
 
  private:
+  void ForEachLine(const std::function<bool(size_t, const std::string&, const json&)>& each) {
+    std::ifstream in(path_);
+    if (!in) Fail("cannot read " + path_);
+    std::string line;
+    for (size_t line_no = 1; std::getline(in, line); ++line_no) {
+      if (line.empty()) continue;
+      json j = json::parse(line, nullptr, false);
+      const std::string type =
+          j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "";
+      if (!each(line_no, type, j)) return;
+    }
+  }
+
   std::string path_;
   std::vector<AuditKeyRecord> keys_;
   std::vector<AuditCheckpointRecord> checkpoints_;
-  std::vector<std::string> entries_;
 };
 
 struct VerifyFlags {

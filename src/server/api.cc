@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "audit/entry.h"
 #include "crypto/cose.h"
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
@@ -92,10 +93,18 @@ void Api::Finish(const std::shared_ptr<Call>& call, HttpResponse response) {
 namespace {
 
 // The top-level field names of a request body: what an attempt records about
-// a policy change (the stored policy version holds the values).
+// a policy change (the stored policy version holds the values). Bounded, so
+// a junk body cannot make the attempt record too large to write.
 json FieldNames(const json& body) {
+  constexpr size_t kMaxNames = 32;
   json names = json::array();
-  for (const auto& [k, v] : body.items()) names.push_back(k);
+  for (const auto& [k, v] : body.items()) {
+    if (names.size() == kMaxNames) {
+      names.push_back("...");
+      break;
+    }
+    names.push_back(audit::SanitizeField(k, 64));
+  }
   return names;
 }
 
@@ -703,7 +712,7 @@ HttpResponse Api::InitCa(Call& call) {
   API_ASSIGN_OR_RETURN(call, AuditedChange change,
                        BeginChange(call, "ca.init", "", "ca",
                                    {{"algorithm", std::string(AlgorithmName(options.algorithm))},
-                                    {"subject", options.subject},
+                                    {"subject", audit::SanitizeField(options.subject)},
                                     {"provider", options.provider},
                                     {"validity_days", options.validity_days}}));
   StatusOr<CaRecord> ca_or = d_.certs->InitCa(options);
