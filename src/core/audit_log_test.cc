@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <future>
+#include <thread>
 
 #include "audit/checkpoint.h"
 #include "audit/entry.h"
@@ -37,7 +38,7 @@ class AuditLogTest : public ::testing::Test {
     Open();
   }
 
-  void Open() {
+  void Open(std::chrono::milliseconds poll_interval = std::chrono::milliseconds(1000)) {
     auto ledger = store::SqliteLedger::Open(db_path_);
     ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
     ledger_ = *std::move(ledger);
@@ -47,6 +48,7 @@ class AuditLogTest : public ::testing::Test {
     AuditLogOptions options;
     options.origin = "test.example/audit";
     options.checkpoint_interval = std::chrono::seconds(60);
+    options.poll_interval = poll_interval;
     auto log = AuditLog::Create(*writer_, *ledger_, backends_, clock_, options);
     ASSERT_TRUE(log.ok()) << log.status().ToString();
     log_ = *std::move(log);
@@ -209,9 +211,21 @@ TEST_F(AuditLogTest, BackgroundThreadCheckpointsAndStopAnchorsEverything) {
   ASSERT_TRUE(latest.ok() && latest->has_value());
   EXPECT_EQ((*latest)->tree_size, 1);
   ledger->reset();
-  Open();
-  log_->Start();  // poll_interval is 1 s of real time; nothing waits on it here
+  Open(std::chrono::milliseconds(1));
   EXPECT_EQ(log_->head().size, 1u);
+  ASSERT_TRUE(log_->Record(Event("policy.update"), kAuditSuccess).ok());
+  log_->Start();
+  // The thread follows the injected clock: once it has moved past the
+  // interval, the next poll signs. Bounded wait for that, no sleeping.
+  clock_.Advance(std::chrono::seconds(61));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int64_t size = 0;
+  while (size != 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+    auto cp = log_->Latest();
+    if (cp.ok() && cp->has_value()) size = (*cp)->tree_size;
+  }
+  EXPECT_EQ(size, 2);
 }
 
 TEST_F(AuditLogTest, ProofsFromTheStoreVerifyAgainstCheckpoints) {
