@@ -7,14 +7,25 @@
 // the store, strictly increasing in commit order. Implementations must be
 // thread-safe; AppendBatch is called by a single group-commit writer thread, so
 // it should not share a lock with request-path reads.
+//
+// Audit (concierge/audit.h): AppendBatch also writes the batch's audit records
+// in the SAME transaction. Inside the transaction, after the ledger rows are
+// inserted and their seq filled in, the store calls the AuditBuilder once with
+// those rows; the builder returns the audit records and tree nodes to insert
+// (the writer computes the leaf hashes, in order, so every store hashes the
+// same way). If the builder or any insert fails, nothing of the batch is
+// stored. A batch may hold audit records and no ledger rows (state-change
+// records), which still needs its own transaction.
 #ifndef CONCIERGE_LEDGER_H_
 #define CONCIERGE_LEDGER_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "concierge/audit.h"
 #include "concierge/clock.h"
 #include "concierge/status.h"
 
@@ -104,12 +115,17 @@ struct ResignBatch {
   std::vector<LedgerEntry> rows;       // kind "resign", resign_of_seq set; seq filled on success
   std::vector<ResignResult> results;   // new_seq filled from `rows` on success
 };
+// Called inside AppendBatch's transaction with the ledger rows (seq filled in).
+// Fills `out` with the audit records and nodes to commit with them.
+using AuditBuilder = std::function<Status(const std::vector<LedgerEntry>& rows, AuditAppend& out)>;
 
 class LedgerStore {
  public:
   virtual ~LedgerStore() = default;
-  // Appends all entries in one transaction, durable on return; fills `seq`.
-  virtual Status AppendBatch(std::vector<LedgerEntry>& entries) = 0;
+  // Appends all entries, and whatever `audit` returns, in one transaction,
+  // durable on return; fills `seq`. A null `audit` appends ledger rows only.
+  // On failure nothing is stored and every seq is 0.
+  virtual Status AppendBatch(std::vector<LedgerEntry>& entries, const AuditBuilder& audit = nullptr) = 0;
   virtual StatusOr<LedgerPage> ListLedger(const LedgerQuery& query) = 0;
   // Per-tenant, per-minute counts of rows with signed_at >= since, not
   // counting re-sign rows (resign_of_seq set): those are no client signatures.

@@ -152,6 +152,7 @@ int RunKeyctl(int argc, char** argv) {
   std::function<int()> action;
   CommandContext ctx{app, g, action};  // for Add<Area>Commands in cli_<area>.cc
   AddEvidenceCommands(ctx);
+  AddAuditCommands(ctx);
 
   // serve
   std::string config_file, listen, data_dir;
@@ -339,9 +340,9 @@ int RunKeyctl(int argc, char** argv) {
       int64_t cursor = after;
       for (;;) {
         std::string q = "?limit=" + std::to_string(limit) + "&after=" + std::to_string(cursor);
-        if (!key_id.empty()) q += "&key_id=" + key_id;
-        if (!from.empty()) q += "&from=" + from;
-        if (!to.empty()) q += "&to=" + to;
+        if (!key_id.empty()) q += "&key_id=" + client::QueryEscape(key_id);
+        if (!from.empty()) q += "&from=" + client::QueryEscape(from);
+        if (!to.empty()) q += "&to=" + client::QueryEscape(to);
         json page = api.CallJson("GET", TenantPath(tenant, "/ledger" + q));
         for (auto& e : page["entries"]) all.push_back(e);
         if (!all_pages || page["next_cursor"].is_null()) {

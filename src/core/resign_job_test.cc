@@ -26,7 +26,9 @@ using json = nlohmann::json;
 class CrashingLedger : public LedgerStore {
  public:
   explicit CrashingLedger(LedgerStore& real) : real_(real) {}
-  Status AppendBatch(std::vector<LedgerEntry>& e) override { return real_.AppendBatch(e); }
+  Status AppendBatch(std::vector<LedgerEntry>& e, const AuditBuilder& audit) override {
+    return real_.AppendBatch(e, audit);
+  }
   StatusOr<LedgerPage> ListLedger(const LedgerQuery& q) override { return real_.ListLedger(q); }
   StatusOr<std::vector<MinuteCount>> CountByMinuteSince(TimePoint t) override { return real_.CountByMinuteSince(t); }
   StatusOr<bool> HasRequest(const std::string& t, const std::string& r) override { return real_.HasRequest(t, r); }

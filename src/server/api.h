@@ -6,6 +6,8 @@
 #ifndef CONCIERGE_SERVER_API_H_
 #define CONCIERGE_SERVER_API_H_
 
+#include <nlohmann/json.hpp>
+
 #include <functional>
 #include <memory>
 #include <optional>
@@ -15,6 +17,7 @@
 #include "concierge/key_backend.h"
 #include "concierge/ledger.h"
 #include "concierge/store.h"
+#include "core/audit_log.h"
 #include "core/auth.h"
 #include "core/ca.h"
 #include "core/rotation_engine.h"
@@ -56,7 +59,12 @@ struct ApiDeps {
   core::PlaybookRunner* playbooks = nullptr;
   core::WebhookService* webhooks = nullptr;
   core::IncidentDetectors* detectors = nullptr;
+  // Every state change is recorded here before it is applied (api_audit.cc);
+  // without it those routes answer 503.
+  core::AuditLog* audit = nullptr;
 };
+
+struct AuditedChange;
 
 class Api {
  public:
@@ -129,6 +137,22 @@ class Api {
   std::optional<HttpResponse> DispatchJobs(Call& call, const std::vector<std::string>& s);
   // Feeds a finished response to the incident detectors (api_incident.cc).
   void ObserveForDetectors(const Call& call, const HttpResponse& response);
+  // Audit routes (api_audit.cc): /api/v1/audit/...; nullopt when the path is
+  // not an audit route.
+  std::optional<HttpResponse> DispatchAudit(Call& call, const std::vector<std::string>& segments);
+  HttpResponse AuditEntries(Call& call);
+  HttpResponse AuditCheckpoint(Call& call);
+  HttpResponse CreateAuditCheckpoint(Call& call);
+  HttpResponse AuditCheckpoints(Call& call);
+  HttpResponse AuditKeys(Call& call);
+  HttpResponse AuditInclusionProof(Call& call);
+  HttpResponse AuditConsistencyProof(Call& call);
+  // Audit-before-commit for a state-changing request: records the attempt
+  // (actor, tenant, request id, client from `call`) and returns the handle
+  // whose Finish() records the outcome; kUnavailable, and nothing may be
+  // changed, when the attempt could not be recorded.
+  StatusOr<AuditedChange> BeginChange(Call& call, std::string action, std::string tenant, std::string target,
+                                      nlohmann::json detail = nlohmann::json::object());
 
   ApiDeps d_;
 };

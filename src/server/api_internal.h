@@ -22,6 +22,8 @@ using json = nlohmann::json;
 using core::Permission;
 
 HttpResponse JsonResponse(int status, const json& body);
+// 405 with an Allow header (405 has no Status code of its own).
+HttpResponse MethodNotAllowed(const HttpRequest& req, const char* allowed);
 HttpResponse PemResponse(std::string body, const char* content_type = "application/x-pem-file");
 json KeyJson(const KeyRecord& k);
 json CertificateJson(const CertificateRecord& c);
@@ -64,6 +66,22 @@ std::string QueryParam(const HttpRequest& req, const char* name);
 Status AllowScoped(const RouteCtx& c, Permission permission, const std::string& tenant, const std::string& what);
 // The tenant a listing covers: a scoped key's own, else ?tenant_id= (nullopt = all).
 StatusOr<std::optional<std::string>> ListingScope(const RouteCtx& c, Permission permission);
+// Optional query parameters: `out` is left alone when the parameter is
+// absent; a malformed value is a FieldError naming it.
+Status IntParam(const HttpRequest& req, const char* name, int64_t lo, int64_t hi, int64_t* out);
+Status TimeParam(const HttpRequest& req, const char* name, std::optional<TimePoint>* out);
+std::string StringParam(const HttpRequest& req, const char* name);
+
+// A state change whose attempt is on the audit log (Api::BeginChange).
+// Finish records the outcome; if that fails the change still stands (its
+// attempt is recorded), so the failure is logged, not returned.
+struct AuditedChange {
+  core::AuditLog* log = nullptr;
+  core::AuditEvent event;
+  int64_t attempt_index = -1;
+
+  void Finish(const Status& outcome, const json& result = json::object());
+};
 
 struct Api::Call {
   HttpRequest req;

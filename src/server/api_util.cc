@@ -4,6 +4,7 @@
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "server/api_internal.h"
+#include "server/log.h"
 
 namespace concierge::server {
 
@@ -12,6 +13,15 @@ HttpResponse JsonResponse(int status, const json& body) {
   HttpResponse r;
   r.status = status;
   r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  return r;
+}
+
+HttpResponse MethodNotAllowed(const HttpRequest& req, const char* allowed) {
+  HttpResponse r = JsonResponse(405, {{"error", "method_not_allowed"},
+                                      {"message", "method " + req.method + " is not allowed on " + req.path},
+                                      {"code", 405},
+                                      {"details", {{"allow", allowed}}}});
+  r.headers.emplace_back("Allow", allowed);
   return r;
 }
 
@@ -95,14 +105,6 @@ bool PathIs(const std::vector<std::string>& s, std::initializer_list<const char*
   return true;
 }
 
-HttpResponse MethodNotAllowed(const HttpRequest& req, const char* allowed) {
-  HttpResponse r = JsonResponse(405, {{"error", "method_not_allowed"},
-                                      {"message", "method " + req.method + " is not allowed on " + req.path},
-                                      {"code", 405},
-                                      {"details", {{"allow", allowed}}}});
-  r.headers.emplace_back("Allow", allowed);
-  return r;
-}
 
 bool MethodIn(std::string_view method, std::string_view allowed) {
   while (!allowed.empty()) {
@@ -191,6 +193,42 @@ std::optional<int64_t> ParseInt(std::string_view text, int64_t lo, int64_t hi) {
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc() || ptr != text.data() + text.size() || v < lo || v > hi) return std::nullopt;
   return v;
+}
+
+Status IntParam(const HttpRequest& req, const char* name, int64_t lo, int64_t hi, int64_t* out) {
+  auto it = req.query.find(name);
+  if (it == req.query.end()) return Status::Ok();
+  std::optional<int64_t> v = ParseInt(it->second, lo, hi);
+  if (!v) {
+    return FieldError(name, std::string(name) + " must be an integer from " + std::to_string(lo) + " to " +
+                                std::to_string(hi));
+  }
+  *out = *v;
+  return Status::Ok();
+}
+
+Status TimeParam(const HttpRequest& req, const char* name, std::optional<TimePoint>* out) {
+  auto it = req.query.find(name);
+  if (it == req.query.end()) return Status::Ok();
+  TimePoint t;
+  if (!ParseRfc3339(it->second, &t)) return FieldError(name, std::string(name) + " must be an RFC 3339 time");
+  *out = t;
+  return Status::Ok();
+}
+
+std::string StringParam(const HttpRequest& req, const char* name) {
+  auto it = req.query.find(name);
+  return it == req.query.end() ? std::string() : it->second;
+}
+
+void AuditedChange::Finish(const Status& outcome, const json& result) {
+  if (log == nullptr) return;
+  Status recorded = log->Finish(event, attempt_index, outcome, result);
+  if (!recorded.ok()) {
+    Log(LogLevel::kError, "audit_outcome_not_recorded",
+        {{"action", event.action}, {"attempt_index", attempt_index}, {"request_id", event.request_id},
+         {"error", recorded.message()}});
+  }
 }
 
 bool ValidRequestId(const std::string& id) {

@@ -16,6 +16,7 @@
 
 #include "backends/pkcs11/server_setup.h"
 #include "backends/software/software_backend.h"
+#include "core/audit_log.h"
 #include "core/auth.h"
 #include "core/ca.h"
 #include "core/emergency_rotator.h"
@@ -147,9 +148,12 @@ struct App::Impl {
   Clock* clock = nullptr;
   std::unique_ptr<store::SqliteStore> store;
   std::unique_ptr<store::SqliteLedger> ledger;
-  std::unique_ptr<core::LedgerWriter> ledger_writer;
   core::IssuanceLimiter limiter;
   BackendRegistry backends;
+  std::unique_ptr<core::LedgerWriter> ledger_writer;
+  // After the writer and backends: destroyed first, its final checkpoint
+  // still reads the writer's head and signs through the backend.
+  std::unique_ptr<core::AuditLog> audit;
   std::unique_ptr<core::Authenticator> auth;
   std::unique_ptr<core::TenantService> tenants;
   std::unique_ptr<core::SigningService> signing;
@@ -218,7 +222,17 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
   ASSIGN_OR_RETURN(auto counts,
                    impl->ledger->CountByMinuteSince(clock.Now() - std::chrono::hours(24) - std::chrono::minutes(1)));
   impl->limiter.Load(counts);
-  impl->ledger_writer = std::make_unique<core::LedgerWriter>(*impl->ledger);
+  // The audit tree continues from what is stored, after checking it against
+  // the latest signed checkpoint (a tampered database refuses to start).
+  ASSIGN_OR_RETURN(audit::CompactRange audit_tree, core::RestoreAuditTree(*impl->ledger));
+  store::SqliteLedger* ledger_ptr = impl->ledger.get();
+  impl->ledger_writer = std::make_unique<core::LedgerWriter>(
+      *impl->ledger, core::LedgerWriterOptions{}, std::move(audit_tree),
+      [ledger_ptr]() -> StatusOr<audit::CompactRange> {
+        ASSIGN_OR_RETURN(int64_t size, ledger_ptr->AuditSize());
+        core::StoreTreeReader reader(*ledger_ptr);
+        return audit::CompactRangeAt(reader, static_cast<uint64_t>(size));
+      });
   // Incidents and detectors come before the backends: every backend is
   // registered behind an ObservedBackend that feeds the error-rate detector.
   impl->incidents = std::make_unique<core::IncidentService>(*impl->store, clock);
@@ -248,6 +262,16 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
     Log(warn ? LogLevel::kWarn : LogLevel::kInfo, "pkcs11", {{"detail", note}});
   }
   for (auto& b : hsm.backends) RETURN_IF_ERROR(impl->backends.Register(observed(std::move(b))));
+
+  core::AuditLogOptions audit_options;
+  audit_options.origin = config.audit_origin;
+  audit_options.checkpoint_interval = std::chrono::seconds(config.audit_checkpoint_interval_seconds);
+  audit_options.on_error = [](const Status& st) {
+    Log(LogLevel::kWarn, "audit_checkpoint_failed", {{"error", st.message()}});
+  };
+  auto audit = core::AuditLog::Create(*impl->ledger_writer, *impl->ledger, impl->backends, clock, audit_options);
+  if (!audit.ok()) return audit.status().Annotate("opening the audit log");
+  impl->audit = *std::move(audit);
 
   impl->auth = std::make_unique<core::Authenticator>(*impl->store, clock);
   impl->tenants = std::make_unique<core::TenantService>(*impl->store, impl->backends, clock);
@@ -310,6 +334,7 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
   deps.rotations = impl->rotations.get();
   deps.rotation_scheduler = impl->rotation_scheduler.get();
   deps.evidence = impl->evidence.get();
+  deps.audit = impl->audit.get();
   impl->api = std::make_unique<Api>(deps);
 
   // First start: mint an admin key, write its token (0600) before storing the
@@ -324,7 +349,12 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
     Status written = WritePrivateFile(path, content);
     std::fill(content.begin(), content.end(), '\0');
     RETURN_IF_ERROR(written);
-    RETURN_IF_ERROR(impl->store->InsertApiKey(admin.record));
+    core::AuditEvent event{"system", "", "api_key.create", admin.record.id, "", "", "",
+                           {{"role", admin.record.role}, {"name", admin.record.name}, {"bootstrap", true}}};
+    ASSIGN_OR_RETURN(int64_t attempt, impl->audit->Begin(event));
+    Status inserted = impl->store->InsertApiKey(admin.record);
+    RETURN_IF_ERROR(impl->audit->Finish(event, attempt, inserted));
+    RETURN_IF_ERROR(inserted);
     impl->bootstrap_token_path = path;
     Log(LogLevel::kInfo, "bootstrap_admin_created", {{"token_file", path}, {"api_key_id", admin.record.id}});
   }
@@ -348,6 +378,7 @@ void App::Start() {
   // Before serving: a rotation a crash interrupted is finished (or rolled
   // back) first, so the first request already sees a settled active key.
   LogRotationReport("recover", impl_->rotations->Recover());
+  impl_->audit->Start();
   impl_->http->Start();
   impl_->rotation_scheduler->Start();
   impl_->maintenance = std::thread([impl = impl_.get()] { impl->MaintenanceLoop(); });
@@ -372,6 +403,8 @@ void App::Stop() {
   // After the listener: in-flight signatures are committed before we stop.
   if (impl_->ledger_writer) impl_->ledger_writer->Stop();
   if (impl_->dispatcher) impl_->dispatcher->Stop();
+  // After the writer: the final checkpoint covers everything committed.
+  if (impl_->audit) impl_->audit->Stop();
   {
     std::lock_guard lock(impl_->mu);
     impl_->stopping = true;

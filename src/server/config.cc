@@ -141,6 +141,14 @@ Status Apply(ServerConfig& c, const std::string& key, const std::string& value) 
     if (c.rotation_tick_seconds < 1) return FieldError(key, "config key 'rotation_tick_seconds' must be at least 1");
   } else if (key == "rotation_ledger_sample") {
     return SetUint(key, value, 1000, &c.rotation_ledger_sample);
+  } else if (key == "audit_checkpoint_interval_seconds") {
+    RETURN_IF_ERROR(SetUint(key, value, 86400, &c.audit_checkpoint_interval_seconds));
+    if (c.audit_checkpoint_interval_seconds < 1) {
+      return FieldError(key, "config key 'audit_checkpoint_interval_seconds' must be at least 1");
+    }
+  } else if (key == "audit_origin") {
+    if (value.empty()) return FieldError(key, "config key 'audit_origin' must not be empty");
+    c.audit_origin = value;
   } else {
     return FieldError(key, "unknown config key '" + key + "'");
   }
@@ -244,6 +252,8 @@ StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<s
       {"KEYCTL_ROTATION_WARNING_DAYS", "rotation_warning_days"},
       {"KEYCTL_ROTATION_TICK_SECONDS", "rotation_tick_seconds"},
       {"KEYCTL_ROTATION_LEDGER_SAMPLE", "rotation_ledger_sample"},
+      {"KEYCTL_AUDIT_CHECKPOINT_INTERVAL_SECONDS", "audit_checkpoint_interval_seconds"},
+      {"KEYCTL_AUDIT_ORIGIN", "audit_origin"},
   };
   for (const auto& [var, key] : kEnvKeys) {
     auto it = env.find(var);

@@ -65,6 +65,10 @@ struct ServerSettings {
   int rotation_tick_seconds = 30;  // how often the scheduler looks for due rotations
   int rotation_ledger_sample = 20; // recent ledger digests the canary re-signs
   IncidentSettings incident;
+  // Audit log (docs/audit.md): seconds between signed checkpoints, and the log
+  // name written into them (fixed when the audit key is first created).
+  uint32_t audit_checkpoint_interval_seconds = 60;
+  std::string audit_origin = "c2-concierge/audit";
 };
 
 struct ServerConfig : ServerSettings {

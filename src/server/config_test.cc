@@ -51,6 +51,22 @@ TEST(ConfigTest, ErrorsNameTheKey) {
   EXPECT_NE(d.status().message().find("KEYCTL_LISTEN"), std::string::npos);
 }
 
+TEST(ConfigTest, AuditSettings) {
+  auto defaults = LoadConfig("", {});
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->audit_checkpoint_interval_seconds, 60u);
+  EXPECT_EQ(defaults->audit_origin, "c2-concierge/audit");
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("a.toml"), "audit_checkpoint_interval_seconds = 5\naudit_origin = \"acme.example/audit\"\n");
+  auto c = LoadConfig(dir.File("a.toml"), {{"KEYCTL_AUDIT_CHECKPOINT_INTERVAL_SECONDS", "7"}});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->audit_checkpoint_interval_seconds, 7u);
+  EXPECT_EQ(c->audit_origin, "acme.example/audit");
+  EXPECT_EQ(FieldOf(LoadConfig("", {{"KEYCTL_AUDIT_CHECKPOINT_INTERVAL_SECONDS", "0"}}).status()),
+            "audit_checkpoint_interval_seconds");
+  EXPECT_EQ(FieldOf(LoadConfig("", {{"KEYCTL_AUDIT_ORIGIN", ""}}).status()), "audit_origin");
+}
+
 TEST(ConfigTest, PassphraseOnlyFromEnvironmentOrFile) {
   testing::TempDir dir;
   testing::WriteFile(dir.File("p.toml"), "master_passphrase = \"hunter2\"\n");

@@ -178,13 +178,73 @@ CREATE TABLE ca (
 );
 )sql";
 
-// Version 5 belongs to the tamper-evident audit log (branch "audit"), which is
-// developed in parallel. Versions must be contiguous, so until that branch is
-// merged this placeholder holds the slot; the merge replaces this entry (and
-// this constant) with the audit log's migration. A database migrated with the
-// placeholder must not be kept across that merge (development builds only).
-constexpr std::string_view kV5ReservedForAuditLog = R"sql(
-SELECT 1;
+// The tamper-evident audit log (concierge/audit.h, docs/audit.md).
+//
+// audit_entries: one row per leaf, written by the group-commit writer in the
+// same transaction as the ledger rows it describes. idx is the 0-based leaf
+// index and the rowid (INTEGER PRIMARY KEY), so appends go to the end of the
+// table's b-tree and need no separate index. leaf_hash is what the writer
+// hashed: proofs read it instead of rehashing entries, and `keyctl audit
+// verify --db` recomputes it from the other columns to name an edited row.
+// Indexes: (tenant_id, idx) for tenant-scoped listings, which must page in
+// index order without reading other tenants' rows. Other filters (actor,
+// action, time) scan in index order: they are audit queries, not on a
+// request path, and every index is paid for on every signature.
+//
+// audit_nodes: interior nodes at every kAuditNodeLevelStride-th level (4, 8,
+// ...), i.e. about one row per 16 leaves, so an inclusion or consistency
+// proof reads O(log n) small ranges instead of every leaf.
+//
+// audit_keys: the checkpoint-signing key(s); the private key stays in its
+// backend. audit_checkpoints: signed tree heads; note is the exact signed
+// text, so a checkpoint verifies without reformatting anything.
+//
+// PostgreSQL dialect (same version and name): INTEGER -> BIGINT, BLOB ->
+// BYTEA, id BIGINT GENERATED ALWAYS AS IDENTITY, WITHOUT ROWID dropped.
+constexpr std::string_view kV5AuditLog = R"sql(
+CREATE TABLE audit_entries (
+  idx            INTEGER PRIMARY KEY,
+  time_ms        INTEGER NOT NULL,
+  actor          TEXT    NOT NULL,
+  tenant_id      TEXT    NOT NULL,
+  action         TEXT    NOT NULL,
+  target         TEXT    NOT NULL,
+  outcome        TEXT    NOT NULL,
+  request_id     TEXT    NOT NULL,
+  client_address TEXT    NOT NULL,
+  policy_hash    TEXT    NOT NULL,
+  detail         TEXT    NOT NULL,
+  leaf_hash      BLOB    NOT NULL
+);
+
+CREATE INDEX audit_entries_by_tenant ON audit_entries (tenant_id, idx);
+
+CREATE TABLE audit_nodes (
+  level INTEGER NOT NULL,
+  idx   INTEGER NOT NULL,
+  hash  BLOB    NOT NULL,
+  PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+
+CREATE TABLE audit_keys (
+  key_id         TEXT    NOT NULL PRIMARY KEY,
+  origin         TEXT    NOT NULL,
+  algorithm      TEXT    NOT NULL,
+  provider       TEXT    NOT NULL,
+  key_uri        TEXT    NOT NULL,
+  public_key_pem TEXT    NOT NULL,
+  created_at     INTEGER NOT NULL
+);
+
+CREATE TABLE audit_checkpoints (
+  id           INTEGER PRIMARY KEY AUTOINCREMENT,
+  tree_size    INTEGER NOT NULL,
+  root_hash    BLOB    NOT NULL,
+  timestamp_ms INTEGER NOT NULL,
+  key_id       TEXT    NOT NULL,
+  note         TEXT    NOT NULL,
+  signature    BLOB    NOT NULL
+);
 )sql";
 
 // Key rotations and their timelines (docs/rotation.md).
@@ -431,7 +491,7 @@ const std::vector<Migration>& SqliteMigrations() {
       {2, "key_attestation_and_indexes", kV2KeyAttestationAndIndexes},
       {3, "signing_ledger", kV3SigningLedger},
       {4, "certificates", kV4Certificates},
-      {5, "reserved_for_audit_log", kV5ReservedForAuditLog},
+      {5, "audit_log", kV5AuditLog},
       {6, "rotations", kV6Rotations},
       {7, "incidents_webhooks_resign_jobs", kV7Incidents},
   };

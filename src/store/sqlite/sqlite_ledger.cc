@@ -1,7 +1,9 @@
 #include "store/sqlite/sqlite_ledger.h"
 
+#include <cstring>
 #include <string_view>
 #include <unordered_map>
+#include <tuple>
 #include <utility>
 
 #include "store/migrations/migrations.h"
@@ -49,50 +51,6 @@ std::string ListSql(int shape) {
   return sql;
 }
 
-// Scope guard for one use of a cached statement: on exit it resets the
-// statement (ending its implicit read transaction, so a finished query does not
-// pin an old WAL snapshot and hold back checkpoints) and clears the bindings
-// (so no SQLITE_STATIC binding outlives the string it points into).
-class StatementUse {
- public:
-  explicit StatementUse(sqlite3_stmt* stmt) : stmt_(stmt) {}
-  ~StatementUse() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-  StatementUse(const StatementUse&) = delete;
-  StatementUse& operator=(const StatementUse&) = delete;
-
- private:
-  sqlite3_stmt* stmt_;
-};
-
-// Binds without copying: SQLITE_STATIC is safe because every bound string
-// outlives the statement use (StatementUse clears the bindings). The first
-// failure is remembered and checked once before stepping.
-class Binder {
- public:
-  explicit Binder(sqlite3_stmt* stmt) : stmt_(stmt) {}
-  Binder& Text(int index, std::string_view value) {
-    // A null data pointer would bind SQL NULL; an empty string must stay ''.
-    const char* data = value.data() != nullptr ? value.data() : "";
-    Note(sqlite3_bind_text64(stmt_, index, data, value.size(), SQLITE_STATIC, SQLITE_UTF8));
-    return *this;
-  }
-  Binder& Int(int index, int64_t value) {
-    Note(sqlite3_bind_int64(stmt_, index, value));
-    return *this;
-  }
-  int rc() const { return rc_; }
-
- private:
-  void Note(int rc) {
-    if (rc_ == SQLITE_OK) rc_ = rc;
-  }
-  sqlite3_stmt* stmt_;
-  int rc_ = SQLITE_OK;
-};
-
 // Column order of kLedgerColumns.
 LedgerEntry ReadEntry(sqlite3_stmt* s) {
   LedgerEntry e;
@@ -114,25 +72,14 @@ LedgerEntry ReadEntry(sqlite3_stmt* s) {
   return e;
 }
 
-// PERSISTENT tells SQLite the statement is long-lived, so it does not take
-// memory from the lookaside pool meant for short-lived statements.
-StatusOr<SqliteLedger::StmtPtr> PrepareCached(sqlite3* db, std::string_view sql,
-                                              std::string_view operation) {
-  sqlite3_stmt* raw = nullptr;
-  const int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()),
-                                    SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
-  SqliteLedger::StmtPtr stmt(raw);
-  if (rc != SQLITE_OK) return SqliteStatus(db, rc, operation);
-  return stmt;
-}
-
 // Unlike OpenSqliteDb this never creates the file: a missing database means
 // the service was pointed at the wrong path, not that it should start empty.
-StatusOr<SqliteDb> OpenExisting(const std::string& path, std::string_view operation) {
+StatusOr<SqliteDb> OpenExisting(const std::string& path, std::string_view operation, bool read_only = false) {
   sqlite3* raw = nullptr;
   // NOMUTEX: each connection is guarded by a mutex of ours.
-  const int rc =
-      sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  const int rc = sqlite3_open_v2(path.c_str(), &raw,
+                                 (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX,
+                                 nullptr);
   SqliteDb db(raw);  // owns the handle even on failure, as SQLite requires
   if (rc != SQLITE_OK) return SqliteStatus(db.get(), rc, operation);
   sqlite3_extended_result_codes(db.get(), 1);
@@ -187,10 +134,38 @@ Status ValidateEntries(const std::vector<LedgerEntry>& entries) {
   return Status::Ok();
 }
 
-// One transaction, one reused INSERT. Fills seq as it goes; the caller zeroes
-// them again if this fails. The Transaction rolls back on every early return.
-Status InsertBatch(sqlite3* db, sqlite3_stmt* insert, std::vector<LedgerEntry>& entries) {
+Status InsertAudit(sqlite3* db, const SqliteLedger::WriterStatements& stmts, const AuditAppend& audit) {
+  constexpr std::string_view kOp = "appending to audit log";
+  for (const AuditRecord& r : audit.entries) {
+    sqlite3_stmt* insert = stmts.audit_insert.get();
+    StatementUse use(insert);
+    Binder b(insert);
+    b.Int(1, r.index).Int(2, ToUnixMillis(r.time)).Text(3, r.actor).Text(4, r.tenant_id).Text(5, r.action);
+    b.Text(6, r.target).Text(7, r.outcome).Text(8, r.request_id).Text(9, r.client_address);
+    b.Text(10, r.policy_hash).Text(11, r.detail_json).Blob(12, ByteView(r.leaf_hash.data(), r.leaf_hash.size()));
+    if (b.rc() != SQLITE_OK) return SqliteStatus(db, b.rc(), "appending to audit log (binding)");
+    const int rc = sqlite3_step(insert);
+    if (rc != SQLITE_DONE) return SqliteStatus(db, rc, kOp);
+  }
+  for (const AuditNode& n : audit.nodes) {
+    sqlite3_stmt* insert = stmts.node_insert.get();
+    StatementUse use(insert);
+    Binder b(insert);
+    b.Int(1, n.level).Int(2, n.index).Blob(3, ByteView(n.hash.data(), n.hash.size()));
+    if (b.rc() != SQLITE_OK) return SqliteStatus(db, b.rc(), "appending audit nodes (binding)");
+    const int rc = sqlite3_step(insert);
+    if (rc != SQLITE_DONE) return SqliteStatus(db, rc, "appending audit nodes");
+  }
+  return Status::Ok();
+}
+
+// One transaction, one reused INSERT per table. Fills seq as it goes; the
+// caller zeroes them again if this fails. The Transaction rolls back on every
+// early return, including a failing audit builder.
+Status InsertBatch(sqlite3* db, const SqliteLedger::WriterStatements& stmts, std::vector<LedgerEntry>& entries,
+                   const AuditBuilder& audit) {
   constexpr std::string_view kOp = "appending to ledger";
+  sqlite3_stmt* insert = stmts.ledger_insert.get();
   ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(db, Transaction::Mode::kImmediate, kOp));
   for (LedgerEntry& e : entries) {
     StatementUse use(insert);
@@ -204,7 +179,87 @@ Status InsertBatch(sqlite3* db, sqlite3_stmt* insert, std::vector<LedgerEntry>& 
     if (rc != SQLITE_DONE) return SqliteStatus(db, rc, kOp);
     e.seq = sqlite3_last_insert_rowid(db);
   }
+  if (audit) {
+    AuditAppend out;
+    RETURN_IF_ERROR(audit(entries, out));
+    RETURN_IF_ERROR(InsertAudit(db, stmts, out));
+  }
   return tx.Commit();
+}
+
+constexpr std::string_view kAuditInsertSql =
+    "INSERT INTO audit_entries (idx, time_ms, actor, tenant_id, action, target, outcome, request_id, "
+    "client_address, policy_hash, detail, leaf_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+constexpr std::string_view kNodeInsertSql = "INSERT INTO audit_nodes (level, idx, hash) VALUES (?1, ?2, ?3)";
+
+constexpr std::string_view kAuditColumns =
+    "idx, time_ms, actor, tenant_id, action, target, outcome, request_id, client_address, policy_hash, detail, "
+    "leaf_hash";
+
+// Bits of the ListAudit statement shape; parameter numbers are fixed per
+// filter, as in ListSql.
+constexpr int kAuditByTenant = 1;
+constexpr int kAuditByActor = 2;
+constexpr int kAuditByAction = 4;
+constexpr int kAuditFrom = 8;
+constexpr int kAuditTo = 16;
+
+std::string AuditListSql(int shape) {
+  std::string sql = "SELECT ";
+  sql.append(kAuditColumns).append(" FROM audit_entries WHERE idx > ?1");
+  if (shape & kAuditByTenant) sql += " AND tenant_id = ?2";
+  if (shape & kAuditByActor) sql += " AND actor = ?3";
+  if (shape & kAuditByAction) sql += " AND action = ?4";
+  if (shape & kAuditFrom) sql += " AND time_ms >= ?5";
+  if (shape & kAuditTo) sql += " AND time_ms < ?6";
+  sql += " ORDER BY idx LIMIT ?7";
+  return sql;
+}
+
+StatusOr<AuditHash> HashColumn(sqlite3_stmt* s, int col, std::string_view what) {
+  const void* data = sqlite3_column_blob(s, col);
+  const int size = sqlite3_column_bytes(s, col);
+  if (data == nullptr || size != static_cast<int>(kAuditHashSize)) {
+    return DataLossError("audit log: " + std::string(what) + " is not a 32-byte hash");
+  }
+  AuditHash h;
+  std::memcpy(h.data(), data, kAuditHashSize);
+  return h;
+}
+
+// Column order of kAuditColumns. A leaf hash of the wrong size is read as
+// zeros, so the verifier reports the row instead of the read failing.
+AuditRecord ReadAuditRecord(sqlite3_stmt* s) {
+  AuditRecord r;
+  r.index = sqlite3_column_int64(s, 0);
+  r.time = FromUnixMillis(sqlite3_column_int64(s, 1));
+  r.actor = ColumnText(s, 2);
+  r.tenant_id = ColumnText(s, 3);
+  r.action = ColumnText(s, 4);
+  r.target = ColumnText(s, 5);
+  r.outcome = ColumnText(s, 6);
+  r.request_id = ColumnText(s, 7);
+  r.client_address = ColumnText(s, 8);
+  r.policy_hash = ColumnText(s, 9);
+  r.detail_json = ColumnText(s, 10);
+  if (auto h = HashColumn(s, 11, "leaf hash"); h.ok()) r.leaf_hash = *h;
+  return r;
+}
+
+constexpr std::string_view kCheckpointColumns = "id, tree_size, root_hash, timestamp_ms, key_id, note, signature";
+
+StatusOr<AuditCheckpointRecord> ReadCheckpoint(const Statement& s) {
+  AuditCheckpointRecord c;
+  c.id = s.ColumnInt(0);
+  c.tree_size = s.ColumnInt(1);
+  Bytes root = s.ColumnBlob(2);
+  if (root.size() != kAuditHashSize) return DataLossError("audit checkpoint root is not a 32-byte hash");
+  std::copy(root.begin(), root.end(), c.root_hash.begin());
+  c.timestamp = s.ColumnTime(3);
+  c.key_id = s.ColumnText(4);
+  c.note = s.ColumnText(5);
+  c.signature = s.ColumnBlob(6);
+  return c;
 }
 
 }  // namespace
@@ -218,14 +273,16 @@ StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const std::string& pa
   const std::string context = "opening ledger on " + path;
   auto annotate = [&](const Status& s) { return s.Annotate(context); };
 
-  StatusOr<SqliteDb> writer = OpenExisting(path, "open writer connection");
-  if (!writer.ok()) return annotate(writer.status());
-  if (Status s = ConfigureConnection(writer->get(), opts.busy_timeout, false); !s.ok()) {
-    return annotate(s);
-  }
-  StatusOr<SqliteDb> reader = OpenExisting(path, "open reader connection");
+  StatusOr<SqliteDb> reader = OpenExisting(path, "open reader connection", opts.read_only);
   if (!reader.ok()) return annotate(reader.status());
-  if (Status s = ConfigureConnection(reader->get(), opts.busy_timeout, true); !s.ok()) {
+  if (opts.read_only) {
+    // Nothing that would write: not even the journal mode of a copied file.
+    const int rc = sqlite3_busy_timeout(reader->get(), static_cast<int>(opts.busy_timeout.count()));
+    if (rc != SQLITE_OK) return annotate(SqliteStatus(reader->get(), rc, "setting busy timeout"));
+    if (Status s = ExecSql(reader->get(), "PRAGMA query_only = ON", "making connection read-only"); !s.ok()) {
+      return annotate(s);
+    }
+  } else if (Status s = ConfigureConnection(reader->get(), opts.busy_timeout, true); !s.ok()) {
     return annotate(s);
   }
 
@@ -239,23 +296,43 @@ StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const std::string& pa
         std::to_string(kMinSchemaVersion) + "; run migrations first"));
   }
 
-  StatusOr<StmtPtr> insert = PrepareCached(writer->get(), kInsertSql, "preparing ledger insert");
-  if (!insert.ok()) return annotate(insert.status());
-  return std::make_unique<SqliteLedger>(PrivateTag(), std::move(writer).value(),
-                                        std::move(insert).value(), std::move(reader).value());
+  if (opts.read_only) {
+    return std::make_unique<SqliteLedger>(PrivateTag(), SqliteDb(), WriterStatements{}, std::move(reader).value());
+  }
+  StatusOr<SqliteDb> writer = OpenExisting(path, "open writer connection");
+  if (!writer.ok()) return annotate(writer.status());
+  if (Status s = ConfigureConnection(writer->get(), opts.busy_timeout, false); !s.ok()) {
+    return annotate(s);
+  }
+  WriterStatements stmts;
+  for (auto [slot, sql, what] : {std::tuple{&stmts.ledger_insert, kInsertSql, "preparing ledger insert"},
+                                 std::tuple{&stmts.audit_insert, kAuditInsertSql, "preparing audit insert"},
+                                 std::tuple{&stmts.node_insert, kNodeInsertSql, "preparing audit node insert"}}) {
+    StatusOr<StmtPtr> prepared = PrepareCached(writer->get(), sql, what);
+    if (!prepared.ok()) return annotate(prepared.status());
+    *slot = std::move(prepared).value();
+  }
+  return std::make_unique<SqliteLedger>(PrivateTag(), std::move(writer).value(), std::move(stmts),
+                                        std::move(reader).value());
 }
 
-SqliteLedger::SqliteLedger(PrivateTag, SqliteDb writer, StmtPtr insert, SqliteDb reader)
-    : writer_(std::move(writer)), insert_(std::move(insert)), reader_(std::move(reader)) {}
+SqliteLedger::SqliteLedger(PrivateTag, SqliteDb writer, WriterStatements statements, SqliteDb reader)
+    : writer_(std::move(writer)), writer_stmts_(std::move(statements)), reader_(std::move(reader)) {}
 
-Status SqliteLedger::AppendBatch(std::vector<LedgerEntry>& entries) {
+Status SqliteLedger::CheckWritable() const {
+  if (writer_ == nullptr) return FailedPreconditionError("the ledger was opened read-only");
+  return Status::Ok();
+}
+
+Status SqliteLedger::AppendBatch(std::vector<LedgerEntry>& entries, const AuditBuilder& audit) {
   for (LedgerEntry& e : entries) e.seq = 0;
-  if (entries.empty()) return Status::Ok();
+  if (entries.empty() && !audit) return Status::Ok();
+  RETURN_IF_ERROR(CheckWritable());
   RETURN_IF_ERROR(ValidateEntries(entries));
   Status s;
   {
     std::lock_guard<std::mutex> lock(writer_mu_);
-    s = InsertBatch(writer_.get(), insert_.get(), entries);
+    s = InsertBatch(writer_.get(), writer_stmts_, entries, audit);
   }
   if (!s.ok()) {
     // Rolled back: none of these rows exist, so no seq may be reported.
@@ -343,6 +420,170 @@ StatusOr<bool> SqliteLedger::HasRequest(const std::string& tenant_id,
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
   return SqliteStatus(reader_.get(), rc, kOp);
+}
+
+StatusOr<AuditPage> SqliteLedger::ListAudit(const AuditQuery& query) {
+  if (query.limit < 1 || query.limit > kMaxPageSize) {
+    return FieldError("limit", "limit must be between 1 and " + std::to_string(kMaxPageSize) + ", got " +
+                                   std::to_string(query.limit));
+  }
+  if (query.after_index < -1) return FieldError("after", "cursor must not be below -1");
+  const int shape = (query.tenant_id.empty() ? 0 : kAuditByTenant) | (query.actor.empty() ? 0 : kAuditByActor) |
+                    (query.action.empty() ? 0 : kAuditByAction) | (query.from ? kAuditFrom : 0) |
+                    (query.to ? kAuditTo : 0);
+  constexpr std::string_view kOp = "listing audit log";
+  std::lock_guard<std::mutex> lock(reader_mu_);
+  StmtPtr& slot = audit_list_stmts_[shape];
+  const std::string sql = slot == nullptr ? AuditListSql(shape) : std::string();
+  ASSIGN_OR_RETURN(sqlite3_stmt * s, ReaderStatementLocked(slot, sql, kOp));
+  StatementUse use(s);
+  Binder b(s);
+  b.Int(1, query.after_index).Int(7, query.limit);
+  if (shape & kAuditByTenant) b.Text(2, query.tenant_id);
+  if (shape & kAuditByActor) b.Text(3, query.actor);
+  if (shape & kAuditByAction) b.Text(4, query.action);
+  if (shape & kAuditFrom) b.Int(5, ToUnixMillis(*query.from));
+  if (shape & kAuditTo) b.Int(6, ToUnixMillis(*query.to));
+  if (b.rc() != SQLITE_OK) return SqliteStatus(reader_.get(), b.rc(), "listing audit log (binding)");
+  AuditPage page;
+  page.entries.reserve(static_cast<size_t>(query.limit));
+  while (true) {
+    const int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return SqliteStatus(reader_.get(), rc, kOp);
+    page.entries.push_back(ReadAuditRecord(s));
+  }
+  if (page.entries.size() == static_cast<size_t>(query.limit)) page.next_cursor = page.entries.back().index;
+  return page;
+}
+
+StatusOr<int64_t> SqliteLedger::AuditSize() {
+  constexpr std::string_view kOp = "reading audit log size";
+  std::lock_guard<std::mutex> lock(reader_mu_);
+  // MAX on the rowid is one b-tree descent; indexes are dense from 0.
+  ASSIGN_OR_RETURN(sqlite3_stmt * s,
+                   ReaderStatementLocked(audit_size_stmt_, "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries", kOp));
+  StatementUse use(s);
+  const int rc = sqlite3_step(s);
+  if (rc != SQLITE_ROW) return SqliteStatus(reader_.get(), rc, kOp);
+  return sqlite3_column_int64(s, 0);
+}
+
+StatusOr<std::vector<AuditHash>> SqliteLedger::AuditNodes(int level, int64_t begin, int64_t end) {
+  if (level < 0 || begin < 0 || end < begin) return InvalidArgumentError("bad audit node range");
+  constexpr std::string_view kOp = "reading audit tree";
+  std::lock_guard<std::mutex> lock(reader_mu_);
+  sqlite3_stmt* s = nullptr;
+  if (level == 0) {
+    ASSIGN_OR_RETURN(s, ReaderStatementLocked(leaf_range_stmt_,
+                                              "SELECT idx, leaf_hash FROM audit_entries WHERE idx >= ?2 AND "
+                                              "idx < ?3 ORDER BY idx",
+                                              kOp));
+  } else {
+    ASSIGN_OR_RETURN(s, ReaderStatementLocked(node_range_stmt_,
+                                              "SELECT idx, hash FROM audit_nodes WHERE level = ?1 AND idx >= ?2 "
+                                              "AND idx < ?3 ORDER BY idx",
+                                              kOp));
+  }
+  StatementUse use(s);
+  Binder b(s);
+  if (level != 0) b.Int(1, level);
+  b.Int(2, begin).Int(3, end);
+  if (b.rc() != SQLITE_OK) return SqliteStatus(reader_.get(), b.rc(), kOp);
+  std::vector<AuditHash> out;
+  out.reserve(static_cast<size_t>(end - begin));
+  while (true) {
+    const int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return SqliteStatus(reader_.get(), rc, kOp);
+    const int64_t idx = sqlite3_column_int64(s, 0);
+    if (idx != begin + static_cast<int64_t>(out.size())) break;  // a gap: reported below
+    ASSIGN_OR_RETURN(AuditHash h, HashColumn(s, 1, level == 0 ? "a leaf hash" : "a tree node"));
+    out.push_back(h);
+  }
+  if (out.size() != static_cast<size_t>(end - begin)) {
+    return DataLossError("audit log: " + std::string(level == 0 ? "leaf " : "tree node ") +
+                         std::to_string(begin + static_cast<int64_t>(out.size())) +
+                         (level == 0 ? "" : " at level " + std::to_string(level)) + " is missing");
+  }
+  return out;
+}
+
+Status SqliteLedger::InsertAuditCheckpoint(AuditCheckpointRecord& c) {
+  RETURN_IF_ERROR(CheckWritable());
+  std::lock_guard<std::mutex> lock(writer_mu_);
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(writer_.get(),
+                                                   "INSERT INTO audit_checkpoints (tree_size, root_hash, "
+                                                   "timestamp_ms, key_id, note, signature) VALUES (?1, ?2, ?3, ?4, "
+                                                   "?5, ?6)",
+                                                   "storing audit checkpoint"));
+  s.Bind(1, c.tree_size).BindBlob(2, ByteView(c.root_hash.data(), c.root_hash.size())).BindTime(3, c.timestamp);
+  s.Bind(4, c.key_id).Bind(5, c.note).BindBlob(6, c.signature);
+  RETURN_IF_ERROR(s.Run());
+  c.id = sqlite3_last_insert_rowid(writer_.get());
+  return Status::Ok();
+}
+
+StatusOr<std::vector<AuditCheckpointRecord>> SqliteLedger::ListAuditCheckpoints(int64_t after_id, int limit) {
+  if (limit < 1 || limit > kMaxPageSize) {
+    return FieldError("limit", "limit must be between 1 and " + std::to_string(kMaxPageSize));
+  }
+  std::lock_guard<std::mutex> lock(reader_mu_);
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(reader_.get(),
+                                                   "SELECT " + std::string(kCheckpointColumns) +
+                                                       " FROM audit_checkpoints WHERE id > ?1 ORDER BY id LIMIT ?2",
+                                                   "listing audit checkpoints"));
+  s.Bind(1, after_id).Bind(2, int64_t{limit});
+  std::vector<AuditCheckpointRecord> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    ASSIGN_OR_RETURN(AuditCheckpointRecord c, ReadCheckpoint(s));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+StatusOr<std::optional<AuditCheckpointRecord>> SqliteLedger::LatestAuditCheckpoint() {
+  std::lock_guard<std::mutex> lock(reader_mu_);
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(reader_.get(),
+                                                   "SELECT " + std::string(kCheckpointColumns) +
+                                                       " FROM audit_checkpoints ORDER BY id DESC LIMIT 1",
+                                                   "reading latest audit checkpoint"));
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return std::optional<AuditCheckpointRecord>();
+  ASSIGN_OR_RETURN(AuditCheckpointRecord c, ReadCheckpoint(s));
+  return std::optional<AuditCheckpointRecord>(std::move(c));
+}
+
+Status SqliteLedger::InsertAuditKey(const AuditKeyRecord& k) {
+  RETURN_IF_ERROR(CheckWritable());
+  std::lock_guard<std::mutex> lock(writer_mu_);
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(writer_.get(),
+                                                   "INSERT INTO audit_keys (key_id, origin, algorithm, provider, "
+                                                   "key_uri, public_key_pem, created_at) VALUES (?1, ?2, ?3, ?4, "
+                                                   "?5, ?6, ?7)",
+                                                   "storing audit key"));
+  s.Bind(1, k.key_id).Bind(2, k.origin).Bind(3, k.algorithm).Bind(4, k.provider).Bind(5, k.key_uri);
+  s.Bind(6, k.public_key_pem).BindTime(7, k.created_at);
+  return s.Run();
+}
+
+StatusOr<std::vector<AuditKeyRecord>> SqliteLedger::ListAuditKeys() {
+  std::lock_guard<std::mutex> lock(reader_mu_);
+  ASSIGN_OR_RETURN(Statement s, Statement::Prepare(reader_.get(),
+                                                   "SELECT key_id, origin, algorithm, provider, key_uri, "
+                                                   "public_key_pem, created_at FROM audit_keys ORDER BY "
+                                                   "created_at, key_id",
+                                                   "listing audit keys"));
+  std::vector<AuditKeyRecord> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    out.push_back(AuditKeyRecord{s.ColumnText(0), s.ColumnText(1), s.ColumnText(2), s.ColumnText(3),
+                                 s.ColumnText(4), s.ColumnText(5), s.ColumnTime(6)});
+  }
+  return out;
 }
 
 // --- mass re-sign -------------------------------------------------------------------
