@@ -29,6 +29,7 @@ bench: build
 	@BUILD_DIR=$(BUILD_DIR) bash bench/run.sh
 	@bash bench/http_bench.sh $(BUILD_DIR)
 	@if [ -f bench/pkcs11_bench.sh ]; then bash bench/pkcs11_bench.sh $(BUILD_DIR); fi
+	@$(BUILD_DIR)/bin/resign_bench
 
 clean:
 	rm -rf $(BUILD_DIR)

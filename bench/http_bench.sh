@@ -7,7 +7,9 @@
 # local server with its durability defaults, fsync and synchronous_commit on)
 # beside the SQLite figure.
 #
-# Usage: bench/http_bench.sh [BUILD_DIR]   (env: HTTP_BENCH_SECONDS, default 10)
+# Usage: bench/http_bench.sh [BUILD_DIR]
+# Env: HTTP_BENCH_SECONDS (default 10), HTTP_BENCH_CONNS (default "1 64 1000"),
+#      HTTP_BENCH_HSM=0 to skip the PKCS#11 part (e.g. for before/after runs).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${1:-${BUILD_DIR:-$ROOT/build}}
@@ -59,19 +61,29 @@ KEYCTL_LOG_LEVEL=warn start_keyctl_server "$KEYCTL" "$WORK/data" "$WORK/serve" |
 export KEYCTL_URL=$URL KEYCTL_TOKEN=$(cat "$WORK/data/bootstrap-admin.token") BENCH_TENANT=bench-tenant
 "$KEYCTL" policy create --tenant-id "$BENCH_TENANT" --algorithm ES256 >/dev/null
 
-printf "%-34s %10s %9s %9s %8s %12s %6s\n" "durable ES256 sign over HTTP" "req/s" "p50" "p99" "errors" "openssl -multi" "ratio"
+# Server CPU time (user + system, all threads) in clock ticks: CPU per request
+# is far less sensitive than req/s to other load on a shared machine.
+server_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
+printf "%-34s %10s %9s %9s %8s %12s %6s %9s\n" "durable ES256 sign over HTTP" "req/s" "p50" "p99" "errors" "openssl -multi" "ratio" "cpu/req"
 SQLITE_64=""
-for conns in 1 64 1000; do
+for conns in ${HTTP_BENCH_CONNS:-1 64 1000}; do
+  ticks_before=$(server_ticks)
   run_wrk "$conns" "$WORK/wrk.txt"
+  ticks_after=$(server_ticks)
+  requests=$(awk '/requests in/ { print $1 }' "$WORK/wrk.txt")
+  cpu_us=$(awk -v t="$((ticks_after - ticks_before))" -v hz="$(getconf CLK_TCK)" -v n="${requests:-0}" \
+    'BEGIN { if (n > 0) printf "%.0fus", t * 1e6 / hz / n; else print "n/a" }')
   [[ $conns -eq 64 ]] && SQLITE_64=$rps
-  printf "%-34s %10s %9s %9s %8s %12s %6s\n" "  $conns connections" "${rps:-n/a}" "${p50:-n/a}" "${p99:-n/a}" "$errs" "${BASE:-n/a}" "$(ratio "$rps" "$BASE")"
+  printf "%-34s %10s %9s %9s %8s %12s %6s %9s\n" "  $conns connections" "${rps:-n/a}" "${p50:-n/a}" "${p99:-n/a}" "$errs" "${BASE:-n/a}" "$(ratio "$rps" "$BASE")" "$cpu_us"
 done
 log "target: ratio >= 0.25 at 64 connections with p99 < 10ms (PERFORMANCE.md)"
 
 # HSM path: ES256 in the server's SoftHSM2 dev token over HTTP, beside raw
 # multi-threaded C_Sign on the same token (pkcs11_bench --data-dir), same run.
 P11_BENCH=$BUILD_DIR/bin/pkcs11_bench
-if "$KEYCTL" policy create --tenant-id bench-hsm --algorithm ES256 --key-type hsm --provider pkcs11 >/dev/null 2>&1 &&
+if [[ ${HTTP_BENCH_HSM:-1} == 0 ]]; then
+  log "PKCS#11 over HTTP skipped (HTTP_BENCH_HSM=0)"
+elif "$KEYCTL" policy create --tenant-id bench-hsm --algorithm ES256 --key-type hsm --provider pkcs11 >/dev/null 2>&1 &&
    [[ -x "$P11_BENCH" ]]; then
   BENCH_TENANT=bench-hsm run_wrk 64 "$WORK/wrk-hsm.txt"
   hsm_rps=$rps

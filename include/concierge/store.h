@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "concierge/clock.h"
+#include "concierge/incident_records.h"
 #include "concierge/status.h"
 
 namespace concierge {
@@ -308,6 +309,92 @@ class Store {
   virtual StatusOr<ApiKeyRecord> GetApiKey(const std::string& id) = 0;
   virtual StatusOr<std::vector<ApiKeyRecord>> ListApiKeys() = 0;
   virtual Status RevokeApiKey(const std::string& id, TimePoint at) = 0;
+
+  // --- incidents (records: concierge/incident_records.h) ---
+  // Every incident write may carry webhook events (`notify`), enqueued in the
+  // same transaction as the change (a transactional outbox: a committed change
+  // never loses its notification, a failed one never sends one); see
+  // EnqueueWebhookEvent for the fan-out.
+  //
+  // Inserts an incident and its first timeline event (event.seq is assigned).
+  // kAlreadyExists when the id exists or, for a non-empty dedup_key, an
+  // incident with the same (tenant_id, type, dedup_key) is still open (not
+  // resolved/closed): the caller folds into that one instead.
+  virtual Status InsertIncident(const IncidentRecord& incident, const IncidentEvent& first_event,
+                                const std::vector<WebhookEventRecord>& notify) = 0;
+  // Folds a repeated detection into an open incident: occurrences + 1,
+  // updated_at = event.at, `event` appended. kNotFound for an unknown id,
+  // kFailedPrecondition when the incident is resolved or closed.
+  virtual Status FoldIncident(const std::string& incident_id, const IncidentEvent& event,
+                              const std::vector<WebhookEventRecord>& notify) = 0;
+  // The open incident with this (tenant_id, type, dedup_key), kNotFound if none.
+  virtual StatusOr<IncidentRecord> FindOpenIncident(const std::string& tenant_id, const std::string& type,
+                                                    const std::string& dedup_key) = 0;
+  virtual StatusOr<IncidentRecord> GetIncident(const std::string& incident_id) = 0;
+  // Newest first (created_at, then id). kInvalidArgument naming "limit".
+  virtual StatusOr<std::vector<IncidentRecord>> ListIncidents(const IncidentQuery& query) = 0;
+  // Moves the incident from `expected_state` to event.to_state and appends
+  // `event` (whose from_state/to_state describe the change). The store does not
+  // judge transitions (core does). kAborted when the state is not
+  // `expected_state`; kNotFound for an unknown id. Entering "resolved" sets
+  // resolved_at and entering "closed" sets closed_at (each only if unset).
+  virtual Status TransitionIncident(const std::string& incident_id, const std::string& expected_state,
+                                    const IncidentEvent& event, const std::vector<WebhookEventRecord>& notify) = 0;
+  // Appends an action to the timeline (updated_at = event.at). kNotFound for an unknown id.
+  virtual Status AppendIncidentEvent(const IncidentEvent& event, const std::vector<WebhookEventRecord>& notify) = 0;
+  // Replaces the persisted playbook progress and appends `event`, in one transaction.
+  virtual Status UpdateIncidentPlaybook(const std::string& incident_id, const std::string& playbook_json,
+                                        const IncidentEvent& event) = 0;
+  // The timeline, oldest first. kNotFound for an unknown incident.
+  virtual StatusOr<std::vector<IncidentEvent>> ListIncidentEvents(const std::string& incident_id) = 0;
+
+  // --- webhooks and their outbox ---
+  // kNotFound when tenant_id names no live tenant; kAlreadyExists for a duplicate id.
+  virtual Status InsertWebhook(const WebhookRecord& webhook) = 0;
+  virtual StatusOr<WebhookRecord> GetWebhook(const std::string& webhook_id) = 0;
+  // Oldest first. nullopt = all webhooks; a tenant id = only that tenant's.
+  virtual StatusOr<std::vector<WebhookRecord>> ListWebhooks(const std::optional<std::string>& tenant_id) = 0;
+  // Stops new deliveries to the webhook and fails its pending ones
+  // ("webhook disabled"). Idempotent (keeps the first time). kNotFound if unknown.
+  virtual Status DisableWebhook(const std::string& webhook_id, TimePoint at) = 0;
+  // Stores the event and one pending delivery (next_attempt_at = created_at)
+  // for every enabled webhook that should see it: the event's tenant's
+  // webhooks plus the global ones (a global event only reaches global
+  // webhooks), whose event_types filter is empty or lists the type. Returns
+  // the number of deliveries created (0 is fine: the event is still kept).
+  virtual StatusOr<int> EnqueueWebhookEvent(const WebhookEventRecord& event) = 0;
+  // Claims up to `limit` pending deliveries with next_attempt_at <= now, oldest
+  // first, by moving their next_attempt_at to `lease_until` in the same
+  // transaction, so two dispatchers (or processes) never attempt the same one
+  // at once; a crashed dispatcher's claims come due again at lease_until.
+  virtual StatusOr<std::vector<DueWebhookDelivery>> ClaimWebhookDeliveries(TimePoint now, TimePoint lease_until,
+                                                                          int limit) = 0;
+  // Records an attempt: `result` holds the new state ("pending" to retry at
+  // next_attempt_at, "delivered" or "failed"), attempts, last_status,
+  // last_error and delivered_at. kNotFound if the pair is unknown.
+  virtual Status RecordWebhookAttempt(const WebhookDeliveryRecord& result) = 0;
+  // Deliveries of one webhook, newest first, at most `limit` (1..1000).
+  virtual StatusOr<std::vector<WebhookDeliveryRecord>> ListWebhookDeliveries(const std::string& webhook_id,
+                                                                            int limit) = 0;
+  virtual StatusOr<WebhookEventRecord> GetWebhookEvent(const std::string& event_id) = 0;
+
+  // --- mass re-sign jobs (the rows themselves: LedgerStore::AppendResignBatch) ---
+  // kNotFound when the tenant is unknown; kAlreadyExists for a duplicate id.
+  virtual Status InsertResignJob(const ResignJobRecord& job) = 0;
+  virtual StatusOr<ResignJobRecord> GetResignJob(const std::string& job_id) = 0;
+  // Oldest first. nullopt = all jobs; `states` empty = any state.
+  virtual StatusOr<std::vector<ResignJobRecord>> ListResignJobs(const std::optional<std::string>& tenant_id,
+                                                                const std::vector<std::string>& states) = 0;
+  // Moves a job from `expected_state` to `new_state` (kAborted otherwise, kNotFound
+  // if unknown), setting error (when non-empty) and updated_at. Entering
+  // "running" sets started_at if unset; entering completed/failed/cancelled
+  // sets finished_at.
+  // `notify` is enqueued in the same transaction (e.g. "job.completed").
+  virtual Status UpdateResignJobState(const std::string& job_id, const std::string& expected_state,
+                                      const std::string& new_state, const std::string& error, TimePoint at,
+                                      const std::vector<WebhookEventRecord>& notify) = 0;
+  // Records the job's total (counted when it starts). kNotFound if unknown.
+  virtual Status SetResignJobTotal(const std::string& job_id, int64_t total, TimePoint at) = 0;
 };
 
 }  // namespace concierge

@@ -32,8 +32,10 @@ const EVP_MD* Sha256Md() {
 // broken (out of memory, provider unloaded), which is a broken invariant, not
 // a recoverable error: a log that silently produced a wrong hash would be
 // worse than one that stops.
+// The context is reused per thread: the group-commit writer hashes a leaf
+// and about one node per signature, and a fresh context is an allocation.
 Hash Sha256Concat(std::initializer_list<ByteView> parts) {
-  crypto::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  thread_local crypto::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   if (ctx == nullptr || EVP_DigestInit_ex(ctx.get(), Sha256Md(), nullptr) != 1) std::abort();
   for (ByteView part : parts) {
     if (EVP_DigestUpdate(ctx.get(), part.data(), part.size()) != 1) std::abort();
@@ -254,13 +256,17 @@ StatusOr<CompactRange> CompactRange::FromNodes(uint64_t size, std::vector<Hash> 
   return CompactRange(size, std::move(nodes));
 }
 
-void CompactRange::Append(const Hash& leaf_hash) {
+void CompactRange::Append(const Hash& leaf_hash, const NodeSink& on_node) {
   // Each trailing 1 bit of the old size is a perfect subtree of the same
   // height as the carry being built, so the two merge (binary increment).
   Hash carry = leaf_hash;
+  const uint64_t new_size = size_ + 1;
+  int level = 0;
   for (uint64_t s = size_; (s & 1) == 1; s >>= 1) {
     carry = NodeHash(nodes_.back(), carry);
     nodes_.pop_back();
+    ++level;
+    if (on_node) on_node(level, (new_size >> level) - 1, carry);
   }
   nodes_.push_back(carry);
   ++size_;
@@ -273,6 +279,131 @@ Hash CompactRange::Root() const {
   Hash root = nodes_.back();
   for (auto it = nodes_.rbegin() + 1; it != nodes_.rend(); ++it) root = NodeHash(*it, root);
   return root;
+}
+
+// --- proofs from stored nodes ---
+
+namespace {
+
+// MTH(D[begin:end)) for a range that occurs in the MTH recursion: begin is a
+// multiple of bit_ceil(end - begin), so the range splits into the perfect
+// subtrees of the binary digits of its length, largest first, each aligned.
+StatusOr<Hash> RangeHash(TreeReader& reader, uint64_t begin, uint64_t end) {
+  if (end <= begin) return InternalError("empty subtree range");
+  const uint64_t n = end - begin;
+  if (begin % std::bit_ceil(n) != 0) return InternalError("unaligned subtree range");
+  std::vector<Hash> pieces;
+  uint64_t pos = begin;
+  for (int bit = 63; bit >= 0; --bit) {
+    const uint64_t width = uint64_t{1} << bit;
+    if ((n & width) == 0) continue;
+    ASSIGN_OR_RETURN(Hash h, SubtreeHash(reader, bit, pos >> bit));
+    pieces.push_back(h);
+    pos += width;
+  }
+  Hash root = pieces.back();
+  for (auto it = pieces.rbegin() + 1; it != pieces.rend(); ++it) root = NodeHash(*it, root);
+  return root;
+}
+
+// PATH(m, D[begin:end)), as Path() above.
+Status PathFrom(TreeReader& reader, uint64_t m, uint64_t begin, uint64_t end, std::vector<Hash>& out) {
+  const uint64_t n = end - begin;
+  if (n <= 1) return Status::Ok();
+  const uint64_t k = SplitPoint(n);
+  if (m < k) {
+    RETURN_IF_ERROR(PathFrom(reader, m, begin, begin + k, out));
+    ASSIGN_OR_RETURN(Hash h, RangeHash(reader, begin + k, end));
+    out.push_back(h);
+  } else {
+    RETURN_IF_ERROR(PathFrom(reader, m - k, begin + k, end, out));
+    ASSIGN_OR_RETURN(Hash h, RangeHash(reader, begin, begin + k));
+    out.push_back(h);
+  }
+  return Status::Ok();
+}
+
+// SUBPROOF(m, D[begin:end), complete), as SubProof() above.
+Status SubProofFrom(TreeReader& reader, uint64_t m, uint64_t begin, uint64_t end, bool complete,
+                    std::vector<Hash>& out) {
+  const uint64_t n = end - begin;
+  if (m == n) {
+    if (!complete) {
+      ASSIGN_OR_RETURN(Hash h, RangeHash(reader, begin, end));
+      out.push_back(h);
+    }
+    return Status::Ok();
+  }
+  const uint64_t k = SplitPoint(n);
+  if (m <= k) {
+    RETURN_IF_ERROR(SubProofFrom(reader, m, begin, begin + k, complete, out));
+    ASSIGN_OR_RETURN(Hash h, RangeHash(reader, begin + k, end));
+    out.push_back(h);
+  } else {
+    RETURN_IF_ERROR(SubProofFrom(reader, m - k, begin + k, end, false, out));
+    ASSIGN_OR_RETURN(Hash h, RangeHash(reader, begin, begin + k));
+    out.push_back(h);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<Hash> SubtreeHash(TreeReader& reader, int level, uint64_t index) {
+  if (level < 0 || level >= 63) return InvalidArgumentError("subtree level out of range");
+  const int up = level % kAuditNodeLevelStride;
+  const int stored = level - up;
+  const uint64_t count = uint64_t{1} << up;
+  const uint64_t first = index << up;
+  ASSIGN_OR_RETURN(std::vector<Hash> nodes, reader.ReadNodes(stored, first, first + count));
+  if (nodes.size() != count) {
+    return DataLossError("audit tree: expected " + std::to_string(count) + " nodes at level " +
+                         std::to_string(stored) + " from " + std::to_string(first) + ", found " +
+                         std::to_string(nodes.size()));
+  }
+  for (size_t width = nodes.size(); width > 1; width /= 2) {
+    for (size_t i = 0; i < width / 2; ++i) nodes[i] = NodeHash(nodes[2 * i], nodes[2 * i + 1]);
+  }
+  return nodes[0];
+}
+
+StatusOr<Hash> RootAt(TreeReader& reader, uint64_t tree_size) {
+  if (tree_size == 0) return EmptyRoot();
+  return RangeHash(reader, 0, tree_size);
+}
+
+StatusOr<CompactRange> CompactRangeAt(TreeReader& reader, uint64_t tree_size) {
+  std::vector<Hash> nodes;
+  uint64_t pos = 0;
+  for (int bit = 63; bit >= 0; --bit) {
+    const uint64_t width = uint64_t{1} << bit;
+    if ((tree_size & width) == 0) continue;
+    ASSIGN_OR_RETURN(Hash h, SubtreeHash(reader, bit, pos >> bit));
+    nodes.push_back(h);
+    pos += width;
+  }
+  return CompactRange::FromNodes(tree_size, std::move(nodes));
+}
+
+StatusOr<std::vector<Hash>> InclusionProof(uint64_t index, uint64_t tree_size, TreeReader& reader) {
+  if (index >= tree_size) {
+    return InvalidArgumentError("leaf index " + std::to_string(index) + " is outside a tree of size " +
+                                std::to_string(tree_size));
+  }
+  std::vector<Hash> proof;
+  RETURN_IF_ERROR(PathFrom(reader, index, 0, tree_size, proof));
+  return proof;
+}
+
+StatusOr<std::vector<Hash>> ConsistencyProof(uint64_t old_size, uint64_t new_size, TreeReader& reader) {
+  if (old_size > new_size) {
+    return InvalidArgumentError("old size " + std::to_string(old_size) + " exceeds new size " +
+                                std::to_string(new_size));
+  }
+  std::vector<Hash> proof;
+  if (old_size == 0 || old_size == new_size) return proof;
+  RETURN_IF_ERROR(SubProofFrom(reader, old_size, 0, new_size, /*complete=*/true, proof));
+  return proof;
 }
 
 }  // namespace concierge::audit

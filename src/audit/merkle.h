@@ -8,24 +8,29 @@
 //
 // Free functions here are pure and thread-safe. They work on leaf hashes, not
 // entries, so callers can keep leaf hashes in storage and never rehash
-// history. Proof generation reads the leaf hashes it is given (O(n) per
-// proof); the append path uses CompactRange, which is O(log n) per leaf.
+// history. The span-based proof generators read every leaf hash they are
+// given (O(n) per proof); the TreeReader-based ones read stored interior
+// nodes (every kAuditNodeLevelStride-th level) and stay O(log^2 n) row reads,
+// which is what the server uses. The append path uses CompactRange, which is
+// O(log n) per leaf and reports the interior nodes it completes.
 #ifndef CONCIERGE_AUDIT_MERKLE_H_
 #define CONCIERGE_AUDIT_MERKLE_H_
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <utility>
 #include <vector>
 
+#include "concierge/audit.h"        // AuditHash, kAuditNodeLevelStride
 #include "concierge/key_backend.h"  // Bytes, ByteView
 #include "concierge/status.h"
 
 namespace concierge::audit {
 
-inline constexpr size_t kHashSize = 32;  // SHA-256
-using Hash = std::array<uint8_t, kHashSize>;
+inline constexpr size_t kHashSize = kAuditHashSize;  // SHA-256
+using Hash = AuditHash;
 
 // SHA-256(0x00 || entry).
 Hash LeafHash(ByteView entry);
@@ -81,13 +86,18 @@ Status VerifyConsistency(uint64_t old_size, uint64_t new_size, const Hash& old_r
 // snapshot it before a batch and roll back if the batch fails to commit.
 class CompactRange {
  public:
+  // Receives each interior node that an Append completes: the root of the
+  // perfect subtree of 2^level leaves (level >= 1) starting at leaf
+  // index << level. The writer persists some of them for proofs.
+  using NodeSink = std::function<void(int level, uint64_t index, const Hash& hash)>;
+
   CompactRange() = default;  // the empty tree
 
   // Rebuilds from persisted state (size() and nodes()). InvalidArgument if
   // the node count does not equal the number of set bits in `size`.
   static StatusOr<CompactRange> FromNodes(uint64_t size, std::vector<Hash> nodes);
 
-  void Append(const Hash& leaf_hash);
+  void Append(const Hash& leaf_hash, const NodeSink& on_node = nullptr);
   // MTH of the leaves appended so far.
   Hash Root() const;
 
@@ -100,6 +110,31 @@ class CompactRange {
   uint64_t size_ = 0;
   std::vector<Hash> nodes_;
 };
+
+// Read access to a stored tree: leaf hashes (level 0) and the interior nodes
+// at the stored levels (multiples of kAuditNodeLevelStride), as persisted
+// from CompactRange's NodeSink. Implementations need not be thread-safe
+// beyond what their caller arranges.
+class TreeReader {
+ public:
+  virtual ~TreeReader() = default;
+  // Hashes of nodes [begin, end) at `level`, which is 0 or a multiple of
+  // kAuditNodeLevelStride. Every requested node must exist.
+  virtual StatusOr<std::vector<Hash>> ReadNodes(int level, uint64_t begin, uint64_t end) = 0;
+};
+
+// Root of the perfect subtree (level, index): one ReadNodes call of at most
+// 2^(kAuditNodeLevelStride - 1) hashes.
+StatusOr<Hash> SubtreeHash(TreeReader& reader, int level, uint64_t index);
+// MTH(D[0:tree_size]).
+StatusOr<Hash> RootAt(TreeReader& reader, uint64_t tree_size);
+// The compact range of the first tree_size leaves (what an appender restarts
+// from), one SubtreeHash per set bit of tree_size.
+StatusOr<CompactRange> CompactRangeAt(TreeReader& reader, uint64_t tree_size);
+// The same proofs as the span-based functions above, from stored nodes.
+// The caller guarantees that tree_size leaves are stored.
+StatusOr<std::vector<Hash>> InclusionProof(uint64_t index, uint64_t tree_size, TreeReader& reader);
+StatusOr<std::vector<Hash>> ConsistencyProof(uint64_t old_size, uint64_t new_size, TreeReader& reader);
 
 }  // namespace concierge::audit
 

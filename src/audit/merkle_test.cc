@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "crypto/encoding.h"
@@ -354,6 +356,118 @@ TEST(MerkleTest, AllProofsRoundTripForSmallTrees) {
       }
     }
   }
+}
+
+// ---------------------------------------------------------------------------
+// Proofs from stored nodes: a TreeReader that holds what the writer persists
+// (leaves plus the interior nodes at multiples of kAuditNodeLevelStride,
+// collected from CompactRange's NodeSink) must give exactly the span-based
+// proofs, which are checked against the published vectors above.
+// ---------------------------------------------------------------------------
+
+class MemoryTreeReader : public TreeReader {
+ public:
+  void Append(const Hash& leaf) {
+    levels_[0].push_back(leaf);
+    tree_.Append(leaf, [&](int level, uint64_t index, const Hash& h) {
+      if (level % kAuditNodeLevelStride != 0) return;
+      auto& nodes = levels_[level];
+      EXPECT_EQ(nodes.size(), index) << "nodes complete in order";
+      nodes.push_back(h);
+    });
+  }
+  StatusOr<std::vector<Hash>> ReadNodes(int level, uint64_t begin, uint64_t end) override {
+    ++reads_;
+    read_hashes_ += end - begin;
+    EXPECT_TRUE(level == 0 || level % kAuditNodeLevelStride == 0) << level;
+    const auto& nodes = levels_[level];
+    if (end > nodes.size()) return DataLossError("missing nodes");
+    return std::vector<Hash>(nodes.begin() + static_cast<ptrdiff_t>(begin),
+                             nodes.begin() + static_cast<ptrdiff_t>(end));
+  }
+  const std::vector<Hash>& leaves() { return levels_[0]; }
+  const CompactRange& tree() const { return tree_; }
+  size_t reads_ = 0;
+  size_t read_hashes_ = 0;
+
+ private:
+  std::map<int, std::vector<Hash>> levels_;
+  CompactRange tree_;
+};
+
+Hash TestLeaf(uint64_t i) {
+  const std::string s = "leaf-" + std::to_string(i);
+  return LeafHash(crypto::AsBytes(s));
+}
+
+TEST(MerkleReaderTest, SinkReportsEveryCompletedNode) {
+  CompactRange tree;
+  std::vector<std::tuple<int, uint64_t>> seen;
+  for (uint64_t i = 0; i < 8; ++i) {
+    tree.Append(TestLeaf(i), [&](int level, uint64_t index, const Hash&) { seen.emplace_back(level, index); });
+  }
+  const std::vector<std::tuple<int, uint64_t>> want = {{1, 0}, {1, 1}, {2, 0}, {1, 2}, {1, 3}, {2, 1}, {3, 0}};
+  EXPECT_EQ(seen, want);
+}
+
+TEST(MerkleReaderTest, ProofsFromStoredNodesEqualSpanProofs) {
+  MemoryTreeReader reader;
+  for (uint64_t n = 1; n <= 140; ++n) {
+    reader.Append(TestLeaf(n - 1));
+    const auto& leaves = reader.leaves();
+    auto root = RootAt(reader, n);
+    ASSERT_TRUE(root.ok()) << root.status().ToString();
+    ASSERT_EQ(*root, RootFromLeafHashes(leaves)) << n;
+    auto range = CompactRangeAt(reader, n);
+    ASSERT_TRUE(range.ok());
+    EXPECT_EQ(range->nodes(), reader.tree().nodes()) << n;
+    for (uint64_t i = 0; i < n; ++i) {
+      auto stored = InclusionProof(i, n, reader);
+      ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+      ASSERT_EQ(*stored, *InclusionProof(i, n, leaves)) << i << "/" << n;
+      auto old = ConsistencyProof(i + 1, n, reader);
+      ASSERT_TRUE(old.ok()) << old.status().ToString();
+      ASSERT_EQ(*old, *ConsistencyProof(i + 1, n, leaves)) << i + 1 << "->" << n;
+    }
+  }
+  EXPECT_FALSE(InclusionProof(140, 140, reader).ok());
+  EXPECT_FALSE(ConsistencyProof(5, 4, reader).ok());
+}
+
+// The point of stored nodes: a proof in a large tree reads a bounded number
+// of hashes, not every leaf.
+TEST(MerkleReaderTest, ProofReadsAreBoundedInLargeTrees) {
+  MemoryTreeReader reader;
+  constexpr uint64_t kSize = 100000;
+  for (uint64_t i = 0; i < kSize; ++i) reader.Append(TestLeaf(i));
+  const auto& leaves = reader.leaves();
+  for (uint64_t index : {uint64_t{0}, uint64_t{1}, uint64_t{4095}, uint64_t{65537}, kSize - 1}) {
+    reader.read_hashes_ = 0;
+    auto proof = InclusionProof(index, kSize, reader);
+    ASSERT_TRUE(proof.ok());
+    ASSERT_TRUE(VerifyInclusion(leaves[index], index, kSize, *proof, RootFromLeafHashes(leaves)).ok());
+    EXPECT_LT(reader.read_hashes_, 600u) << index;
+  }
+  for (uint64_t old_size : {uint64_t{1}, uint64_t{777}, uint64_t{65536}, kSize - 3}) {
+    reader.read_hashes_ = 0;
+    auto proof = ConsistencyProof(old_size, kSize, reader);
+    ASSERT_TRUE(proof.ok());
+    const std::span<const Hash> all(leaves);
+    ASSERT_TRUE(VerifyConsistency(old_size, kSize, RootFromLeafHashes(all.first(old_size)),
+                                  RootFromLeafHashes(leaves), *proof)
+                    .ok());
+    EXPECT_LT(reader.read_hashes_, 1200u) << old_size;
+  }
+}
+
+TEST(MerkleReaderTest, MissingStoredNodeIsDataLoss) {
+  class Truncated : public TreeReader {
+   public:
+    StatusOr<std::vector<Hash>> ReadNodes(int, uint64_t begin, uint64_t end) override {
+      return std::vector<Hash>(end - begin > 1 ? end - begin - 1 : 0);
+    }
+  } reader;
+  EXPECT_EQ(RootAt(reader, 5).status().code(), StatusCode::kDataLoss);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <numeric>
 #include <vector>
 
+#include "audit/entry.h"
 #include "crypto/encoding.h"
 
 namespace concierge::audit {
@@ -99,6 +100,118 @@ LogVerification VerifyLog(std::span<const std::string> entries,
   leaf_hashes.reserve(entries.size());
   for (const std::string& entry : entries) leaf_hashes.push_back(LeafHash(crypto::AsBytes(entry)));
   return VerifyLeafHashes(leaf_hashes, checkpoints, origin);
+}
+
+RecordVerifier::RecordVerifier(std::vector<Checkpoint> checkpoints, std::string origin)
+    : origin_(std::move(origin)) {
+  std::vector<size_t> order(checkpoints.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return checkpoints[a].tree_size < checkpoints[b].tree_size;
+  });
+  for (size_t pos : order) {
+    checkpoints_.push_back(checkpoints[pos]);
+    positions_.push_back(pos);
+  }
+  for (size_t i = 0; i < checkpoints_.size(); ++i) {
+    const Checkpoint& cp = checkpoints_[i];
+    if (cp.origin != origin_) {
+      result_.failed_checkpoint = positions_[i];
+      result_.message = Describe(cp, positions_[i]) + " is for log '" + cp.origin + "', not '" + origin_ + "'";
+      decided_ = true;
+      return;
+    }
+  }
+  // Size-0 checkpoints commit to the empty root before any record arrives.
+  while (next_checkpoint_ < checkpoints_.size() && checkpoints_[next_checkpoint_].tree_size == 0) {
+    if (checkpoints_[next_checkpoint_].root_hash != EmptyRoot()) {
+      result_.failed_checkpoint = positions_[next_checkpoint_];
+      result_.message = Describe(checkpoints_[next_checkpoint_], positions_[next_checkpoint_]) +
+                        " claims a non-empty root for an empty log";
+      decided_ = true;
+      return;
+    }
+    ++next_checkpoint_;
+  }
+}
+
+void RecordVerifier::FailAt(uint64_t index, std::string message) {
+  result_.first_bad_index = index;
+  result_.bad_range_end = index + 1;
+  result_.message = std::move(message);
+  if (result_.verified_size < index) {
+    result_.message += " (entries below " + std::to_string(result_.verified_size) +
+                       " are proven by a checkpoint; " + std::to_string(result_.verified_size) + ".." +
+                       std::to_string(index - 1) + " are not covered by a matching one)";
+  }
+  decided_ = true;
+}
+
+bool RecordVerifier::Add(const AuditRecord& record, bool check_stored_leaf) {
+  if (decided_) return false;
+  const uint64_t pos = tree_.size();
+  ++result_.entry_count;
+  if (record.index < 0 || static_cast<uint64_t>(record.index) != pos) {
+    if (record.index >= 0 && static_cast<uint64_t>(record.index) > pos) {
+      FailAt(pos, "entry " + std::to_string(pos) + " is missing (the next stored entry has index " +
+                      std::to_string(record.index) + ")");
+    } else {
+      FailAt(pos, "entry at position " + std::to_string(pos) + " has index " + std::to_string(record.index) +
+                      ": entries were duplicated or reordered");
+    }
+    return false;
+  }
+  const Hash leaf = EntryLeafHash(record);
+  if (check_stored_leaf && leaf != record.leaf_hash) {
+    FailAt(pos, "entry " + std::to_string(pos) +
+                    " does not match its stored leaf hash: it was edited, moved or inserted");
+    return false;
+  }
+  tree_.Append(leaf);
+  while (next_checkpoint_ < checkpoints_.size() && checkpoints_[next_checkpoint_].tree_size == tree_.size()) {
+    const Checkpoint& cp = checkpoints_[next_checkpoint_];
+    const size_t position = positions_[next_checkpoint_];
+    const Hash root = tree_.Root();
+    if (root != cp.root_hash) {
+      result_.failed_checkpoint = position;
+      result_.first_bad_index = result_.verified_size;
+      result_.bad_range_end = cp.tree_size;
+      result_.message =
+          Describe(cp, position) + " does not match the recomputed root " + crypto::HexEncode(AsByteView(root)) +
+          "; " +
+          (cp.tree_size - result_.verified_size == 1
+               ? "entry " + std::to_string(result_.verified_size) + " was altered, inserted, removed or moved"
+               : "the first bad entry is in [" + std::to_string(result_.verified_size) + ", " +
+                     std::to_string(cp.tree_size) + ")");
+      decided_ = true;
+      return false;
+    }
+    result_.verified_size = cp.tree_size;
+    ++next_checkpoint_;
+  }
+  return true;
+}
+
+void RecordVerifier::AddUnreadable(const std::string& why) {
+  if (decided_) return;
+  ++result_.entry_count;
+  FailAt(tree_.size(), "entry " + std::to_string(tree_.size()) + " is unreadable: " + why);
+}
+
+LogVerification RecordVerifier::Finish() {
+  if (!decided_ && next_checkpoint_ < checkpoints_.size()) {
+    const Checkpoint& cp = checkpoints_[next_checkpoint_];
+    const uint64_t count = tree_.size();
+    result_.failed_checkpoint = positions_[next_checkpoint_];
+    result_.first_bad_index = count;
+    result_.bad_range_end = cp.tree_size;
+    result_.message = Describe(cp, positions_[next_checkpoint_]) + " covers " + std::to_string(cp.tree_size) +
+                      " entries but the log has only " + std::to_string(count) + ": entries " +
+                      std::to_string(count) + ".." + std::to_string(cp.tree_size - 1) + " were removed";
+    decided_ = true;
+  }
+  if (result_.ok()) result_.unanchored_entries = result_.entry_count - result_.verified_size;
+  return result_;
 }
 
 }  // namespace concierge::audit

@@ -24,9 +24,11 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "audit/checkpoint.h"
 #include "audit/merkle.h"
+#include "concierge/audit.h"
 #include "concierge/status.h"
 
 namespace concierge::audit {
@@ -65,6 +67,46 @@ LogVerification VerifyLog(std::span<const std::string> entries,
 // Same, for callers that already hold the leaf hashes.
 LogVerification VerifyLeafHashes(std::span<const Hash> leaf_hashes,
                                  std::span<const Checkpoint> checkpoints, std::string_view origin);
+
+// Streaming verification of stored records (database, export, REST), in
+// O(log n) memory. Besides recomputing the tree against the checkpoints, it
+// uses what storage holds about each record to name the exact index of
+// naive tampering, before the next checkpoint would only give a range:
+//  - record i must carry index i: a missing, duplicated or out-of-order row
+//    is reported at the first position where the index is not the expected
+//    one;
+//  - the recomputed leaf hash must equal the stored one: a row whose content
+//    was edited (or moved or inserted without recomputing its hash) is
+//    reported at its own index.
+// Someone who also recomputes stored hashes is still caught by the first
+// checkpoint covering the change; the report is then the suspect range.
+// Checkpoints are the only trusted input (verify their signatures first).
+class RecordVerifier {
+ public:
+  RecordVerifier(std::vector<Checkpoint> checkpoints, std::string origin);
+
+  // Feeds the next record in storage order; `check_stored_leaf` compares its
+  // leaf_hash field (false for sources that carry none). Returns false once
+  // the result is decided, after which further records are ignored.
+  bool Add(const AuditRecord& record, bool check_stored_leaf = true);
+  // The next stored record could not be read or parsed (e.g. an export line
+  // that is not an entry): reported as bad at the next position.
+  void AddUnreadable(const std::string& why);
+  // Entries after the last matching checkpoint and checkpoints past the end
+  // of the log are judged here.
+  LogVerification Finish();
+
+ private:
+  void FailAt(uint64_t index, std::string message);
+
+  std::vector<Checkpoint> checkpoints_;  // sorted by tree size
+  std::vector<size_t> positions_;        // caller's position of each
+  size_t next_checkpoint_ = 0;
+  std::string origin_;
+  CompactRange tree_;
+  LogVerification result_;
+  bool decided_ = false;
+};
 
 }  // namespace concierge::audit
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "audit/entry.h"
 #include "crypto/encoding.h"
 #include "crypto/keys.h"
 #include "crypto/signature.h"
@@ -233,6 +234,122 @@ TEST(VerifyLogTest, EndToEndWithSignedCheckpoints) {
   EXPECT_TRUE(VerifyLog(entries, trusted, kOrigin).ok());
   entries.erase(entries.begin() + 2);
   ExpectExactBadIndex(VerifyLog(entries, trusted, kOrigin), 2);
+}
+
+// --- RecordVerifier: stored records with their stored leaf hashes ---
+
+std::vector<AuditRecord> MakeRecords(int64_t n) {
+  std::vector<AuditRecord> out;
+  for (int64_t i = 0; i < n; ++i) {
+    AuditRecord r;
+    r.index = i;
+    r.time = TimePoint(std::chrono::milliseconds(1732362000000 + i));
+    r.actor = "ak-" + std::to_string(i % 3);
+    r.tenant_id = i % 2 ? "acme-news" : "globex";
+    r.action = "sign.digest";
+    r.target = "key-1";
+    r.outcome = "success";
+    r.request_id = "req-" + std::to_string(i);
+    r.client_address = "192.0.2.1";
+    r.policy_hash = std::string(64, 'p');
+    r.detail_json = R"({"digest":"ab","ledger_seq":)" + std::to_string(i + 1) + "}";
+    r.leaf_hash = EntryLeafHash(r);
+    out.push_back(r);
+  }
+  return out;
+}
+
+std::vector<Checkpoint> RecordCheckpoints(const std::vector<AuditRecord>& records, std::vector<uint64_t> sizes) {
+  std::vector<Checkpoint> out;
+  CompactRange tree;
+  for (uint64_t size : sizes) {
+    while (tree.size() < size) tree.Append(records[tree.size()].leaf_hash);
+    out.push_back(Checkpoint{std::string(kOrigin), size, tree.Root(), CheckpointTime(std::chrono::milliseconds(size))});
+  }
+  return out;
+}
+
+LogVerification RunRecords(const std::vector<AuditRecord>& records, const std::vector<Checkpoint>& checkpoints,
+                           bool check_leaf = true) {
+  RecordVerifier v(checkpoints, std::string(kOrigin));
+  for (const AuditRecord& r : records) {
+    if (!v.Add(r, check_leaf)) break;
+  }
+  return v.Finish();
+}
+
+void ExpectBadAt(const LogVerification& v, uint64_t index) {
+  ASSERT_FALSE(v.ok());
+  ASSERT_TRUE(v.first_bad_index.has_value()) << v.message;
+  EXPECT_EQ(*v.first_bad_index, index) << v.message;
+}
+
+TEST(RecordVerifierTest, IntactLogVerifiesAndCountsUnanchored) {
+  auto records = MakeRecords(20);
+  LogVerification v = RunRecords(records, RecordCheckpoints(records, {0, 5, 16}));
+  EXPECT_TRUE(v.ok()) << v.message;
+  EXPECT_EQ(v.entry_count, 20u);
+  EXPECT_EQ(v.verified_size, 16u);
+  EXPECT_EQ(v.unanchored_entries, 4u);
+}
+
+TEST(RecordVerifierTest, NamesEditedDeletedReorderedAndInsertedRows) {
+  const auto records = MakeRecords(20);
+  const auto checkpoints = RecordCheckpoints(records, {4, 20});
+
+  auto edited = records;
+  edited[9].actor = "mallory";
+  ExpectBadAt(RunRecords(edited, checkpoints), 9);
+
+  auto deleted = records;
+  deleted.erase(deleted.begin() + 7);  // a gap in the indexes
+  ExpectBadAt(RunRecords(deleted, checkpoints), 7);
+
+  auto reordered = records;  // rows keep their index column, contents swapped
+  std::swap(reordered[11].request_id, reordered[12].request_id);
+  std::swap(reordered[11].leaf_hash, reordered[12].leaf_hash);
+  ExpectBadAt(RunRecords(reordered, checkpoints), 11);
+
+  auto inserted = records;  // a forged row at 6, later rows renumbered
+  AuditRecord forged = records[6];
+  forged.actor = "mallory";
+  inserted.insert(inserted.begin() + 6, forged);
+  for (size_t i = 7; i < inserted.size(); ++i) inserted[i].index = static_cast<int64_t>(i);
+  ExpectBadAt(RunRecords(inserted, checkpoints), 6);
+
+  auto truncated = records;
+  truncated.resize(15);
+  LogVerification v = RunRecords(truncated, checkpoints);
+  ExpectBadAt(v, 15);
+  EXPECT_EQ(v.bad_range_end, 20u);
+  EXPECT_EQ(v.failed_checkpoint, 1u);
+}
+
+// Someone who recomputes the stored leaf hashes too is caught by the first
+// checkpoint covering the change, and the report is that checkpoint's range.
+TEST(RecordVerifierTest, RecomputedLeafHashesAreCaughtByTheCheckpoint) {
+  const auto records = MakeRecords(20);
+  const auto checkpoints = RecordCheckpoints(records, {4, 10, 20});
+  auto forged = records;
+  forged[12].outcome = "failure";
+  forged[12].leaf_hash = EntryLeafHash(forged[12]);
+  LogVerification v = RunRecords(forged, checkpoints);
+  ExpectBadAt(v, 10);
+  EXPECT_EQ(v.bad_range_end, 20u);
+  EXPECT_EQ(v.verified_size, 10u);
+  EXPECT_EQ(v.failed_checkpoint, 2u);
+  // Without stored hashes (a source that carries none) the same holds.
+  ExpectBadAt(RunRecords(forged, checkpoints, /*check_leaf=*/false), 10);
+}
+
+TEST(RecordVerifierTest, WrongOriginAndBadEmptyCheckpoint) {
+  const auto records = MakeRecords(3);
+  auto checkpoints = RecordCheckpoints(records, {3});
+  checkpoints[0].origin = "other/log";
+  EXPECT_FALSE(RunRecords(records, checkpoints).ok());
+  auto empty = RecordCheckpoints(records, {0});
+  empty[0].root_hash[0] ^= 1;
+  EXPECT_FALSE(RunRecords(records, empty).ok());
 }
 
 }  // namespace

@@ -29,6 +29,7 @@ struct PolicyFlags {
   int rotation_days = 0, grace_days = -1, cert_validity_days = 0, canary_count = -1;
   int64_t max_issuance = -1;
   bool approval_required = false, no_approval_required = false, sign_disabled = false, sign_enabled = false;
+  bool auto_respond = false, no_auto_respond = false;
   std::vector<std::string> allow, deny, failover;
 
   void Add(CLI::App* cmd) {
@@ -49,6 +50,9 @@ struct PolicyFlags {
     cmd->add_flag("--no-approval-required", no_approval_required, "rotations need no approver");
     cmd->add_flag("--sign-disabled", sign_disabled, "pause signing for the tenant");
     cmd->add_flag("--sign-enabled", sign_enabled, "resume signing for the tenant");
+    cmd->add_flag("--incident-auto-respond", auto_respond, "run the key_compromise playbook for high/critical "
+                                                           "incidents without an operator");
+    cmd->add_flag("--no-incident-auto-respond", no_auto_respond, "incident playbooks need keyctl incident respond");
     cmd->add_option("--file", file, "read the policy JSON from a file (flags override it)");
   }
 
@@ -77,6 +81,9 @@ struct PolicyFlags {
     if (sign_disabled && sign_enabled) Fail("--sign-disabled and --sign-enabled conflict");
     if (sign_disabled) j["sign_enabled"] = false;
     if (sign_enabled) j["sign_enabled"] = true;
+    if (auto_respond && no_auto_respond) Fail("--incident-auto-respond and --no-incident-auto-respond conflict");
+    if (auto_respond) j["incident_auto_respond"] = true;
+    if (no_auto_respond) j["incident_auto_respond"] = false;
     return j;
   }
 };
@@ -176,6 +183,7 @@ int RunKeyctl(int argc, char** argv) {
   std::function<int()> action;
   CommandContext ctx{app, g, action};  // for Add<Area>Commands in cli_<area>.cc
   AddEvidenceCommands(ctx);
+  AddAuditCommands(ctx);
 
   // serve
   LocalFlags local;
@@ -384,9 +392,9 @@ int RunKeyctl(int argc, char** argv) {
       int64_t cursor = after;
       for (;;) {
         std::string q = "?limit=" + std::to_string(limit) + "&after=" + std::to_string(cursor);
-        if (!key_id.empty()) q += "&key_id=" + key_id;
-        if (!from.empty()) q += "&from=" + from;
-        if (!to.empty()) q += "&to=" + to;
+        if (!key_id.empty()) q += "&key_id=" + client::QueryEscape(key_id);
+        if (!from.empty()) q += "&from=" + client::QueryEscape(from);
+        if (!to.empty()) q += "&to=" + client::QueryEscape(to);
         json page = api.CallJson("GET", TenantPath(tenant, "/ledger" + q));
         for (auto& e : page["entries"]) all.push_back(e);
         if (!all_pages || page["next_cursor"].is_null()) {
@@ -674,6 +682,7 @@ int RunKeyctl(int argc, char** argv) {
   });
 
   AddRotationCommands(ctx);
+  AddIncidentCommands(ctx);
 
   try {
     app.parse(argc, argv);

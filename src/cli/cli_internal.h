@@ -117,6 +117,10 @@ struct CommandContext {
 // Command groups, one per cli_<area>.cc.
 void AddEvidenceCommands(CommandContext& ctx);
 void AddRotationCommands(CommandContext& ctx);  // cli_rotation.cc (needs "key" registered first)
+// keyctl incident | job | webhook (cli_incident.cc).
+void AddIncidentCommands(CommandContext& ctx);
+// `keyctl audit ...` (cli_audit.cc).
+void AddAuditCommands(CommandContext& ctx);
 
 }  // namespace concierge::cli
 

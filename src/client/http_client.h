@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "concierge/status.h"
 
@@ -44,6 +45,10 @@ class HttpClient {
   int timeout_seconds_;
   void* curl_ = nullptr;  // CURL*, kept opaque so callers need no curl headers
 };
+
+// Percent-encodes a query parameter value (RFC 3986: everything but
+// unreserved characters).
+std::string QueryEscape(std::string_view value);
 
 }  // namespace concierge::client
 

@@ -57,5 +57,11 @@ TEST(HttpClientTest, HandleStaysUsableAfterFailure) {
   EXPECT_FALSE(client.Request("DELETE", "/x").ok());
 }
 
+TEST(HttpClientTest, QueryEscapeKeepsOnlyUnreserved) {
+  EXPECT_EQ(QueryEscape("aZ09-_.~"), "aZ09-_.~");
+  EXPECT_EQ(QueryEscape("2026-01-01T00:00:00+01:00"), "2026-01-01T00%3A00%3A00%2B01%3A00");
+  EXPECT_EQ(QueryEscape("a b&c=d/\xc3\xa9"), "a%20b%26c%3Dd%2F%C3%A9");
+}
+
 }  // namespace
 }  // namespace concierge::client

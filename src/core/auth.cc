@@ -54,10 +54,18 @@ std::string_view PermissionName(Permission p) {
     case Permission::kRotationManage: return "rotation:manage";
     case Permission::kRotationApprove: return "rotation:approve";
     case Permission::kKeyManage: return "key:manage";
+    case Permission::kIncidentRead: return "incident:read";
+    case Permission::kIncidentManage: return "incident:manage";
+    case Permission::kAuditRead: return "audit:read";
+    case Permission::kAuditCheckpoint: return "audit:checkpoint";
   }
   return "unknown";
 }
 
+// Every role may read the audit log: which records it sees is limited by the
+// key's tenant scope (api_audit.cc), so a tenant's signer can fetch inclusion
+// proofs for its own signatures but never another tenant's records. The
+// auditor role reads the audit log and nothing else.
 bool RoleAllows(Role role, Permission permission) {
   switch (role) {
     case Role::kAdmin:
@@ -66,15 +74,19 @@ bool RoleAllows(Role role, Permission permission) {
       return permission == Permission::kTenantRead || permission == Permission::kPolicyWrite ||
              permission == Permission::kVerify || permission == Permission::kCertRevoke ||
              permission == Permission::kRotationManage || permission == Permission::kRotationApprove ||
-             permission == Permission::kKeyManage;
+             permission == Permission::kKeyManage || permission == Permission::kIncidentRead ||
+             permission == Permission::kIncidentManage || permission == Permission::kAuditRead ||
+             permission == Permission::kAuditCheckpoint;
     case Role::kOperator:
       return permission == Permission::kTenantRead || permission == Permission::kPolicyWrite ||
-             permission == Permission::kVerify || permission == Permission::kRotationManage;
+             permission == Permission::kVerify || permission == Permission::kRotationManage ||
+             permission == Permission::kIncidentRead || permission == Permission::kAuditRead;
     case Role::kSigner:
       return permission == Permission::kTenantRead || permission == Permission::kSign ||
-             permission == Permission::kVerify;
+             permission == Permission::kVerify || permission == Permission::kAuditRead;
     case Role::kAuditor:
-      return permission == Permission::kTenantRead || permission == Permission::kVerify;
+      // Audit data and nothing else (issue 7).
+      return permission == Permission::kAuditRead || permission == Permission::kAuditCheckpoint;
   }
   return false;
 }

@@ -43,6 +43,10 @@ enum class Permission {
   kRotationManage,   // schedule, execute, cancel and roll back rotations
   kRotationApprove,  // approve a rotation scheduled by someone else (admins, security officers)
   kKeyManage,        // mark a key retired, compromised or destroyed (admins, security officers)
+  kIncidentRead,    // incidents, timelines, reports, re-sign jobs (not signers)
+  kIncidentManage,  // open/move/respond to incidents, re-sign jobs, webhooks (admins, security officers)
+  kAuditRead,     // audit entries, checkpoints, proofs (every role; scoped keys see their tenant only)
+  kAuditCheckpoint,  // sign a checkpoint on demand (admins, security officers, auditors)
 };
 
 std::string_view PermissionName(Permission p);

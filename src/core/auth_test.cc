@@ -80,14 +80,18 @@ TEST_F(AuthTest, RevocationByAnotherProcessTakesEffectWithinCacheTtl) {
 TEST_F(AuthTest, RoleMatrix) {
   struct Row {
     Role role;
-    bool read, write, sign, verify, manage;
+    bool read, write, sign, verify, manage, audit_read, audit_checkpoint;
   };
-  for (const Row& r : {Row{Role::kAdmin, true, true, true, true, true},
-                       Row{Role::kSecurityOfficer, true, true, false, true, false},
-                       Row{Role::kOperator, true, true, false, true, false},
-                       Row{Role::kSigner, true, false, true, true, false},
-                       Row{Role::kAuditor, true, false, false, true, false}}) {
+  // The auditor reads the audit log and nothing else.
+  for (const Row& r : {Row{Role::kAdmin, true, true, true, true, true, true, true},
+                       Row{Role::kSecurityOfficer, true, true, false, true, false, true, true},
+                       Row{Role::kOperator, true, true, false, true, false, true, false},
+                       Row{Role::kSigner, true, false, true, true, false, true, false},
+                       Row{Role::kAuditor, false, false, false, false, false, true, true}}) {
     Principal p{"id", r.role, ""};
+    EXPECT_EQ(auth_->Authorize(p, Permission::kAuditRead, "t-1").ok(), r.audit_read) << RoleName(r.role);
+    EXPECT_EQ(auth_->Authorize(p, Permission::kAuditCheckpoint, "").ok(), r.audit_checkpoint) << RoleName(r.role);
+    EXPECT_EQ(auth_->Authorize(p, Permission::kCaManage, "").ok(), r.role == Role::kAdmin) << RoleName(r.role);
     EXPECT_EQ(auth_->Authorize(p, Permission::kTenantRead, "t-1").ok(), r.read) << RoleName(r.role);
     EXPECT_EQ(auth_->Authorize(p, Permission::kPolicyWrite, "t-1").ok(), r.write) << RoleName(r.role);
     EXPECT_EQ(auth_->Authorize(p, Permission::kSign, "t-1").ok(), r.sign) << RoleName(r.role);

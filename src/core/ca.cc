@@ -229,11 +229,14 @@ StatusOr<CertificateRecord> CertificateService::Import(const std::string& tenant
 
 StatusOr<CertificateRecord> CertificateService::Revoke(const std::string& tenant_id) {
   ASSIGN_OR_RETURN(std::shared_ptr<const TenantState> state, tenants_.Active(tenant_id));
-  const KeyRecord& key = state->active_key;
+  return RevokeKeyCertificate(state->active_key);
+}
+
+StatusOr<CertificateRecord> CertificateService::RevokeKeyCertificate(const KeyRecord& key) {
   auto cert = store_.GetActiveCertificate(key.key_id);
   if (!cert.ok()) {
     if (cert.status().code() == StatusCode::kNotFound) {
-      return FailedPreconditionError("key '" + key.key_id + "' of tenant '" + tenant_id +
+      return FailedPreconditionError("key '" + key.key_id + "' of tenant '" + key.tenant_id +
                                      "' has no active certificate to revoke");
     }
     return cert.status();

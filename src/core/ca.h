@@ -89,6 +89,10 @@ class CertificateService {
   // Revokes the active key's current certificate; a built-in CA certificate
   // then appears on the CRL. FailedPrecondition when there is none.
   StatusOr<CertificateRecord> Revoke(const std::string& tenant_id);
+  // Revokes `key`'s current certificate, whether or not the key is still the
+  // active one (incident playbooks revoke a compromised key after rotating
+  // away from it). FailedPrecondition when it has none.
+  StatusOr<CertificateRecord> RevokeKeyCertificate(const KeyRecord& key);
 
   // A PKCS#10 CSR (PEM) for the tenant's active key, signed by the key inside
   // its backend, with the policy's subject; for certification by an external CA.

@@ -1,12 +1,29 @@
-// LedgerWriter: the group-commit writer of the signing ledger.
+// LedgerWriter: the group-commit writer of the signing ledger and of the
+// tamper-evident audit log.
 //
 // Request threads Submit() their rows and return at once; one writer thread
 // takes everything queued (whole submissions, up to max_batch rows), commits it
 // in one transaction, then runs each submission's callback with the outcome.
+//
+// Audit: the writer owns the audit tree's right edge (audit::CompactRange,
+// restored from storage at start). Inside each batch's transaction it turns
+// every ledger row into its audit record ("sign.<kind>", see
+// SignatureAuditRecord) and takes queued state-change records
+// (SubmitAudit), in queue order, assigning consecutive indexes and computing
+// leaf hashes; the records commit in the same transaction as the ledger rows
+// (LedgerStore::AppendBatch's AuditBuilder), so no signature is released
+// without its audit record and the log order is the commit order. If the
+// commit fails, the tree is rolled back (and re-read from storage when a
+// reload function is given) and every submitter gets the error.
 // While one commit is in flight the next batch accumulates, so throughput grows
 // with load without adding latency at low load. A caller must not reveal a
 // signature before its callback reported OK: that is what makes "every
 // signature returned is in the ledger" hold across crashes.
+//
+// Mass re-sign batches (CommitResign) go through the same thread, so the
+// ledger keeps a single writer (seq order = commit order) and interactive
+// signing keeps priority: a re-sign batch is committed only when no
+// interactive submission is waiting.
 // Thread-safe. Callbacks run on the writer thread and must not block.
 #ifndef CONCIERGE_CORE_LEDGER_WRITER_H_
 #define CONCIERGE_CORE_LEDGER_WRITER_H_
@@ -17,9 +34,12 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
+#include "audit/merkle.h"
+#include "concierge/audit.h"
 #include "concierge/ledger.h"
 
 namespace concierge::core {
@@ -41,13 +61,33 @@ struct LedgerWriterStats {
   uint64_t commits = 0;
   uint64_t rows = 0;
   uint64_t failed_commits = 0;
+  uint64_t audit_records = 0;
 };
+
+// Size and root of the audit tree as last committed.
+struct AuditHead {
+  uint64_t size = 0;
+  audit::Hash root = audit::EmptyRoot();
+};
+
+// The audit record of a signature, from its committed ledger row: action
+// "sign.<kind>", actor the API key, target the key id, outcome "success",
+// detail {"algorithm","asset_id"?,"cert_serial"?,"digest","key_version",
+// "ledger_seq"} in canonical form. Index and leaf hash are left to the writer.
+AuditRecord SignatureAuditRecord(const LedgerEntry& row);
 
 class LedgerWriter {
  public:
   using Done = std::function<void(const Status&)>;
 
-  LedgerWriter(LedgerStore& store, LedgerWriterOptions options = {});
+  // Re-reads the committed audit tree after a failed commit, in case the
+  // failure left storage ahead of the writer (e.g. an error reported after
+  // the commit reached the disk).
+  using AuditReload = std::function<StatusOr<audit::CompactRange>()>;
+
+  // `audit_tree` is the committed audit tree (empty for a new log).
+  LedgerWriter(LedgerStore& store, LedgerWriterOptions options = {}, audit::CompactRange audit_tree = {},
+               AuditReload reload = nullptr);
   ~LedgerWriter();  // commits what is queued, then stops
   LedgerWriter(const LedgerWriter&) = delete;
   LedgerWriter& operator=(const LedgerWriter&) = delete;
@@ -58,21 +98,53 @@ class LedgerWriter {
   using DoneWithEntries = std::function<void(const Status&, std::vector<LedgerEntry>&)>;
   void Submit(std::vector<LedgerEntry> entries, DoneWithEntries done);
 
+  // Queues `batch` (LedgerStore::AppendResignBatch) for the writer thread;
+  // `done` runs there once it is committed or failed (kUnavailable once
+  // stopped, then on the caller's thread). `batch` must live until `done`.
+  void SubmitResign(ResignBatch& batch, std::function<void(const Status&)> done);
+  // SubmitResign and wait: its rows get their seqs.
+  Status CommitResign(ResignBatch& batch);
+  // Interactive rows queued and not yet committed: a busy signal for
+  // background work that should yield to requests.
+  size_t queued_rows() const;
+  // Re-sign batches waiting for the writer (metrics, tests).
+  size_t queued_resign_batches() const;
+  // Queues one audit record that is not a signature (a state change). The
+  // writer assigns its index and leaf hash; `done` receives the stored record
+  // once it is durable, or the error. Ordered with signatures by queue order.
+  using AuditDone = std::function<void(const Status&, const AuditRecord&)>;
+  void SubmitAudit(AuditRecord record, AuditDone done);
+
   void Stop();
   LedgerWriterStats stats() const;
+  AuditHead CommittedAuditHead() const;
 
  private:
   struct Pending {
     std::vector<LedgerEntry> entries;
     DoneWithEntries done;
+    std::optional<AuditRecord> audit;  // set for SubmitAudit
+    AuditDone audit_done;
+  };
+  struct PendingResign {
+    ResignBatch* batch;
+    std::function<void(const Status&)> done;
   };
   void Run();
+  // Assigns the next index, hashes the leaf and extends the tree; the record
+  // and completed nodes at stored levels go to `out` (writer thread only).
+  const AuditRecord& AppendAuditLeaf(AuditRecord record, AuditAppend& out);
+  void Enqueue(Pending pending, size_t rows);
 
   LedgerStore& store_;
   LedgerWriterOptions options_;
+  audit::CompactRange tree_;       // writer thread only
+  AuditReload reload_;
+  audit::CompactRange committed_;  // guarded by mu_
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> queue_;
+  std::deque<PendingResign> resign_queue_;
   size_t queued_rows_ = 0;
   bool stopping_ = false;
   bool lingering_ = false;  // writer is waiting for a larger group

@@ -20,7 +20,7 @@ const std::set<std::string, std::less<>>& KnownFields() {
       "tenant_id", "algorithm", "key_type", "provider", "key_uri", "failover",
       "rotate_every_days", "rotation_grace_days", "max_issuance_per_24h", "rate_limit_per_second", "sign_enabled",
       "cert_validity_days", "cert_subject", "assertions_allow", "assertions_deny",
-      "canary_count", "approval_required"};
+      "canary_count", "approval_required", "incident_auto_respond"};
   return *fields;
 }
 
@@ -97,6 +97,7 @@ Status ReadFields(const json& body, Policy* p) {
   RETURN_IF_ERROR(ReadStringList(body, "assertions_deny", &p->assertions_deny));
   RETURN_IF_ERROR(ReadInt(body, "canary_count", &p->canary_count));
   RETURN_IF_ERROR(ReadBool(body, "approval_required", &p->approval_required));
+  RETURN_IF_ERROR(ReadBool(body, "incident_auto_respond", &p->incident_auto_respond));
   return Status::Ok();
 }
 
@@ -263,6 +264,7 @@ json PolicyToJson(const Policy& p) {
   j["assertions_deny"] = p.assertions_deny;
   j["canary_count"] = p.canary_count;
   j["approval_required"] = p.approval_required;
+  j["incident_auto_respond"] = p.incident_auto_respond;
   return j;
 }
 

@@ -37,6 +37,9 @@ struct Policy {
   std::vector<std::string> assertions_deny;
   int canary_count = 10;              // 0..1000
   bool approval_required = false;
+  // High/critical key_compromise incidents start their playbook without an
+  // operator (pause, emergency rotation, revoke, mass re-sign, resume).
+  bool incident_auto_respond = false;
 };
 
 // Tenant ids are slugs: 3..63 chars of [a-z0-9-], starting with a letter, not

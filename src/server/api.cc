@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "audit/entry.h"
 #include "crypto/cose.h"
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
@@ -75,6 +76,7 @@ void Api::Handle(HttpRequest&& request, Responder respond) {
 
 void Api::Finish(const std::shared_ptr<Call>& call, HttpResponse response) {
   response.headers.emplace_back("X-Request-Id", call->request_id);
+  if (d_.detectors != nullptr) ObserveForDetectors(*call, response);
   auto micros =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - call->start);
   LogLevel level = response.status >= 500 ? LogLevel::kWarn : LogLevel::kDebug;
@@ -89,6 +91,30 @@ void Api::Finish(const std::shared_ptr<Call>& call, HttpResponse response) {
   call->respond(std::move(response));
 }
 
+namespace {
+
+// The top-level field names of a request body: what an attempt records about
+// a policy change (the stored policy version holds the values). Bounded, so
+// a junk body cannot make the attempt record too large to write.
+json FieldNames(const json& body) {
+  constexpr size_t kMaxNames = 32;
+  json names = json::array();
+  for (const auto& [k, v] : body.items()) {
+    if (names.size() == kMaxNames) {
+      names.push_back("...");
+      break;
+    }
+    names.push_back(audit::SanitizeField(k, 64));
+  }
+  return names;
+}
+
+json CertificateAuditJson(const CertificateRecord& c) {
+  return {{"serial", c.serial}, {"issuer", c.issuer}, {"key_id", c.key_id}, {"source", c.source}};
+}
+
+}  // namespace
+
 std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr) {
   Call& call = *call_ptr;
   const std::string& m = call.req.method;
@@ -102,6 +128,8 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
   if (s.size() < 2 || s[0] != "api" || s[1] != "v1") {
     return ErrorResponse(NotFoundError("no route for " + call.req.path), call.request_id);
   }
+  if (auto r = DispatchIncidents(call, s)) return r;
+  if (auto r = DispatchJobs(call, s)) return r;
   if (is({"api", "v1", "whoami"})) return m == "GET" ? Whoami(call) : method_not_allowed("GET");
   if (is({"api", "v1", "tenants"})) return m == "GET" ? ListTenants(call) : method_not_allowed("GET");
   if (is({"api", "v1", "policies"})) return m == "GET" ? ListPolicies(call) : method_not_allowed("GET");
@@ -113,6 +141,7 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
   if (is({"api", "v1", "api-keys", "*"})) {
     return m == "DELETE" ? RevokeApiKey(call, s[3]) : method_not_allowed("DELETE");
   }
+  if (auto audit = DispatchAudit(call, s)) return audit;
   if (is({"api", "v1", "ca"})) return m == "POST" ? InitCa(call) : method_not_allowed("POST");
   if (is({"api", "v1", "ca", "certificate"})) return m == "GET" ? CaCertificate(call) : method_not_allowed("GET");
   if (is({"api", "v1", "ca", "crl"})) return m == "GET" ? CaCrl(call) : method_not_allowed("GET");
@@ -201,6 +230,9 @@ HttpResponse Api::Metrics(Call&) {
     counter("keyctl_ledger_commits_total", "Ledger group commits.", st.commits);
     counter("keyctl_ledger_rows_total", "Ledger rows committed.", st.rows);
     counter("keyctl_ledger_failed_commits_total", "Ledger commits that failed.", st.failed_commits);
+    counter("keyctl_audit_records_total", "Audit log records committed.", st.audit_records);
+    out += "# HELP keyctl_audit_tree_size Audit log size (records).\n# TYPE keyctl_audit_tree_size gauge\n"
+           "keyctl_audit_tree_size " + std::to_string(d_.ledger_writer->CommittedAuditHead().size) + "\n";
   }
   HttpResponse r;
   r.content_type = "text/plain; version=0.0.4";
@@ -249,7 +281,16 @@ HttpResponse Api::ListPolicies(Call& call) {
 HttpResponse Api::CreatePolicy(Call& call, const std::string& tenant) {
   API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kPolicyWrite, tenant));
   API_ASSIGN_OR_RETURN(call, json body, ParseBody(call.req.body));
-  API_ASSIGN_OR_RETURN(call, core::TenantState created, d_.tenants->CreatePolicy(tenant, body, *call.principal));
+  API_ASSIGN_OR_RETURN(call, AuditedChange change,
+                       BeginChange(call, "policy.create", tenant, tenant, {{"fields", FieldNames(body)}}));
+  StatusOr<core::TenantState> created_or = d_.tenants->CreatePolicy(tenant, body, *call.principal);
+  if (created_or.ok()) change.event.policy_hash = created_or->policy.hash;
+  change.Finish(created_or.status(), created_or.ok() ? json{{"version", created_or->policy.version},
+                                                            {"policy_hash", created_or->policy.hash},
+                                                            {"key_id", created_or->active_key.key_id},
+                                                            {"key_fingerprint", created_or->active_key.fingerprint}}
+                                                      : json::object());
+  API_ASSIGN_OR_RETURN(call, core::TenantState created, std::move(created_or));
   Log(LogLevel::kInfo, "policy_created",
       {{"tenant_id", tenant}, {"version", created.policy.version}, {"policy_hash", created.policy.hash},
        {"key_id", created.active_key.key_id}, {"actor", call.principal->id}, {"request_id", call.request_id}});
@@ -259,7 +300,11 @@ HttpResponse Api::CreatePolicy(Call& call, const std::string& tenant) {
   // policy stands even if that fails; the chain endpoints then say why and
   // POST .../certificate/issue retries.
   if (d_.certs != nullptr && d_.certs->CaInitialised()) {
-    auto cert = d_.certs->IssueForKey(created.active_key, created.policy.policy);
+    StatusOr<AuditedChange> issue = BeginChange(call, "certificate.issue", tenant, tenant,
+                                                {{"key_id", created.active_key.key_id}, {"reason", "policy.create"}});
+    StatusOr<CertificateRecord> cert =
+        issue.ok() ? d_.certs->IssueForKey(created.active_key, created.policy.policy) : issue.status();
+    if (issue.ok()) issue->Finish(cert.status(), cert.ok() ? CertificateAuditJson(*cert) : json::object());
     if (cert.ok()) {
       out["certificate"] = CertificateJson(*cert);
     } else {
@@ -297,7 +342,15 @@ HttpResponse Api::UpdatePolicy(Call& call, const std::string& tenant) {
       return ErrorResponse(FieldError("If-Match", "If-Match must be a policy version number"), call.request_id);
     }
   }
-  API_ASSIGN_OR_RETURN(call, auto updated, d_.tenants->UpdatePolicy(tenant, body, *call.principal, expected));
+  json attempt = {{"fields", FieldNames(body)}};
+  if (expected) attempt["if_match"] = *expected;
+  API_ASSIGN_OR_RETURN(call, AuditedChange change, BeginChange(call, "policy.update", tenant, tenant, attempt));
+  StatusOr<core::PolicyVersion> updated_or = d_.tenants->UpdatePolicy(tenant, body, *call.principal, expected);
+  if (updated_or.ok()) change.event.policy_hash = updated_or->hash;
+  change.Finish(updated_or.status(), updated_or.ok() ? json{{"version", updated_or->version},
+                                                            {"policy_hash", updated_or->hash}}
+                                                      : json::object());
+  API_ASSIGN_OR_RETURN(call, core::PolicyVersion updated, std::move(updated_or));
   Log(LogLevel::kInfo, "policy_updated",
       {{"tenant_id", tenant}, {"version", updated.version}, {"policy_hash", updated.hash},
        {"actor", call.principal->id}, {"request_id", call.request_id}});
@@ -306,7 +359,10 @@ HttpResponse Api::UpdatePolicy(Call& call, const std::string& tenant) {
 
 HttpResponse Api::DeletePolicy(Call& call, const std::string& tenant) {
   API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kPolicyWrite, tenant));
-  API_RETURN_IF_ERROR(call, d_.tenants->DeletePolicy(tenant, *call.principal));
+  API_ASSIGN_OR_RETURN(call, AuditedChange change, BeginChange(call, "policy.delete", tenant, tenant));
+  Status deleted = d_.tenants->DeletePolicy(tenant, *call.principal);
+  change.Finish(deleted);
+  API_RETURN_IF_ERROR(call, deleted);
   Log(LogLevel::kInfo, "policy_deleted",
       {{"tenant_id", tenant}, {"actor", call.principal->id}, {"request_id", call.request_id}});
   return JsonResponse(200, {{"tenant_id", tenant}, {"deleted", true}});
@@ -586,31 +642,12 @@ HttpResponse Api::Ledger(Call& call, const std::string& tenant) {
   API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kTenantRead, tenant));
   LedgerQuery q;
   q.tenant_id = tenant;
-  auto int_param = [&](const char* name, int64_t lo, int64_t hi, int64_t* out) -> Status {
-    auto it = call.req.query.find(name);
-    if (it == call.req.query.end()) return Status::Ok();
-    std::optional<int64_t> v = ParseInt(it->second, lo, hi);
-    if (!v) {
-      return FieldError(name, std::string(name) + " must be an integer from " + std::to_string(lo) + " to " +
-                                  std::to_string(hi));
-    }
-    *out = *v;
-    return Status::Ok();
-  };
-  auto time_param = [&](const char* name, std::optional<TimePoint>* out) -> Status {
-    auto it = call.req.query.find(name);
-    if (it == call.req.query.end()) return Status::Ok();
-    TimePoint t;
-    if (!ParseRfc3339(it->second, &t)) return FieldError(name, std::string(name) + " must be an RFC 3339 time");
-    *out = t;
-    return Status::Ok();
-  };
   int64_t limit = 100;
-  API_RETURN_IF_ERROR(call, int_param("after", 0, INT64_MAX, &q.after_seq));
-  API_RETURN_IF_ERROR(call, int_param("limit", 1, 1000, &limit));
+  API_RETURN_IF_ERROR(call, IntParam(call.req, "after", 0, INT64_MAX, &q.after_seq));
+  API_RETURN_IF_ERROR(call, IntParam(call.req, "limit", 1, 1000, &limit));
   q.limit = static_cast<int>(limit);
-  API_RETURN_IF_ERROR(call, time_param("from", &q.from));
-  API_RETURN_IF_ERROR(call, time_param("to", &q.to));
+  API_RETURN_IF_ERROR(call, TimeParam(call.req, "from", &q.from));
+  API_RETURN_IF_ERROR(call, TimeParam(call.req, "to", &q.to));
   if (auto it = call.req.query.find("key_id"); it != call.req.query.end()) q.key_id = it->second;
   API_ASSIGN_OR_RETURN(call, LedgerPage page, d_.ledger->ListLedger(q));
   json entries = json::array();
@@ -628,7 +665,8 @@ HttpResponse Api::Ledger(Call& call, const std::string& tenant) {
                        {"api_key_id", e.api_key_id},
                        {"client_address", e.client_address},
                        {"policy_hash", e.policy_hash},
-                       {"signed_at", FormatRfc3339(e.signed_at)}});
+                       {"signed_at", FormatRfc3339(e.signed_at)},
+                       {"resign_of_seq", e.resign_of_seq ? json(e.resign_of_seq) : json(nullptr)}});
   }
   return JsonResponse(200, {{"tenant_id", tenant},
                             {"entries", entries},
@@ -683,7 +721,15 @@ HttpResponse Api::InitCa(Call& call) {
     }
     options.validity_days = static_cast<int>(it->get<int64_t>());
   }
-  API_ASSIGN_OR_RETURN(call, CaRecord ca, d_.certs->InitCa(options));
+  API_ASSIGN_OR_RETURN(call, AuditedChange change,
+                       BeginChange(call, "ca.init", "", "ca",
+                                   {{"algorithm", std::string(AlgorithmName(options.algorithm))},
+                                    {"subject", audit::SanitizeField(options.subject)},
+                                    {"provider", options.provider},
+                                    {"validity_days", options.validity_days}}));
+  StatusOr<CaRecord> ca_or = d_.certs->InitCa(options);
+  change.Finish(ca_or.status());
+  API_ASSIGN_OR_RETURN(call, CaRecord ca, std::move(ca_or));
   Log(LogLevel::kInfo, "ca_initialised",
       {{"algorithm", ca.algorithm}, {"provider", ca.provider}, {"actor", call.principal->id}, {"request_id", call.request_id}});
   return JsonResponse(201, {{"algorithm", ca.algorithm},
@@ -737,7 +783,12 @@ HttpResponse Api::ImportCertificate(Call& call, const std::string& tenant) {
   API_ASSIGN_OR_RETURN(call, json body, ParseBody(call.req.body));
   API_RETURN_IF_ERROR(call, OnlyFields(body, {"chain_pem"}));
   API_ASSIGN_OR_RETURN(call, std::string chain_pem, StringField(body, "chain_pem", true));
-  API_ASSIGN_OR_RETURN(call, CertificateRecord cert, d_.certs->Import(tenant, chain_pem));
+  API_ASSIGN_OR_RETURN(call, AuditedChange change,
+                       BeginChange(call, "certificate.import", tenant, tenant,
+                                   {{"chain_sha256", crypto::Sha256Hex(crypto::AsBytes(chain_pem))}}));
+  StatusOr<CertificateRecord> cert_or = d_.certs->Import(tenant, chain_pem);
+  change.Finish(cert_or.status(), cert_or.ok() ? CertificateAuditJson(*cert_or) : json::object());
+  API_ASSIGN_OR_RETURN(call, CertificateRecord cert, std::move(cert_or));
   Log(LogLevel::kInfo, "certificate_imported",
       {{"tenant_id", tenant}, {"serial", cert.serial}, {"issuer", cert.issuer}, {"key_id", cert.key_id},
        {"actor", call.principal->id}, {"request_id", call.request_id}});
@@ -752,7 +803,10 @@ HttpResponse Api::ImportCertificate(Call& call, const std::string& tenant) {
 HttpResponse Api::IssueCertificate(Call& call, const std::string& tenant) {
   API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kPolicyWrite, tenant));
   if (d_.certs == nullptr) return ErrorResponse(NoCertificateService(), call.request_id);
-  API_ASSIGN_OR_RETURN(call, CertificateRecord cert, d_.certs->IssueForTenant(tenant));
+  API_ASSIGN_OR_RETURN(call, AuditedChange change, BeginChange(call, "certificate.issue", tenant, tenant));
+  StatusOr<CertificateRecord> cert_or = d_.certs->IssueForTenant(tenant);
+  change.Finish(cert_or.status(), cert_or.ok() ? CertificateAuditJson(*cert_or) : json::object());
+  API_ASSIGN_OR_RETURN(call, CertificateRecord cert, std::move(cert_or));
   Log(LogLevel::kInfo, "certificate_issued",
       {{"tenant_id", tenant}, {"serial", cert.serial}, {"actor", call.principal->id}, {"request_id", call.request_id}});
   return JsonResponse(201, CertificateJson(cert));
@@ -761,7 +815,10 @@ HttpResponse Api::IssueCertificate(Call& call, const std::string& tenant) {
 HttpResponse Api::RevokeCertificate(Call& call, const std::string& tenant) {
   API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kCertRevoke, tenant));
   if (d_.certs == nullptr) return ErrorResponse(NoCertificateService(), call.request_id);
-  API_ASSIGN_OR_RETURN(call, CertificateRecord cert, d_.certs->Revoke(tenant));
+  API_ASSIGN_OR_RETURN(call, AuditedChange change, BeginChange(call, "certificate.revoke", tenant, tenant));
+  StatusOr<CertificateRecord> cert_or = d_.certs->Revoke(tenant);
+  change.Finish(cert_or.status(), cert_or.ok() ? CertificateAuditJson(*cert_or) : json::object());
+  API_ASSIGN_OR_RETURN(call, CertificateRecord cert, std::move(cert_or));
   Log(LogLevel::kInfo, "certificate_revoked",
       {{"tenant_id", tenant}, {"serial", cert.serial}, {"actor", call.principal->id}, {"request_id", call.request_id}});
   json out = CertificateJson(cert);
@@ -782,7 +839,14 @@ HttpResponse Api::CreateApiKey(Call& call) {
                          call.request_id);
   }
   API_ASSIGN_OR_RETURN(call, std::string name, StringField(body, "name", false));
-  API_ASSIGN_OR_RETURN(call, core::NewApiKey created, d_.auth->CreateApiKey(*role, tenant, name, call.principal->id));
+  // Minted first (nothing stored) so the attempt can name the new key's id.
+  API_ASSIGN_OR_RETURN(call, core::NewApiKey created, d_.auth->MintApiKey(*role, tenant, name, call.principal->id));
+  API_ASSIGN_OR_RETURN(call, AuditedChange change,
+                       BeginChange(call, "api_key.create", tenant, created.record.id,
+                                   {{"role", created.record.role}, {"scope", tenant}, {"name", name}}));
+  Status inserted = d_.store->InsertApiKey(created.record);
+  change.Finish(inserted);
+  API_RETURN_IF_ERROR(call, inserted);
   Log(LogLevel::kInfo, "api_key_created",
       {{"api_key_id", created.record.id}, {"role", created.record.role}, {"tenant_id", created.record.tenant_id},
        {"actor", call.principal->id}, {"request_id", call.request_id}});
@@ -804,7 +868,12 @@ HttpResponse Api::RevokeApiKey(Call& call, const std::string& id) {
   if (id == call.principal->id) {
     return ErrorResponse(FailedPreconditionError("an API key cannot revoke itself"), call.request_id);
   }
-  API_RETURN_IF_ERROR(call, d_.auth->Revoke(id));
+  API_ASSIGN_OR_RETURN(call, ApiKeyRecord key, d_.store->GetApiKey(id));
+  API_ASSIGN_OR_RETURN(call, AuditedChange change,
+                       BeginChange(call, "api_key.revoke", key.tenant_id, key.id, {{"role", key.role}}));
+  Status revoked = d_.auth->Revoke(id);
+  change.Finish(revoked);
+  API_RETURN_IF_ERROR(call, revoked);
   Log(LogLevel::kInfo, "api_key_revoked", {{"api_key_id", id}, {"actor", call.principal->id}, {"request_id", call.request_id}});
   return JsonResponse(200, {{"id", id}, {"revoked", true}});
 }

@@ -6,6 +6,8 @@
 #ifndef CONCIERGE_SERVER_API_H_
 #define CONCIERGE_SERVER_API_H_
 
+#include <nlohmann/json.hpp>
+
 #include <functional>
 #include <memory>
 #include <optional>
@@ -15,12 +17,18 @@
 #include "concierge/key_backend.h"
 #include "concierge/ledger.h"
 #include "concierge/store.h"
+#include "core/audit_log.h"
 #include "core/auth.h"
 #include "core/ca.h"
 #include "core/rotation_engine.h"
 #include "core/rotation_evidence.h"
 #include "core/rotation_scheduler.h"
+#include "core/incident.h"
+#include "core/incident_detectors.h"
+#include "core/incident_playbook.h"
 #include "core/ledger_writer.h"
+#include "core/resign_job.h"
+#include "core/webhook.h"
 #include "core/signing_service.h"
 #include "core/tenant_service.h"
 #include "server/http_server.h"
@@ -45,7 +53,18 @@ struct ApiDeps {
   core::RotationEngine* rotations = nullptr;           // null: rotation routes answer 503
   core::RotationScheduler* rotation_scheduler = nullptr;  // runs executed rotations
   core::RotationEvidenceRecorder* evidence = nullptr;     // Rotation Evidence Packs
+  // Incident response (null = those routes answer 503).
+  core::IncidentService* incidents = nullptr;
+  core::ResignJobEngine* jobs = nullptr;
+  core::PlaybookRunner* playbooks = nullptr;
+  core::WebhookService* webhooks = nullptr;
+  core::IncidentDetectors* detectors = nullptr;
+  // Every state change is recorded here before it is applied (api_audit.cc);
+  // without it those routes answer 503.
+  core::AuditLog* audit = nullptr;
 };
+
+struct AuditedChange;
 
 class Api {
  public:
@@ -111,6 +130,29 @@ class Api {
   HttpResponse CreateApiKey(Call& call);
   HttpResponse ListApiKeys(Call& call);
   HttpResponse RevokeApiKey(Call& call, const std::string& id);
+
+  // Incident response routes: incidents and webhooks (api_incident.cc), re-sign
+  // jobs (api_jobs.cc). nullopt = the path is not theirs.
+  std::optional<HttpResponse> DispatchIncidents(Call& call, const std::vector<std::string>& s);
+  std::optional<HttpResponse> DispatchJobs(Call& call, const std::vector<std::string>& s);
+  // Feeds a finished response to the incident detectors (api_incident.cc).
+  void ObserveForDetectors(const Call& call, const HttpResponse& response);
+  // Audit routes (api_audit.cc): /api/v1/audit/...; nullopt when the path is
+  // not an audit route.
+  std::optional<HttpResponse> DispatchAudit(Call& call, const std::vector<std::string>& segments);
+  HttpResponse AuditEntries(Call& call);
+  HttpResponse AuditCheckpoint(Call& call);
+  HttpResponse CreateAuditCheckpoint(Call& call);
+  HttpResponse AuditCheckpoints(Call& call);
+  HttpResponse AuditKeys(Call& call);
+  HttpResponse AuditInclusionProof(Call& call);
+  HttpResponse AuditConsistencyProof(Call& call);
+  // Audit-before-commit for a state-changing request: records the attempt
+  // (actor, tenant, request id, client from `call`) and returns the handle
+  // whose Finish() records the outcome; kUnavailable, and nothing may be
+  // changed, when the attempt could not be recorded.
+  StatusOr<AuditedChange> BeginChange(Call& call, std::string action, std::string tenant, std::string target,
+                                      nlohmann::json detail = nlohmann::json::object());
 
   ApiDeps d_;
 };

@@ -22,6 +22,8 @@ using json = nlohmann::json;
 using core::Permission;
 
 HttpResponse JsonResponse(int status, const json& body);
+// 405 with an Allow header (405 has no Status code of its own).
+HttpResponse MethodNotAllowed(const HttpRequest& req, const char* allowed);
 HttpResponse PemResponse(std::string body, const char* content_type = "application/x-pem-file");
 json KeyJson(const KeyRecord& k);
 json CertificateJson(const CertificateRecord& c);
@@ -31,10 +33,12 @@ Status NoCertificateService();
 
 // Splits "/api/v1/tenants/x/sign" into {"api","v1","tenants","x","sign"}.
 std::vector<std::string> Segments(const std::string& path);
-// Whether `segments` match `pattern` exactly, "*" matching any one segment.
-bool PathIs(const std::vector<std::string>& segments, std::initializer_list<const char*> pattern);
-// 405 with an Allow header and the usual error body.
+// Whether `s` matches `pattern` segment by segment ("*" matches any one).
+bool PathIs(const std::vector<std::string>& s, std::initializer_list<const char*> pattern);
+// 405 naming the allowed methods (it has no Status code of its own).
 HttpResponse MethodNotAllowed(const HttpRequest& req, const char* allowed);
+// Whether `method` is one of `allowed` ("GET, POST").
+bool MethodIn(std::string_view method, std::string_view allowed);
 
 // Strict readers for request bodies: every error names its field.
 StatusOr<json> ParseBody(const std::string& body);
@@ -48,6 +52,36 @@ bool ValidRequestId(const std::string& id);
 // A whole decimal integer within [lo, hi]; nullopt for anything else
 // (signs other than a leading '-', spaces, trailing text, overflow).
 std::optional<int64_t> ParseInt(std::string_view text, int64_t lo, int64_t hi);
+
+// What an incident or job handler needs once the caller is authenticated.
+struct RouteCtx {
+  const ApiDeps& d;
+  const HttpRequest& req;
+  const core::Principal& p;
+};
+// A query parameter, "" when absent.
+std::string QueryParam(const HttpRequest& req, const char* name);
+// Role check (403), then scope: a resource of another tenant (or a global
+// one, for a tenant-scoped key) is "not found", so ids do not leak.
+Status AllowScoped(const RouteCtx& c, Permission permission, const std::string& tenant, const std::string& what);
+// The tenant a listing covers: a scoped key's own, else ?tenant_id= (nullopt = all).
+StatusOr<std::optional<std::string>> ListingScope(const RouteCtx& c, Permission permission);
+// Optional query parameters: `out` is left alone when the parameter is
+// absent; a malformed value is a FieldError naming it.
+Status IntParam(const HttpRequest& req, const char* name, int64_t lo, int64_t hi, int64_t* out);
+Status TimeParam(const HttpRequest& req, const char* name, std::optional<TimePoint>* out);
+std::string StringParam(const HttpRequest& req, const char* name);
+
+// A state change whose attempt is on the audit log (Api::BeginChange).
+// Finish records the outcome; if that fails the change still stands (its
+// attempt is recorded), so the failure is logged, not returned.
+struct AuditedChange {
+  core::AuditLog* log = nullptr;
+  core::AuditEvent event;
+  int64_t attempt_index = -1;
+
+  void Finish(const Status& outcome, const json& result = json::object());
+};
 
 struct Api::Call {
   HttpRequest req;

@@ -4,6 +4,7 @@
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "server/api_internal.h"
+#include "server/log.h"
 
 namespace concierge::server {
 
@@ -12,6 +13,15 @@ HttpResponse JsonResponse(int status, const json& body) {
   HttpResponse r;
   r.status = status;
   r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  return r;
+}
+
+HttpResponse MethodNotAllowed(const HttpRequest& req, const char* allowed) {
+  HttpResponse r = JsonResponse(405, {{"error", "method_not_allowed"},
+                                      {"message", "method " + req.method + " is not allowed on " + req.path},
+                                      {"code", 405},
+                                      {"details", {{"allow", allowed}}}});
+  r.headers.emplace_back("Allow", allowed);
   return r;
 }
 
@@ -71,26 +81,6 @@ json ApiKeyJson(const ApiKeyRecord& k) {
           {"revoked_at", k.revoked_at ? json(FormatRfc3339(*k.revoked_at)) : json(nullptr)}};
 }
 
-HttpResponse MethodNotAllowed(const HttpRequest& req, const char* allowed) {
-  // 405 has no Status code of its own, so its body is written here directly.
-  HttpResponse r = JsonResponse(405, {{"error", "method_not_allowed"},
-                                      {"message", "method " + req.method + " is not allowed on " + req.path},
-                                      {"code", 405},
-                                      {"details", {{"allow", allowed}}}});
-  r.headers.emplace_back("Allow", allowed);
-  return r;
-}
-
-bool PathIs(const std::vector<std::string>& segments, std::initializer_list<const char*> pattern) {
-  if (segments.size() != pattern.size()) return false;
-  size_t i = 0;
-  for (const char* p : pattern) {
-    if (std::string_view(p) != "*" && segments[i] != p) return false;
-    ++i;
-  }
-  return true;
-}
-
 // Splits "/api/v1/tenants/x/sign" into {"api","v1","tenants","x","sign"}.
 std::vector<std::string> Segments(const std::string& path) {
   std::vector<std::string> out;
@@ -103,6 +93,52 @@ std::vector<std::string> Segments(const std::string& path) {
     i = j;
   }
   return out;
+}
+
+bool PathIs(const std::vector<std::string>& s, std::initializer_list<const char*> pattern) {
+  if (s.size() != pattern.size()) return false;
+  size_t i = 0;
+  for (const char* p : pattern) {
+    if (std::string_view(p) != "*" && s[i] != p) return false;
+    ++i;
+  }
+  return true;
+}
+
+
+bool MethodIn(std::string_view method, std::string_view allowed) {
+  while (!allowed.empty()) {
+    size_t comma = allowed.find(',');
+    std::string_view one = allowed.substr(0, comma);
+    while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
+    if (one == method) return true;
+    if (comma == std::string_view::npos) break;
+    allowed.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+std::string QueryParam(const HttpRequest& req, const char* name) {
+  auto it = req.query.find(name);
+  return it == req.query.end() ? std::string() : it->second;
+}
+
+Status AllowScoped(const RouteCtx& c, Permission permission, const std::string& tenant, const std::string& what) {
+  if (!core::RoleAllows(c.p.role, permission)) return c.d.auth->Authorize(c.p, permission, tenant);
+  if (!c.p.tenant_id.empty() && c.p.tenant_id != tenant) return NotFoundError(what + " not found");
+  return Status::Ok();
+}
+
+StatusOr<std::optional<std::string>> ListingScope(const RouteCtx& c, Permission permission) {
+  std::string asked = QueryParam(c.req, "tenant_id");
+  std::string tenant = c.p.tenant_id.empty() ? asked : c.p.tenant_id;
+  if (!asked.empty() && asked != tenant) {
+    return PermissionDeniedError("API key is scoped to tenant '" + c.p.tenant_id + "' and cannot access tenant '" +
+                                 asked + "'");
+  }
+  RETURN_IF_ERROR(c.d.auth->Authorize(c.p, permission, tenant));
+  if (tenant.empty()) return std::optional<std::string>();
+  return std::optional<std::string>(tenant);
 }
 
 // Strict helpers for request bodies: every error names its field.
@@ -157,6 +193,42 @@ std::optional<int64_t> ParseInt(std::string_view text, int64_t lo, int64_t hi) {
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc() || ptr != text.data() + text.size() || v < lo || v > hi) return std::nullopt;
   return v;
+}
+
+Status IntParam(const HttpRequest& req, const char* name, int64_t lo, int64_t hi, int64_t* out) {
+  auto it = req.query.find(name);
+  if (it == req.query.end()) return Status::Ok();
+  std::optional<int64_t> v = ParseInt(it->second, lo, hi);
+  if (!v) {
+    return FieldError(name, std::string(name) + " must be an integer from " + std::to_string(lo) + " to " +
+                                std::to_string(hi));
+  }
+  *out = *v;
+  return Status::Ok();
+}
+
+Status TimeParam(const HttpRequest& req, const char* name, std::optional<TimePoint>* out) {
+  auto it = req.query.find(name);
+  if (it == req.query.end()) return Status::Ok();
+  TimePoint t;
+  if (!ParseRfc3339(it->second, &t)) return FieldError(name, std::string(name) + " must be an RFC 3339 time");
+  *out = t;
+  return Status::Ok();
+}
+
+std::string StringParam(const HttpRequest& req, const char* name) {
+  auto it = req.query.find(name);
+  return it == req.query.end() ? std::string() : it->second;
+}
+
+void AuditedChange::Finish(const Status& outcome, const json& result) {
+  if (log == nullptr) return;
+  Status recorded = log->Finish(event, attempt_index, outcome, result);
+  if (!recorded.ok()) {
+    Log(LogLevel::kError, "audit_outcome_not_recorded",
+        {{"action", event.action}, {"attempt_index", attempt_index}, {"request_id", event.request_id},
+         {"error", recorded.message()}});
+  }
 }
 
 bool ValidRequestId(const std::string& id) {

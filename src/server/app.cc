@@ -8,14 +8,25 @@
 #include <cstring>
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
 #include <mutex>
 #include <thread>
 
 #include "backends/pkcs11/server_setup.h"
 #include "backends/software/software_backend.h"
+#include "core/audit_log.h"
 #include "core/auth.h"
 #include "core/ca.h"
+#include "core/emergency_rotator.h"
+#include "core/incident.h"
+#include "core/incident_detectors.h"
+#include "core/incident_playbook.h"
 #include "core/issuance.h"
+#include "core/resign_job.h"
+#include "core/webhook.h"
+#include "crypto/hash.h"
 #include "core/ledger_writer.h"
 #include "core/rotation_engine.h"
 #include "core/rotation_evidence.h"
@@ -28,6 +39,7 @@
 #include "server/log.h"
 #include "store/postgres/postgres_ledger.h"
 #include "store/postgres/postgres_store.h"
+#include "server/webhook_transport.h"
 #include "store/sqlite/sqlite_ledger.h"
 #include "store/sqlite/sqlite_store.h"
 
@@ -104,18 +116,75 @@ StatusOr<OpenedStore> OpenStore(const ServerConfig& config) {
   return out;
 }
 
-StatusOr<std::unique_ptr<LedgerStore>> OpenLedger(const ServerConfig& config) {
+// The signing ledger of the configured engine, which also holds the audit log
+// (written in the ledger's transactions, so it lives in the same database).
+struct OpenedLedger {
   std::unique_ptr<LedgerStore> ledger;
+  AuditStore* audit = nullptr;  // the same object, seen as the audit store
+};
+
+StatusOr<OpenedLedger> OpenLedger(const ServerConfig& config) {
+  OpenedLedger out;
   if (config.database_url.has_value()) {
     auto pg = store::PostgresLedger::Open(config.database_url->RevealString(SecretAccess::Grant()));
     if (!pg.ok()) return pg.status().Annotate("opening signing ledger");
-    ledger = *std::move(pg);
+    out.audit = pg->get();
+    out.ledger = *std::move(pg);
   } else {
     auto sqlite = store::SqliteLedger::Open(config.database_path);
     if (!sqlite.ok()) return sqlite.status().Annotate("opening signing ledger");
-    ledger = *std::move(sqlite);
+    out.audit = sqlite->get();
+    out.ledger = *std::move(sqlite);
   }
-  return ledger;
+  return out;
+}
+
+// The key that seals webhook secrets lives beside the database, not in it.
+StatusOr<core::WebhookSecretBox> LoadWebhookBox(const std::string& data_dir) {
+  const std::string path = data_dir + "/webhook-secrets.key";
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    Bytes key = crypto::RandomBytes(core::WebhookSecretBox::kKeySize);
+    Status written = WritePrivateFile(path, std::string_view(reinterpret_cast<const char*>(key.data()), key.size()));
+    std::fill(key.begin(), key.end(), 0);
+    RETURN_IF_ERROR(written);
+  }
+  std::ifstream f(path, std::ios::binary);
+  std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (!f.good() && !f.eof()) return UnavailableError("cannot read " + path);
+  SecretBytes key = SecretBytes::FromString(content, SecretAccess::Grant());
+  std::fill(content.begin(), content.end(), '\0');
+  auto box = core::WebhookSecretBox::Create(std::move(key));
+  if (!box.ok()) return DataLossError(path + " is not a webhook sealing key (expected 32 bytes)");
+  return box;
+}
+
+core::DetectorOptions DetectorOptionsFrom(const IncidentSettings& s) {
+  core::DetectorOptions d;
+  d.enabled = s.detectors_enabled != 0;
+  d.auth_failure_burst = static_cast<int>(s.auth_failure_burst);
+  d.auth_failure_window = std::chrono::seconds(s.auth_failure_window_seconds);
+  d.backend_error_rate = static_cast<double>(s.backend_error_rate_percent) / 100.0;
+  d.backend_min_samples = static_cast<int>(s.backend_error_min_samples);
+  d.backend_window = std::chrono::seconds(s.backend_error_window_seconds);
+  d.cert_expiry_warn_days = static_cast<int>(s.cert_expiry_warn_days);
+  d.cert_expiry_critical_days = static_cast<int>(s.cert_expiry_critical_days);
+  d.rate_factor = static_cast<double>(s.rate_anomaly_factor);
+  d.rate_min_per_minute = s.rate_anomaly_min_per_minute;
+  d.rate_warmup_minutes = static_cast<int>(s.rate_anomaly_warmup_minutes);
+  return d;
+}
+
+core::WebhookOptions WebhookOptionsFrom(const IncidentSettings& s) {
+  core::WebhookOptions w;
+  w.allow_http = s.webhook_allow_http != 0;
+  w.max_attempts = static_cast<int>(s.webhook_max_attempts);
+  w.initial_backoff = std::chrono::seconds(s.webhook_initial_backoff_seconds);
+  w.max_backoff = std::chrono::seconds(std::max(s.webhook_max_backoff_seconds, s.webhook_initial_backoff_seconds));
+  // A claim must outlast attempting its whole batch, or another dispatcher
+  // would claim the tail of it again (harmless, at-least-once, but wasteful).
+  w.lease = std::chrono::seconds(w.claim_batch * s.webhook_timeout_seconds + 30);
+  return w;
 }
 
 }  // namespace
@@ -126,9 +195,13 @@ struct App::Impl {
   std::unique_ptr<Store> store;
   store::SqliteStore* sqlite = nullptr;  // the store, when it is SQLite
   std::unique_ptr<LedgerStore> ledger;
-  std::unique_ptr<core::LedgerWriter> ledger_writer;
+  AuditStore* audit_store = nullptr;  // the ledger, seen as the audit log
   core::IssuanceLimiter limiter;
   BackendRegistry backends;
+  std::unique_ptr<core::LedgerWriter> ledger_writer;
+  // After the writer and backends: destroyed first, its final checkpoint
+  // still reads the writer's head and signs through the backend.
+  std::unique_ptr<core::AuditLog> audit;
   std::unique_ptr<core::Authenticator> auth;
   std::unique_ptr<core::TenantService> tenants;
   std::unique_ptr<core::SigningService> signing;
@@ -136,13 +209,25 @@ struct App::Impl {
   std::unique_ptr<core::RotationEngine> rotations;
   std::unique_ptr<core::RotationEvidenceRecorder> evidence;
   std::unique_ptr<core::RotationScheduler> rotation_scheduler;
+  std::unique_ptr<core::EngineEmergencyRotator> emergency_rotator;
   std::unique_ptr<HealthProber> prober;
+  // Incident response.
+  AppOptions options;
+  std::optional<core::WebhookSecretBox> webhook_box;
+  std::unique_ptr<core::IncidentService> incidents;
+  std::unique_ptr<core::IncidentDetectors> detectors;
+  std::unique_ptr<core::ResignJobEngine> jobs;
+  std::unique_ptr<core::PlaybookRunner> playbooks;
+  std::unique_ptr<CurlWebhookTransport> webhook_transport;
+  std::unique_ptr<core::WebhookService> webhooks;
+  std::unique_ptr<core::WebhookDispatcher> dispatcher;
   std::unique_ptr<Api> api;
   std::unique_ptr<HttpServer> http;
   std::string bootstrap_token_path;
   std::string host;
 
-  // SQLite WAL checkpoints run here, off the request path (see SqliteStore).
+  // SQLite WAL checkpoints (see SqliteStore) and detector ticks run here, off
+  // the request path.
   std::thread maintenance;
   std::mutex mu;
   std::condition_variable cv;
@@ -150,10 +235,19 @@ struct App::Impl {
 
   void MaintenanceLoop() {
     std::unique_lock lock(mu);
+    auto next_tick = std::chrono::steady_clock::now();
     while (!cv.wait_for(lock, std::chrono::seconds(2), [this] { return stopping; })) {
       lock.unlock();
-      Status st = sqlite->Checkpoint();
-      if (!st.ok()) Log(LogLevel::kWarn, "wal_checkpoint_failed", {{"error", st.message()}});
+      if (sqlite != nullptr) {
+        Status st = sqlite->Checkpoint();
+        if (!st.ok()) Log(LogLevel::kWarn, "wal_checkpoint_failed", {{"error", st.message()}});
+      }
+      // Detector checks (signing-rate minutes, certificate expiry) off the request path.
+      if (std::chrono::steady_clock::now() >= next_tick) {
+        detectors->Tick();
+        next_tick = std::chrono::steady_clock::now() +
+                    std::chrono::seconds(config.incident.detector_interval_seconds);
+      }
       lock.lock();
     }
   }
@@ -162,11 +256,12 @@ struct App::Impl {
 App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 App::~App() { Stop(); }
 
-StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
+StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, AppOptions options) {
   config.ResolvePaths();
   SetLogLevel(config.log_level);
   auto impl = std::make_unique<Impl>();
   impl->clock = &clock;
+  impl->options = options;
   RETURN_IF_ERROR(MakePrivateDir(config.data_dir));
 
   ASSIGN_OR_RETURN(OpenedStore opened, OpenStore(config));
@@ -175,12 +270,32 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
   RETURN_IF_ERROR(impl->store->Migrate().Annotate("migrating database"));
   Log(LogLevel::kInfo, "database_opened",
       {{"engine", impl->sqlite != nullptr ? "sqlite" : "postgresql"}, {"database", opened.description}});
-  ASSIGN_OR_RETURN(impl->ledger, OpenLedger(config));
+  ASSIGN_OR_RETURN(OpenedLedger opened_ledger, OpenLedger(config));
+  impl->ledger = std::move(opened_ledger.ledger);
+  impl->audit_store = opened_ledger.audit;
   // Issuance caps survive restarts: rebuild the 24h windows from the ledger.
   ASSIGN_OR_RETURN(auto counts,
                    impl->ledger->CountByMinuteSince(clock.Now() - std::chrono::hours(24) - std::chrono::minutes(1)));
   impl->limiter.Load(counts);
-  impl->ledger_writer = std::make_unique<core::LedgerWriter>(*impl->ledger);
+  // The audit tree continues from what is stored, after checking it against
+  // the latest signed checkpoint (a tampered database refuses to start).
+  ASSIGN_OR_RETURN(audit::CompactRange audit_tree, core::RestoreAuditTree(*impl->audit_store));
+  AuditStore* ledger_ptr = impl->audit_store;
+  impl->ledger_writer = std::make_unique<core::LedgerWriter>(
+      *impl->ledger, core::LedgerWriterOptions{}, std::move(audit_tree),
+      [ledger_ptr]() -> StatusOr<audit::CompactRange> {
+        ASSIGN_OR_RETURN(int64_t size, ledger_ptr->AuditSize());
+        core::StoreTreeReader reader(*ledger_ptr);
+        return audit::CompactRangeAt(reader, static_cast<uint64_t>(size));
+      });
+  // Incidents and detectors come before the backends: every backend is
+  // registered behind an ObservedBackend that feeds the error-rate detector.
+  impl->incidents = std::make_unique<core::IncidentService>(*impl->store, clock);
+  impl->detectors = std::make_unique<core::IncidentDetectors>(*impl->incidents, *impl->store, *impl->ledger, clock,
+                                                              DetectorOptionsFrom(config.incident));
+  auto observed = [&](std::unique_ptr<KeyBackend> b) -> std::unique_ptr<KeyBackend> {
+    return std::make_unique<core::ObservedBackend>(std::move(b), *impl->detectors);
+  };
 
   backends::SoftwareKeystoreOptions ks;
   ks.dir = config.keystore_dir;
@@ -191,7 +306,7 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
   if (!software.ok()) return software.status().Annotate("opening software keystore " + config.keystore_dir);
   Log(LogLevel::kInfo, "keystore_opened",
       {{"dir", config.keystore_dir}, {"kek_source", std::string((*software)->kek_source())}});
-  RETURN_IF_ERROR(impl->backends.Register(*std::move(software)));
+  RETURN_IF_ERROR(impl->backends.Register(observed(*std::move(software))));
 
   // PKCS#11 HSMs: the configured module, or a SoftHSM2 dev token (docs/pkcs11.md).
   backends::pkcs11::Pkcs11ServerSettings p11{config.data_dir, config.pkcs11_module, config.pkcs11_allowed_modules,
@@ -201,7 +316,17 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
   for (const auto& [warn, note] : hsm.notes) {
     Log(warn ? LogLevel::kWarn : LogLevel::kInfo, "pkcs11", {{"detail", note}});
   }
-  for (auto& b : hsm.backends) RETURN_IF_ERROR(impl->backends.Register(std::move(b)));
+  for (auto& b : hsm.backends) RETURN_IF_ERROR(impl->backends.Register(observed(std::move(b))));
+
+  core::AuditLogOptions audit_options;
+  audit_options.origin = config.audit_origin;
+  audit_options.checkpoint_interval = std::chrono::seconds(config.audit_checkpoint_interval_seconds);
+  audit_options.on_error = [](const Status& st) {
+    Log(LogLevel::kWarn, "audit_checkpoint_failed", {{"error", st.message()}});
+  };
+  auto audit = core::AuditLog::Create(*impl->ledger_writer, *impl->audit_store, impl->backends, clock, audit_options);
+  if (!audit.ok()) return audit.status().Annotate("opening the audit log");
+  impl->audit = *std::move(audit);
 
   impl->auth = std::make_unique<core::Authenticator>(*impl->store, clock);
   impl->tenants = std::make_unique<core::TenantService>(*impl->store, impl->backends, clock);
@@ -219,11 +344,53 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
   impl->rotation_scheduler = std::make_unique<core::RotationScheduler>(
       *impl->rotations, std::chrono::seconds(config.rotation_tick_seconds), LogRotationReport, impl->evidence.get());
   impl->prober = std::make_unique<HealthProber>(impl->backends, config.data_dir + "/health-probes.json");
-  impl->api = std::make_unique<Api>(ApiDeps{impl->store.get(), &impl->backends, impl->auth.get(),
-                                            impl->tenants.get(), impl->signing.get(), impl->ledger.get(),
-                                            impl->ledger_writer.get(), impl->prober.get(), &clock,
-                                            impl->certs.get(), impl->rotations.get(),
-                                            impl->rotation_scheduler.get(), impl->evidence.get()});
+
+  // Incident response: re-sign jobs (yielding to interactive signing),
+  // playbooks, webhooks from the outbox.
+  core::ResignJobOptions job_options;
+  job_options.batch_size = static_cast<int>(config.incident.resign_batch_size);
+  job_options.pipeline_batches = 4;  // sign the next batch while the writer commits one
+  job_options.rate_per_backend = static_cast<double>(config.incident.resign_rate_per_backend);
+  core::LedgerWriter* writer = impl->ledger_writer.get();
+  job_options.interactive_busy = [writer] { return writer->queued_rows() > 0; };
+  impl->jobs = std::make_unique<core::ResignJobEngine>(*impl->store, *impl->ledger, *impl->ledger_writer,
+                                                       impl->backends, clock, job_options);
+  impl->playbooks = std::make_unique<core::PlaybookRunner>(*impl->incidents, *impl->tenants, impl->certs.get(),
+                                                           *impl->jobs, clock);
+  // Emergency rotations go through the rotation engine unless the caller
+  // supplies its own (tests).
+  impl->emergency_rotator = std::make_unique<core::EngineEmergencyRotator>(*impl->rotations, impl->evidence.get());
+  impl->playbooks->SetRotator(options.emergency_rotator != nullptr ? options.emergency_rotator
+                                                                   : impl->emergency_rotator.get());
+  ASSIGN_OR_RETURN(auto box, LoadWebhookBox(config.data_dir));
+  impl->webhook_box.emplace(std::move(box));
+  impl->webhook_transport = std::make_unique<CurlWebhookTransport>(
+      static_cast<int>(config.incident.webhook_timeout_seconds));
+  const core::WebhookOptions webhook_options = WebhookOptionsFrom(config.incident);
+  impl->webhooks = std::make_unique<core::WebhookService>(*impl->store, *impl->webhook_box, clock, webhook_options);
+  impl->dispatcher = std::make_unique<core::WebhookDispatcher>(*impl->store, *impl->webhook_transport,
+                                                               *impl->webhook_box, clock, webhook_options);
+  core::PlaybookRunner* playbooks = impl->playbooks.get();
+  core::WebhookDispatcher* dispatcher = impl->dispatcher.get();
+  impl->incidents->AddOpenedListener([playbooks](const IncidentRecord& r) { playbooks->OnIncidentOpened(r); });
+  impl->incidents->AddNotifyListener([dispatcher] { dispatcher->Wake(); });
+  impl->jobs->AddFinishedListener([playbooks, dispatcher](const ResignJobRecord&) {
+    playbooks->Wake();
+    dispatcher->Wake();
+  });
+
+  ApiDeps deps{impl->store.get(), &impl->backends, impl->auth.get(), impl->tenants.get(), impl->signing.get(),
+               impl->ledger.get(), impl->ledger_writer.get(), impl->prober.get(), &clock, impl->certs.get()};
+  deps.incidents = impl->incidents.get();
+  deps.jobs = impl->jobs.get();
+  deps.playbooks = impl->playbooks.get();
+  deps.webhooks = impl->webhooks.get();
+  deps.detectors = impl->detectors.get();
+  deps.rotations = impl->rotations.get();
+  deps.rotation_scheduler = impl->rotation_scheduler.get();
+  deps.evidence = impl->evidence.get();
+  deps.audit = impl->audit.get();
+  impl->api = std::make_unique<Api>(deps);
 
   // First start: mint an admin key, write its token (0600) before storing the
   // key, so a crash in between leaves no admin key that nobody holds.
@@ -237,7 +404,12 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock) {
     Status written = WritePrivateFile(path, content);
     std::fill(content.begin(), content.end(), '\0');
     RETURN_IF_ERROR(written);
-    RETURN_IF_ERROR(impl->store->InsertApiKey(admin.record));
+    core::AuditEvent event{"system", "", "api_key.create", admin.record.id, "", "", "",
+                           {{"role", admin.record.role}, {"name", admin.record.name}, {"bootstrap", true}}};
+    ASSIGN_OR_RETURN(int64_t attempt, impl->audit->Begin(event));
+    Status inserted = impl->store->InsertApiKey(admin.record);
+    RETURN_IF_ERROR(impl->audit->Finish(event, attempt, inserted));
+    RETURN_IF_ERROR(inserted);
     impl->bootstrap_token_path = path;
     Log(LogLevel::kInfo, "bootstrap_admin_created", {{"token_file", path}, {"api_key_id", admin.record.id}});
   }
@@ -261,10 +433,15 @@ void App::Start() {
   // Before serving: a rotation a crash interrupted is finished (or rolled
   // back) first, so the first request already sees a settled active key.
   LogRotationReport("recover", impl_->rotations->Recover());
+  impl_->audit->Start();
   impl_->http->Start();
   impl_->rotation_scheduler->Start();
-  if (impl_->sqlite != nullptr) {
-    impl_->maintenance = std::thread([impl = impl_.get()] { impl->MaintenanceLoop(); });
+  impl_->maintenance = std::thread([impl = impl_.get()] { impl->MaintenanceLoop(); });
+  if (impl_->options.background_workers) {
+    // Jobs and playbooks left running by a crash resume here.
+    impl_->jobs->Start();
+    impl_->playbooks->Start();
+    impl_->dispatcher->Start();
   }
   Log(LogLevel::kInfo, "listening", {{"url", url()}, {"data_dir", impl_->config.data_dir}});
 }
@@ -275,8 +452,14 @@ void App::Stop() {
   // A rotation step in progress finishes (each step is persisted, so even an
   // abrupt stop would only be resumed at the next start).
   if (impl_->rotation_scheduler) impl_->rotation_scheduler->Stop();
+  // Playbooks create jobs and jobs commit through the ledger writer: stop them first.
+  if (impl_->playbooks) impl_->playbooks->Stop();
+  if (impl_->jobs) impl_->jobs->Stop();
   // After the listener: in-flight signatures are committed before we stop.
   if (impl_->ledger_writer) impl_->ledger_writer->Stop();
+  if (impl_->dispatcher) impl_->dispatcher->Stop();
+  // After the writer: the final checkpoint covers everything committed.
+  if (impl_->audit) impl_->audit->Stop();
   {
     std::lock_guard lock(impl_->mu);
     impl_->stopping = true;
@@ -297,6 +480,12 @@ std::string App::url() const {
 const std::string& App::bootstrap_token_path() const { return impl_->bootstrap_token_path; }
 
 core::TickReport App::RunRotationTick() { return impl_->rotation_scheduler->Tick(); }
+AppServices App::services() {
+  Impl& i = *impl_;
+  return AppServices{i.store.get(),     i.ledger.get(),    &i.backends,       i.tenants.get(),
+                     i.certs.get(),     i.incidents.get(), i.detectors.get(), i.jobs.get(),
+                     i.playbooks.get(), i.dispatcher.get(), i.emergency_rotator.get()};
+}
 
 StatusOr<int> MigrateDatabase(const ServerConfig& config_in, int target_version) {
   ServerConfig config = config_in.Clone();

@@ -10,15 +10,55 @@
 #include <string>
 
 #include "concierge/clock.h"
+#include "concierge/key_backend.h"
+#include "concierge/ledger.h"
 #include "concierge/status.h"
 #include "core/rotation_engine.h"
+#include "concierge/store.h"
 #include "server/config.h"
+
+namespace concierge::core {
+class CertificateService;
+class EmergencyRotator;
+class IncidentDetectors;
+class IncidentService;
+class PlaybookRunner;
+class ResignJobEngine;
+class TenantService;
+class WebhookDispatcher;
+}  // namespace concierge::core
 
 namespace concierge::server {
 
+struct AppOptions {
+  // The emergency rotation the key_compromise playbook calls (not owned).
+  // Null (the default) = the rotation engine (core::EngineEmergencyRotator);
+  // tests may substitute their own.
+  core::EmergencyRotator* emergency_rotator = nullptr;
+  // Background threads for re-sign jobs, playbooks and webhook delivery.
+  // Tests that drive them step by step (FakeClock) turn them off.
+  bool background_workers = true;
+};
+
+// Borrowed views of the running services, for tests. Valid while the App lives.
+struct AppServices {
+  Store* store = nullptr;
+  LedgerStore* ledger = nullptr;
+  BackendRegistry* backends = nullptr;
+  core::TenantService* tenants = nullptr;
+  core::CertificateService* certs = nullptr;
+  core::IncidentService* incidents = nullptr;
+  core::IncidentDetectors* detectors = nullptr;
+  core::ResignJobEngine* jobs = nullptr;
+  core::PlaybookRunner* playbooks = nullptr;
+  core::WebhookDispatcher* webhooks = nullptr;
+  core::EmergencyRotator* engine_rotator = nullptr;  // emergency rotations by the rotation engine
+};
+
 class App {
  public:
-  static StatusOr<std::unique_ptr<App>> Create(ServerConfig config, Clock& clock = RealClock());
+  static StatusOr<std::unique_ptr<App>> Create(ServerConfig config, Clock& clock = RealClock(),
+                                               AppOptions options = {});
   ~App();
 
   void Start();
@@ -32,6 +72,7 @@ class App {
   // due/interrupted ones, calendar, key retirement) on the calling thread.
   // Tests drive time with a FakeClock and call this instead of waiting.
   core::TickReport RunRotationTick();
+  AppServices services();
 
  private:
   struct Impl;

@@ -2,7 +2,9 @@
 
 #include <toml++/toml.h>
 
+#include <cctype>
 #include <charconv>
+#include <vector>
 #include <fstream>
 #include <sstream>
 
@@ -32,8 +34,58 @@ Status SetUint(const std::string& key, const std::string& text, uint64_t max, T*
   return Status::Ok();
 }
 
+struct IncidentKey {
+  const char* name;
+  int64_t IncidentSettings::*field;
+  int64_t min;
+  int64_t max;
+};
+
+// The incident-response keys, each KEYCTL_<NAME> in the environment too.
+const std::vector<IncidentKey>& IncidentKeys() {
+  using S = IncidentSettings;
+  static const std::vector<IncidentKey> kKeys = {
+      {"resign_batch_size", &S::resign_batch_size, 1, 1000},
+      {"resign_rate_per_backend", &S::resign_rate_per_backend, 0, 10'000'000},
+      {"webhook_allow_http", &S::webhook_allow_http, 0, 1},
+      {"webhook_max_attempts", &S::webhook_max_attempts, 1, 1000},
+      {"webhook_initial_backoff_seconds", &S::webhook_initial_backoff_seconds, 1, 86400},
+      {"webhook_max_backoff_seconds", &S::webhook_max_backoff_seconds, 1, 7 * 86400},
+      {"webhook_timeout_seconds", &S::webhook_timeout_seconds, 1, 300},
+      {"detectors_enabled", &S::detectors_enabled, 0, 1},
+      {"detector_interval_seconds", &S::detector_interval_seconds, 1, 3600},
+      {"auth_failure_burst", &S::auth_failure_burst, 1, 1'000'000},
+      {"auth_failure_window_seconds", &S::auth_failure_window_seconds, 1, 86400},
+      {"backend_error_rate_percent", &S::backend_error_rate_percent, 1, 100},
+      {"backend_error_min_samples", &S::backend_error_min_samples, 1, 1'000'000},
+      {"backend_error_window_seconds", &S::backend_error_window_seconds, 6, 3600},
+      {"cert_expiry_warn_days", &S::cert_expiry_warn_days, 1, 365},
+      {"cert_expiry_critical_days", &S::cert_expiry_critical_days, 0, 365},
+      {"rate_anomaly_factor", &S::rate_anomaly_factor, 2, 1000},
+      {"rate_anomaly_min_per_minute", &S::rate_anomaly_min_per_minute, 1, 1'000'000'000},
+      {"rate_anomaly_warmup_minutes", &S::rate_anomaly_warmup_minutes, 1, 10080},
+  };
+  return kKeys;
+}
+
+std::string EnvName(std::string key) {
+  for (char& ch : key) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return "KEYCTL_" + key;
+}
+
 // One setter per config key, shared by the TOML and environment paths.
 Status Apply(ServerConfig& c, const std::string& key, const std::string& value) {
+  for (const IncidentKey& k : IncidentKeys()) {
+    if (key != k.name) continue;
+    std::string text = value == "true" ? "1" : value == "false" ? "0" : value;
+    uint64_t v = 0;
+    if (!ParseUint(key, text, static_cast<uint64_t>(k.max), &v).ok() || static_cast<int64_t>(v) < k.min) {
+      return FieldError(key, "config key '" + key + "' must be an integer between " + std::to_string(k.min) +
+                                 " and " + std::to_string(k.max) + ", got '" + value.substr(0, 32) + "'");
+    }
+    c.incident.*k.field = static_cast<int64_t>(v);
+    return Status::Ok();
+  }
   if (key == "listen") {
     std::string h;
     uint16_t p;
@@ -96,6 +148,14 @@ Status Apply(ServerConfig& c, const std::string& key, const std::string& value) 
     if (c.rotation_tick_seconds < 1) return FieldError(key, "config key 'rotation_tick_seconds' must be at least 1");
   } else if (key == "rotation_ledger_sample") {
     return SetUint(key, value, 1000, &c.rotation_ledger_sample);
+  } else if (key == "audit_checkpoint_interval_seconds") {
+    RETURN_IF_ERROR(SetUint(key, value, 86400, &c.audit_checkpoint_interval_seconds));
+    if (c.audit_checkpoint_interval_seconds < 1) {
+      return FieldError(key, "config key 'audit_checkpoint_interval_seconds' must be at least 1");
+    }
+  } else if (key == "audit_origin") {
+    if (value.empty()) return FieldError(key, "config key 'audit_origin' must not be empty");
+    c.audit_origin = value;
   } else {
     return FieldError(key, "unknown config key '" + key + "'");
   }
@@ -121,6 +181,8 @@ Status ApplyToml(ServerConfig& c, const std::string& path) {
     std::string value;
     if (auto s = node.value<std::string>()) {
       value = *s;
+    } else if (auto b = node.value<bool>(); b && node.is_boolean()) {
+      value = *b ? "true" : "false";
     } else if (auto i = node.value<int64_t>()) {
       if (*i < 0) return FieldError(key, "config key '" + key + "' must not be negative");
       value = std::to_string(*i);
@@ -232,10 +294,17 @@ StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<s
       {"KEYCTL_ROTATION_WARNING_DAYS", "rotation_warning_days"},
       {"KEYCTL_ROTATION_TICK_SECONDS", "rotation_tick_seconds"},
       {"KEYCTL_ROTATION_LEDGER_SAMPLE", "rotation_ledger_sample"},
+      {"KEYCTL_AUDIT_CHECKPOINT_INTERVAL_SECONDS", "audit_checkpoint_interval_seconds"},
+      {"KEYCTL_AUDIT_ORIGIN", "audit_origin"},
   };
   for (const auto& [var, key] : kEnvKeys) {
     auto it = env.find(var);
     if (it != env.end()) RETURN_IF_ERROR(Apply(c, key, it->second).Annotate("environment variable " + var));
+  }
+  for (const IncidentKey& k : IncidentKeys()) {
+    const std::string var = EnvName(k.name);
+    auto it = env.find(var);
+    if (it != env.end()) RETURN_IF_ERROR(Apply(c, k.name, it->second).Annotate("environment variable " + var));
   }
   if (auto pin = env.find("KEYCTL_PKCS11_PIN"); pin != env.end() && !pin->second.empty()) {
     c.pkcs11_pin = SecretBytes::FromString(pin->second, SecretAccess::Grant());

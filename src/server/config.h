@@ -15,6 +15,30 @@
 
 namespace concierge::server {
 
+// Incident response settings (docs/incidents.md). All integers so one table
+// in config.cc parses them from TOML and KEYCTL_<NAME> alike; flags are 0/1.
+struct IncidentSettings {
+  int64_t resign_batch_size = 500;             // originals per committed batch
+  int64_t resign_rate_per_backend = 0;         // re-signatures/s per backend, 0 = unlimited
+  int64_t webhook_allow_http = 0;              // 1 = plain http:// webhook URLs allowed
+  int64_t webhook_max_attempts = 20;
+  int64_t webhook_initial_backoff_seconds = 5;
+  int64_t webhook_max_backoff_seconds = 3600;
+  int64_t webhook_timeout_seconds = 10;
+  int64_t detectors_enabled = 1;
+  int64_t detector_interval_seconds = 10;
+  int64_t auth_failure_burst = 20;
+  int64_t auth_failure_window_seconds = 60;
+  int64_t backend_error_rate_percent = 50;
+  int64_t backend_error_min_samples = 20;
+  int64_t backend_error_window_seconds = 60;
+  int64_t cert_expiry_warn_days = 30;
+  int64_t cert_expiry_critical_days = 7;
+  int64_t rate_anomaly_factor = 5;
+  int64_t rate_anomaly_min_per_minute = 100;
+  int64_t rate_anomaly_warmup_minutes = 10;
+};
+
 // Every setting that may be copied freely. The secrets live in ServerConfig
 // below, so adding a setting here needs no change to Clone().
 struct ServerSettings {
@@ -41,6 +65,11 @@ struct ServerSettings {
   int rotation_warning_days = 7;   // flag scheduled rotations this close as "warning"
   int rotation_tick_seconds = 30;  // how often the scheduler looks for due rotations
   int rotation_ledger_sample = 20; // recent ledger digests the canary re-signs
+  IncidentSettings incident;
+  // Audit log (docs/audit.md): seconds between signed checkpoints, and the log
+  // name written into them (fixed when the audit key is first created).
+  uint32_t audit_checkpoint_interval_seconds = 60;
+  std::string audit_origin = "c2-concierge/audit";
 };
 
 struct ServerConfig : ServerSettings {

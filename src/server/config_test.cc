@@ -51,6 +51,22 @@ TEST(ConfigTest, ErrorsNameTheKey) {
   EXPECT_NE(d.status().message().find("KEYCTL_LISTEN"), std::string::npos);
 }
 
+TEST(ConfigTest, AuditSettings) {
+  auto defaults = LoadConfig("", {});
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->audit_checkpoint_interval_seconds, 60u);
+  EXPECT_EQ(defaults->audit_origin, "c2-concierge/audit");
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("a.toml"), "audit_checkpoint_interval_seconds = 5\naudit_origin = \"acme.example/audit\"\n");
+  auto c = LoadConfig(dir.File("a.toml"), {{"KEYCTL_AUDIT_CHECKPOINT_INTERVAL_SECONDS", "7"}});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->audit_checkpoint_interval_seconds, 7u);
+  EXPECT_EQ(c->audit_origin, "acme.example/audit");
+  EXPECT_EQ(FieldOf(LoadConfig("", {{"KEYCTL_AUDIT_CHECKPOINT_INTERVAL_SECONDS", "0"}}).status()),
+            "audit_checkpoint_interval_seconds");
+  EXPECT_EQ(FieldOf(LoadConfig("", {{"KEYCTL_AUDIT_ORIGIN", ""}}).status()), "audit_origin");
+}
+
 TEST(ConfigTest, PassphraseOnlyFromEnvironmentOrFile) {
   testing::TempDir dir;
   testing::WriteFile(dir.File("p.toml"), "master_passphrase = \"hunter2\"\n");
@@ -112,6 +128,31 @@ TEST(ConfigTest, DatabaseUrlPicksPostgresAndKeepsPasswordsOutOfFilesAndFlags) {
   EXPECT_EQ(bad.status().message().find("Hunter2"), std::string::npos) << bad.status().message();
   testing::WriteFile(dir.File("pool.toml"), "database_pool_size = 0\n");
   EXPECT_EQ(FieldOf(LoadConfig(dir.File("pool.toml"), {}).status()), "database_pool_size");
+}
+
+TEST(ConfigTest, IncidentSettingsFromFileAndEnvironment) {
+  auto d = LoadConfig("", {});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->incident.resign_batch_size, 500);
+  EXPECT_EQ(d->incident.webhook_allow_http, 0);
+  EXPECT_EQ(d->incident.cert_expiry_critical_days, 7);
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("i.toml"),
+                     "resign_rate_per_backend = 2000\nwebhook_allow_http = true\ndetectors_enabled = false\n"
+                     "auth_failure_burst = 7\n");
+  auto c = LoadConfig(dir.File("i.toml"), {{"KEYCTL_RESIGN_BATCH_SIZE", "250"}, {"KEYCTL_AUTH_FAILURE_BURST", "9"}});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->incident.resign_rate_per_backend, 2000);
+  EXPECT_EQ(c->incident.webhook_allow_http, 1);
+  EXPECT_EQ(c->incident.detectors_enabled, 0);
+  EXPECT_EQ(c->incident.resign_batch_size, 250);
+  EXPECT_EQ(c->incident.auth_failure_burst, 9);  // the environment wins
+  auto big = LoadConfig("", {{"KEYCTL_RESIGN_BATCH_SIZE", "5000"}});
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(FieldOf(big.status()), "resign_batch_size");
+  EXPECT_NE(big.status().message().find("between 1 and 1000"), std::string::npos);
+  EXPECT_EQ(FieldOf(LoadConfig("", {{"KEYCTL_RATE_ANOMALY_FACTOR", "1"}}).status()), "rate_anomaly_factor");
+  EXPECT_EQ(FieldOf(LoadConfig("", {{"KEYCTL_WEBHOOK_ALLOW_HTTP", "maybe"}}).status()), "webhook_allow_http");
 }
 
 TEST(ConfigTest, ParseListen) {

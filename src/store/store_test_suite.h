@@ -900,4 +900,7 @@ TEST_P(StoreConformanceTest, RotationEvidencePacksAndEvidenceKey) {
 
 }  // namespace concierge::store::conformance
 
+// Incidents, webhooks and re-sign job records (issue 9).
+#include "store/store_test_suite_incidents.h"
+
 #endif  // CONCIERGE_STORE_STORE_TEST_SUITE_H_

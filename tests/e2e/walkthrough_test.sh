@@ -40,6 +40,12 @@ grep -q "Verified OK" verify.out || fail "openssl did not verify the signature"
 "$KEYCTL" ledger list --tenant-id acme-news | grep -q "urn:example:asset-1" || fail "signature missing from ledger"
 "$KEYCTL" -o json policy get --tenant-id acme-news | grep -q '"policy_hash"' || fail "json output lacks policy_hash"
 
+# The audit log: a checkpoint checked by openssl, then the whole log by keyctl.
+"$KEYCTL" audit checkpoint --note-out note.txt --sig-out note.sig --key-out audit.pem >/dev/null
+openssl dgst -sha256 -verify audit.pem -signature note.sig note.txt | grep -q "Verified OK" || fail "checkpoint did not verify"
+"$KEYCTL" audit entries | grep -q "sign.digest" || fail "signature missing from the audit log"
+"$KEYCTL" audit verify --public-key audit.pem | grep -q "audit log OK" || fail "audit log did not verify"
+
 # A tampered file must not verify, through keyctl or openssl.
 echo "tampered" >> asset.jpg
 if "$KEYCTL" verify --tenant-id acme-news --file asset.jpg --signature-file asset.sig; then fail "tampered asset verified"; fi
@@ -62,6 +68,7 @@ check_error "digest" "$KEYCTL" sign --tenant-id acme-news --digest abcd
 check_error "algorithm" "$KEYCTL" policy create --tenant-id beta-co --algorithm ES999
 check_error "cannot reach" "$KEYCTL" --url http://127.0.0.1:1 policy list
 check_error "already has a policy" "$KEYCTL" policy create --tenant-id acme-news --algorithm ES256
+check_error "cannot open" "$KEYCTL" audit verify --db "$WORK/no-such.db"
 
 # The server is still healthy after all of that.
 "$KEYCTL" status

@@ -28,8 +28,9 @@ class ApiTest : public ::testing::Test {
   Clock* clock_ = &RealClock();
 
   void SetUp() override { StartServer(); }
-  // Tests adjust the server configuration here (called on every start).
-  virtual void Configure(server::ServerConfig& config) { (void)config; }
+  // Hooks for fixtures that need other settings or App options (called on every start).
+  virtual void Configure(server::ServerConfig&) {}
+  virtual server::AppOptions Options() { return {}; }
 
   void StartServer() {
     server::ServerConfig config;
@@ -39,7 +40,7 @@ class ApiTest : public ::testing::Test {
     config.max_body_bytes = 64 * 1024;
     config.log_level = "error";
     Configure(config);
-    auto app = server::App::Create(std::move(config), *clock_);
+    auto app = server::App::Create(std::move(config), *clock_, Options());
     ASSERT_TRUE(app.ok()) << app.status().ToString();
     app_ = *std::move(app);
     app_->Start();

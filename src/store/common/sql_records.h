@@ -314,8 +314,10 @@ EvidenceKeyRecord ReadEvidenceKey(const Row& s) {
 
 // Largest page ListLedger returns.
 inline constexpr int kMaxLedgerPageSize = 1000;
-// The schema version that created the ledger table.
-inline constexpr int kLedgerMinSchemaVersion = 3;
+// The schema version the ledger needs: v3 created the table, v5 the audit log
+// written in the same transaction, v7 the re-sign linkage (resign_of_seq) and
+// the job tables.
+inline constexpr int kLedgerMinSchemaVersion = 7;
 
 // Columns a ledger INSERT supplies (everything but seq), in bind order.
 inline constexpr std::string_view kLedgerInsertColumns =
@@ -323,7 +325,13 @@ inline constexpr std::string_view kLedgerInsertColumns =
     "request_id, api_key_id, client_address, policy_hash, signed_at";
 inline constexpr std::string_view kLedgerColumns =
     "seq, tenant_id, key_id, key_version, cert_serial, algorithm, kind, digest_hex, asset_id, "
-    "request_id, api_key_id, client_address, policy_hash, signed_at";
+    "request_id, api_key_id, client_address, policy_hash, signed_at, resign_of_seq";
+
+// audit_entries columns, in AuditRecord order (leaf_hash last).
+inline constexpr std::string_view kAuditColumns =
+    "idx, time_ms, actor, tenant_id, action, target, outcome, request_id, client_address, policy_hash, detail, "
+    "leaf_hash";
+
 template <typename Row>
 LedgerEntry ReadLedgerEntry(const Row& s) {
   LedgerEntry e;
@@ -341,6 +349,7 @@ LedgerEntry ReadLedgerEntry(const Row& s) {
   e.client_address = s.ColumnText(11);
   e.policy_hash = s.ColumnText(12);
   e.signed_at = s.ColumnTime(13);
+  e.resign_of_seq = s.ColumnInt(14);  // NULL reads as 0
   return e;
 }
 

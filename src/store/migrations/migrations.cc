@@ -15,6 +15,7 @@ namespace {
 //               INTEGER PRIMARY KEY AUTOINCREMENT, PostgreSQL BIGINT GENERATED
 //               ALWAYS AS IDENTITY PRIMARY KEY
 //   {{BLOB}}    bytes: SQLite BLOB, PostgreSQL BYTEA
+//   {{WITHOUT_ROWID}}  table option: SQLite WITHOUT ROWID, PostgreSQL nothing
 //
 // The SQLite rendering is byte-for-byte the text these migrations shipped with
 // before PostgreSQL existed, so sqlite_master of old and new databases agree.
@@ -197,13 +198,73 @@ CREATE TABLE ca (
 );
 )sql";
 
-// Version 5 belongs to the tamper-evident audit log (branch "audit"), which is
-// developed in parallel. Versions must be contiguous, so until that branch is
-// merged this placeholder holds the slot; the merge replaces this entry (and
-// this constant) with the audit log's migration. A database migrated with the
-// placeholder must not be kept across that merge (development builds only).
-constexpr std::string_view kV5ReservedForAuditLog = R"sql(
-SELECT 1;
+// The tamper-evident audit log (concierge/audit.h, docs/audit.md).
+//
+// audit_entries: one row per leaf, written by the group-commit writer in the
+// same transaction as the ledger rows it describes. idx is the 0-based leaf
+// index and the rowid (INTEGER PRIMARY KEY), so appends go to the end of the
+// table's b-tree and need no separate index. leaf_hash is what the writer
+// hashed: proofs read it instead of rehashing entries, and `keyctl audit
+// verify --db` recomputes it from the other columns to name an edited row.
+// Indexes: (tenant_id, idx) for tenant-scoped listings, which must page in
+// index order without reading other tenants' rows. Other filters (actor,
+// action, time) scan in index order: they are audit queries, not on a
+// request path, and every index is paid for on every signature.
+//
+// audit_nodes: interior nodes at every kAuditNodeLevelStride-th level (4, 8,
+// ...), i.e. about one row per 16 leaves, so an inclusion or consistency
+// proof reads O(log n) small ranges instead of every leaf.
+//
+// audit_keys: the checkpoint-signing key(s); the private key stays in its
+// backend. audit_checkpoints: signed tree heads; note is the exact signed
+// text, so a checkpoint verifies without reformatting anything.
+//
+// Both dialects from one text: on PostgreSQL idx is a BIGINT primary key, the
+// checkpoint id an identity column, hashes BYTEA, and WITHOUT ROWID vanishes.
+constexpr std::string_view kV5AuditLog = R"sql(
+CREATE TABLE audit_entries (
+  idx            {{INT}} PRIMARY KEY,
+  time_ms        {{INT}} NOT NULL,
+  actor          TEXT    NOT NULL,
+  tenant_id      TEXT    NOT NULL,
+  action         TEXT    NOT NULL,
+  target         TEXT    NOT NULL,
+  outcome        TEXT    NOT NULL,
+  request_id     TEXT    NOT NULL,
+  client_address TEXT    NOT NULL,
+  policy_hash    TEXT    NOT NULL,
+  detail         TEXT    NOT NULL,
+  leaf_hash      {{BLOB}}    NOT NULL
+);
+
+CREATE INDEX audit_entries_by_tenant ON audit_entries (tenant_id, idx);
+
+CREATE TABLE audit_nodes (
+  level {{INT}} NOT NULL,
+  idx   {{INT}} NOT NULL,
+  hash  {{BLOB}}    NOT NULL,
+  PRIMARY KEY (level, idx)
+) {{WITHOUT_ROWID}};
+
+CREATE TABLE audit_keys (
+  key_id         TEXT    NOT NULL PRIMARY KEY,
+  origin         TEXT    NOT NULL,
+  algorithm      TEXT    NOT NULL,
+  provider       TEXT    NOT NULL,
+  key_uri        TEXT    NOT NULL,
+  public_key_pem TEXT    NOT NULL,
+  created_at     {{INT}} NOT NULL
+);
+
+CREATE TABLE audit_checkpoints (
+  id           {{SEQ_PK}},
+  tree_size    {{INT}} NOT NULL,
+  root_hash    {{BLOB}}    NOT NULL,
+  timestamp_ms {{INT}} NOT NULL,
+  key_id       TEXT    NOT NULL,
+  note         TEXT    NOT NULL,
+  signature    {{BLOB}}    NOT NULL
+);
 )sql";
 
 // Key rotations and their timelines (docs/rotation.md).
@@ -293,6 +354,154 @@ CREATE TABLE evidence_key (
 );
 )sql";
 
+// Incident response (issue 9): incidents and their timelines, webhooks with a
+// persistent outbox, mass re-sign jobs, and the ledger's re-sign linkage.
+//
+//  - incidents_one_open_per_detection: a partial unique index, so two detector
+//    threads (or two processes) racing to open "the same" incident cannot both
+//    succeed; the loser folds into the winner (Store::InsertIncident).
+//  - incident_events: the timeline, (incident_id, seq) with seq per incident.
+//  - webhooks.secret_sealed: AES-256-GCM under a key kept outside the
+//    database (core/webhook.h), so a database copy does not give away secrets.
+//  - webhook_events + webhook_deliveries: the outbox. One event row, one
+//    delivery row per webhook that should see it; the dispatcher claims due
+//    deliveries through (state, next_attempt_at).
+//  - ledger.resign_of_seq: NULL for ordinary rows. The partial unique index on
+//    (resign_of_seq, key_id) makes "at most one re-signature of a row per key"
+//    a database invariant, so a retried re-sign batch can never double-insert;
+//    being partial, it costs ordinary signing rows nothing.
+//  - resign_jobs: the job and its cursor (last original seq handled), moved
+//    in the same transaction as the rows it covers.
+//  - resign_results: one row per original handled (PRIMARY KEY (job_id,
+//    original_seq): a result cannot be written twice either), the source of
+//    GET /api/v1/jobs/{id}/results.
+//
+// Both dialects: the same tables and partial indexes ({{INT}} is BIGINT on
+// PostgreSQL).
+constexpr std::string_view kV7Incidents = R"sql(
+CREATE TABLE incidents (
+  incident_id   TEXT    NOT NULL PRIMARY KEY,
+  tenant_id     TEXT    NOT NULL DEFAULT '',
+  type          TEXT    NOT NULL,
+  severity      TEXT    NOT NULL,
+  state         TEXT    NOT NULL,
+  title         TEXT    NOT NULL,
+  detector      TEXT    NOT NULL,
+  dedup_key     TEXT    NOT NULL DEFAULT '',
+  key_id        TEXT    NOT NULL DEFAULT '',
+  occurrences   {{INT}} NOT NULL DEFAULT 1,
+  details_json  TEXT    NOT NULL DEFAULT '{}',
+  playbook_json TEXT    NOT NULL DEFAULT '',
+  created_by    TEXT    NOT NULL,
+  created_at    {{INT}} NOT NULL,
+  updated_at    {{INT}} NOT NULL,
+  resolved_at   {{INT}},
+  closed_at     {{INT}}
+);
+
+CREATE UNIQUE INDEX incidents_one_open_per_detection ON incidents (tenant_id, type, dedup_key)
+  WHERE dedup_key <> '' AND state NOT IN ('resolved', 'closed');
+
+CREATE INDEX incidents_by_created ON incidents (created_at, incident_id);
+
+CREATE INDEX incidents_by_tenant_created ON incidents (tenant_id, created_at);
+
+CREATE TABLE incident_events (
+  incident_id TEXT    NOT NULL REFERENCES incidents (incident_id),
+  seq         {{INT}} NOT NULL,
+  at          {{INT}} NOT NULL,
+  actor       TEXT    NOT NULL,
+  action      TEXT    NOT NULL,
+  from_state  TEXT    NOT NULL DEFAULT '',
+  to_state    TEXT    NOT NULL DEFAULT '',
+  detail      TEXT    NOT NULL DEFAULT '',
+  PRIMARY KEY (incident_id, seq)
+);
+
+CREATE TABLE webhooks (
+  webhook_id    TEXT    NOT NULL PRIMARY KEY,
+  tenant_id     TEXT    NOT NULL DEFAULT '',
+  url           TEXT    NOT NULL,
+  secret_sealed TEXT    NOT NULL,
+  event_types   TEXT    NOT NULL DEFAULT '',
+  created_by    TEXT    NOT NULL,
+  created_at    {{INT}} NOT NULL,
+  disabled_at   {{INT}}
+);
+
+CREATE INDEX webhooks_by_tenant ON webhooks (tenant_id);
+
+CREATE TABLE webhook_events (
+  event_id     TEXT    NOT NULL PRIMARY KEY,
+  tenant_id    TEXT    NOT NULL DEFAULT '',
+  type         TEXT    NOT NULL,
+  payload_json TEXT    NOT NULL,
+  created_at   {{INT}} NOT NULL
+);
+
+CREATE TABLE webhook_deliveries (
+  event_id        TEXT    NOT NULL REFERENCES webhook_events (event_id),
+  webhook_id      TEXT    NOT NULL REFERENCES webhooks (webhook_id),
+  state           TEXT    NOT NULL,
+  attempts        {{INT}} NOT NULL DEFAULT 0,
+  next_attempt_at {{INT}} NOT NULL,
+  last_status     {{INT}} NOT NULL DEFAULT 0,
+  last_error      TEXT    NOT NULL DEFAULT '',
+  created_at      {{INT}} NOT NULL,
+  delivered_at    {{INT}},
+  PRIMARY KEY (event_id, webhook_id)
+);
+
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+
+CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, created_at);
+
+ALTER TABLE ledger ADD COLUMN resign_of_seq {{INT}};
+
+CREATE UNIQUE INDEX ledger_one_resign_per_key ON ledger (resign_of_seq, key_id)
+  WHERE resign_of_seq IS NOT NULL;
+
+CREATE TABLE resign_jobs (
+  job_id             TEXT    NOT NULL PRIMARY KEY,
+  tenant_id          TEXT    NOT NULL REFERENCES tenants (tenant_id),
+  incident_id        TEXT    NOT NULL DEFAULT '',
+  compromised_key_id TEXT    NOT NULL,
+  new_key_id         TEXT    NOT NULL,
+  since              {{INT}},
+  state              TEXT    NOT NULL,
+  cursor_seq         {{INT}} NOT NULL DEFAULT 0,
+  total              {{INT}} NOT NULL DEFAULT 0,
+  processed          {{INT}} NOT NULL DEFAULT 0,
+  resigned           {{INT}} NOT NULL DEFAULT 0,
+  needs_client       {{INT}} NOT NULL DEFAULT 0,
+  already_resigned   {{INT}} NOT NULL DEFAULT 0,
+  error              TEXT    NOT NULL DEFAULT '',
+  created_by         TEXT    NOT NULL,
+  created_at         {{INT}} NOT NULL,
+  updated_at         {{INT}} NOT NULL,
+  started_at         {{INT}},
+  finished_at        {{INT}}
+);
+
+CREATE INDEX resign_jobs_by_tenant ON resign_jobs (tenant_id, created_at);
+
+CREATE TABLE resign_results (
+  job_id           TEXT    NOT NULL REFERENCES resign_jobs (job_id),
+  original_seq     {{INT}} NOT NULL,
+  status           TEXT    NOT NULL,
+  new_seq          {{INT}} NOT NULL DEFAULT 0,
+  original_kind    TEXT    NOT NULL,
+  asset_id         TEXT    NOT NULL DEFAULT '',
+  digest_hex       TEXT    NOT NULL,
+  signature_b64    TEXT    NOT NULL DEFAULT '',
+  signature_format TEXT    NOT NULL DEFAULT '',
+  key_id           TEXT    NOT NULL,
+  key_version      {{INT}} NOT NULL,
+  detail           TEXT    NOT NULL DEFAULT '',
+  PRIMARY KEY (job_id, original_seq)
+);
+)sql";
+
 // THE list. Append only; every entry is rendered for each dialect.
 const std::vector<Migration>& MigrationTemplates() {
   // Function-local static: built on first use, so no static-init-order issues.
@@ -301,8 +510,9 @@ const std::vector<Migration>& MigrationTemplates() {
       {2, "key_attestation_and_indexes", kV2KeyAttestationAndIndexes},
       {3, "signing_ledger", kV3SigningLedger},
       {4, "certificates", kV4Certificates},
-      {5, "reserved_for_audit_log", kV5ReservedForAuditLog},
+      {5, "audit_log", kV5AuditLog},
       {6, "rotations", kV6Rotations},
+      {7, "incidents_webhooks_resign_jobs", kV7Incidents},
   };
   return kMigrations;
 }
@@ -337,6 +547,7 @@ std::string RenderMigrationSql(std::string_view sql_template, SqlDialect dialect
       {"{{SEQ_PK}}", "INTEGER PRIMARY KEY AUTOINCREMENT",
        "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
       {"{{BLOB}}", "BLOB", "BYTEA"},
+      {"{{WITHOUT_ROWID}}", "WITHOUT ROWID", ""},
   };
   std::string out;
   out.reserve(sql_template.size() + 256);

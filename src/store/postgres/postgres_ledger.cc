@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <utility>
 
 #include "store/migrations/migrations.h"
@@ -92,28 +93,123 @@ Status PrepareWriter(PGconn* conn) {
                    "preparing ledger insert");
 }
 
-Status InsertBatch(PgPool& writer, std::vector<LedgerEntry>& entries,
+// Rows per multi-row audit INSERT: 12 parameters each, far below the
+// protocol's 65535 parameters per statement.
+constexpr size_t kAuditRowsPerInsert = 1000;
+
+Status InsertAudit(PGconn* conn, const AuditAppend& audit) {
+  constexpr std::string_view kOp = "appending to audit log";
+  for (size_t start = 0; start < audit.entries.size(); start += kAuditRowsPerInsert) {
+    const size_t end = std::min(audit.entries.size(), start + kAuditRowsPerInsert);
+    std::string sql = Sql("INSERT INTO audit_entries (", kAuditColumns, ") VALUES ");
+    PgParams p;
+    for (size_t i = start; i < end; ++i) {
+      const AuditRecord& r = audit.entries[i];
+      const int base = p.size();
+      sql += i == start ? "(" : ",(";
+      for (int c = 1; c <= 12; ++c) sql += (c == 1 ? "$" : ",$") + std::to_string(base + c);
+      sql += ")";
+      p.Int(r.index).Time(r.time).Text(r.actor).Text(r.tenant_id).Text(r.action).Text(r.target);
+      p.Text(r.outcome).Text(r.request_id).Text(r.client_address).Text(r.policy_hash).Text(r.detail_json);
+      p.Bytes(std::string_view(reinterpret_cast<const char*>(r.leaf_hash.data()), r.leaf_hash.size()));
+    }
+    RETURN_IF_ERROR(PgExec(conn, sql, p, kOp).status());
+  }
+  for (size_t start = 0; start < audit.nodes.size(); start += kAuditRowsPerInsert) {
+    const size_t end = std::min(audit.nodes.size(), start + kAuditRowsPerInsert);
+    std::string sql = "INSERT INTO audit_nodes (level, idx, hash) VALUES ";
+    PgParams p;
+    for (size_t i = start; i < end; ++i) {
+      const AuditNode& n = audit.nodes[i];
+      const int base = p.size();
+      sql += (i == start ? "($" : ",($") + std::to_string(base + 1) + ",$" + std::to_string(base + 2) + ",$" +
+             std::to_string(base + 3) + ")";
+      p.Int(n.level).Int(n.index);
+      p.Bytes(std::string_view(reinterpret_cast<const char*>(n.hash.data()), n.hash.size()));
+    }
+    RETURN_IF_ERROR(PgExec(conn, sql, p, "appending audit nodes").status());
+  }
+  return Status::Ok();
+}
+
+// One transaction: the ledger rows (seq filled in), then the builder's audit
+// records, then COMMIT. Any failure, the builder's included, rolls back (the
+// Session's transaction does on every early return).
+Status InsertBatch(PgPool& writer, std::vector<LedgerEntry>& entries, const AuditBuilder& audit,
                    std::chrono::milliseconds lock_timeout) {
   constexpr std::string_view kOp = "appending to ledger";
-  ColumnArrays arrays(entries.size());
-  for (const LedgerEntry& e : entries) arrays.Add(e);
-  const PgParams params = arrays.Finish();
   ASSIGN_OR_RETURN(
       PgPool::Session session,
       writer.Begin(PgTxOptions{.lock_key = kLedgerAppendLockKey, .lock_timeout = lock_timeout},
                    kOp));
-  ASSIGN_OR_RETURN(PgResult r, PgExecPrepared(session.conn(), kAppendStatement, params, kOp));
-  if (r.rows() != static_cast<int>(entries.size())) {
-    return InternalError("postgres: appending to ledger: inserted " + std::to_string(r.rows()) +
-                         " rows of " + std::to_string(entries.size()));
+  if (!entries.empty()) {
+    ColumnArrays arrays(entries.size());
+    for (const LedgerEntry& e : entries) arrays.Add(e);
+    const PgParams params = arrays.Finish();
+    ASSIGN_OR_RETURN(PgResult r, PgExecPrepared(session.conn(), kAppendStatement, params, kOp));
+    if (r.rows() != static_cast<int>(entries.size())) {
+      return InternalError("postgres: appending to ledger: inserted " + std::to_string(r.rows()) +
+                           " rows of " + std::to_string(entries.size()));
+    }
+    std::vector<int64_t> seqs;
+    seqs.reserve(entries.size());
+    for (int i = 0; i < r.rows(); ++i) seqs.push_back(r.row(i).ColumnInt(0));
+    // RETURNING order is not promised; the identity values follow the rows' order.
+    std::sort(seqs.begin(), seqs.end());
+    for (size_t i = 0; i < entries.size(); ++i) entries[i].seq = seqs[i];
   }
-  std::vector<int64_t> seqs;
-  seqs.reserve(entries.size());
-  for (int i = 0; i < r.rows(); ++i) seqs.push_back(r.row(i).ColumnInt(0));
-  // RETURNING order is not promised; the identity values follow the rows' order.
-  std::sort(seqs.begin(), seqs.end());
-  for (size_t i = 0; i < entries.size(); ++i) entries[i].seq = seqs[i];
+  if (audit) {
+    AuditAppend out;
+    RETURN_IF_ERROR(audit(entries, out));
+    RETURN_IF_ERROR(InsertAudit(session.conn(), out));
+  }
   return session.tx.Commit();
+}
+
+StatusOr<AuditHash> ReadHash(const PgRow& row, int col, std::string_view what) {
+  StatusOr<std::string> bytes = DecodeByteaHex(row.ColumnText(col));
+  if (!bytes.ok() || bytes->size() != kAuditHashSize) {
+    return DataLossError("audit log: " + std::string(what) + " is not a 32-byte hash");
+  }
+  AuditHash h;
+  std::memcpy(h.data(), bytes->data(), kAuditHashSize);
+  return h;
+}
+
+// Column order of kAuditColumns. A leaf hash of the wrong size is read as
+// zeros, so the verifier reports the row instead of the read failing.
+AuditRecord ReadAuditRecord(const PgRow& row) {
+  AuditRecord r;
+  r.index = row.ColumnInt(0);
+  r.time = row.ColumnTime(1);
+  r.actor = row.ColumnText(2);
+  r.tenant_id = row.ColumnText(3);
+  r.action = row.ColumnText(4);
+  r.target = row.ColumnText(5);
+  r.outcome = row.ColumnText(6);
+  r.request_id = row.ColumnText(7);
+  r.client_address = row.ColumnText(8);
+  r.policy_hash = row.ColumnText(9);
+  r.detail_json = row.ColumnText(10);
+  if (auto h = ReadHash(row, 11, "leaf hash"); h.ok()) r.leaf_hash = *h;
+  return r;
+}
+
+constexpr std::string_view kCheckpointColumns = "id, tree_size, root_hash, timestamp_ms, key_id, note, signature";
+
+StatusOr<AuditCheckpointRecord> ReadCheckpoint(const PgRow& row) {
+  AuditCheckpointRecord c;
+  c.id = row.ColumnInt(0);
+  c.tree_size = row.ColumnInt(1);
+  auto root = ReadHash(row, 2, "checkpoint root");
+  if (!root.ok()) return DataLossError("audit checkpoint root is not a 32-byte hash");
+  c.root_hash = *root;
+  c.timestamp = row.ColumnTime(3);
+  c.key_id = row.ColumnText(4);
+  c.note = row.ColumnText(5);
+  ASSIGN_OR_RETURN(std::string sig, DecodeByteaHex(row.ColumnText(6)));
+  c.signature.assign(sig.begin(), sig.end());
+  return c;
 }
 
 }  // namespace
@@ -154,11 +250,11 @@ PostgresLedger::PostgresLedger(PrivateTag, std::unique_ptr<PgPool> writer,
                                std::unique_ptr<PgPool> readers, PostgresLedgerOptions opts)
     : writer_(std::move(writer)), readers_(std::move(readers)), opts_(opts) {}
 
-Status PostgresLedger::AppendBatch(std::vector<LedgerEntry>& entries) {
+Status PostgresLedger::AppendBatch(std::vector<LedgerEntry>& entries, const AuditBuilder& audit) {
   for (LedgerEntry& e : entries) e.seq = 0;
-  if (entries.empty()) return Status::Ok();
+  if (entries.empty() && !audit) return Status::Ok();
   RETURN_IF_ERROR(ValidateLedgerEntries(entries));
-  Status s = InsertBatch(*writer_, entries, opts_.lock_timeout);
+  Status s = InsertBatch(*writer_, entries, audit, opts_.lock_timeout);
   if (!s.ok()) {
     // Rolled back (or never sent): none of these rows may be reported stored.
     for (LedgerEntry& e : entries) e.seq = 0;
@@ -205,7 +301,7 @@ StatusOr<std::vector<MinuteCount>> PostgresLedger::CountByMinuteSince(TimePoint 
   ASSIGN_OR_RETURN(
       PgResult r,
       readers_->Query("SELECT tenant_id, signed_at / 60000 AS minute, COUNT(*) FROM ledger "
-                      "WHERE signed_at >= $1 GROUP BY tenant_id, minute "
+                      "WHERE signed_at >= $1 AND resign_of_seq IS NULL GROUP BY tenant_id, minute "
                       "ORDER BY tenant_id COLLATE \"C\", minute",
                       PgParams().Time(since), kOp));
   std::vector<MinuteCount> out;
@@ -225,6 +321,170 @@ StatusOr<bool> PostgresLedger::HasRequest(const std::string& tenant_id,
       readers_->Query("SELECT 1 FROM ledger WHERE tenant_id = $1 AND request_id = $2 LIMIT 1",
                       PgParams().Text(tenant_id).Text(request_id), kOp));
   return r.rows() > 0;
+}
+
+// --- audit log ------------------------------------------------------------------------
+
+StatusOr<AuditPage> PostgresLedger::ListAudit(const AuditQuery& query) {
+  if (query.limit < 1 || query.limit > kMaxPageSize) {
+    return FieldError("limit", "limit must be between 1 and " + std::to_string(kMaxPageSize) + ", got " +
+                                   std::to_string(query.limit));
+  }
+  if (query.after_index < -1) return FieldError("after", "cursor must not be below -1");
+  PgParams params;
+  params.Int(query.after_index);
+  std::string sql = Sql("SELECT ", kAuditColumns, " FROM audit_entries WHERE idx > $1");
+  int n = 1;
+  auto next = [&n] { return "$" + std::to_string(++n); };
+  auto text_filter = [&](std::string_view column, const std::string& value) {
+    if (value.empty()) return;
+    sql += Sql(" AND ", column, " = ") + next();
+    params.Text(value);
+  };
+  text_filter("tenant_id", query.tenant_id);
+  text_filter("actor", query.actor);
+  text_filter("action", query.action);
+  if (query.from) {
+    sql += " AND time_ms >= " + next();
+    params.Time(*query.from);
+  }
+  if (query.to) {
+    sql += " AND time_ms < " + next();
+    params.Time(*query.to);
+  }
+  sql += " ORDER BY idx LIMIT " + next();
+  params.Int(query.limit);
+  ASSIGN_OR_RETURN(PgResult r, readers_->Query(sql, params, "listing audit log"));
+  AuditPage page;
+  page.entries.reserve(static_cast<size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) page.entries.push_back(ReadAuditRecord(r.row(i)));
+  if (page.entries.size() == static_cast<size_t>(query.limit)) page.next_cursor = page.entries.back().index;
+  return page;
+}
+
+StatusOr<int64_t> PostgresLedger::AuditSize() {
+  // MAX on the primary key is one index descent; indexes are dense from 0.
+  ASSIGN_OR_RETURN(PgResult r, readers_->Query("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries", PgParams(),
+                                               "reading audit log size"));
+  return r.row(0).ColumnInt(0);
+}
+
+StatusOr<std::vector<AuditHash>> PostgresLedger::AuditNodes(int level, int64_t begin, int64_t end) {
+  if (level < 0 || begin < 0 || end < begin) return InvalidArgumentError("bad audit node range");
+  constexpr std::string_view kOp = "reading audit tree";
+  StatusOr<PgResult> r =
+      level == 0 ? readers_->Query("SELECT idx, leaf_hash FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                                   PgParams().Int(begin).Int(end), kOp)
+                 : readers_->Query("SELECT idx, hash FROM audit_nodes WHERE level = $1 AND idx >= $2 AND idx < $3 "
+                                   "ORDER BY idx",
+                                   PgParams().Int(level).Int(begin).Int(end), kOp);
+  if (!r.ok()) return r.status();
+  std::vector<AuditHash> out;
+  out.reserve(static_cast<size_t>(end - begin));
+  for (int i = 0; i < r->rows(); ++i) {
+    const PgRow row = r->row(i);
+    if (row.ColumnInt(0) != begin + static_cast<int64_t>(out.size())) break;  // a gap: reported below
+    ASSIGN_OR_RETURN(AuditHash h, ReadHash(row, 1, level == 0 ? "a leaf hash" : "a tree node"));
+    out.push_back(h);
+  }
+  if (out.size() != static_cast<size_t>(end - begin)) {
+    return DataLossError("audit log: " + std::string(level == 0 ? "leaf " : "tree node ") +
+                         std::to_string(begin + static_cast<int64_t>(out.size())) +
+                         (level == 0 ? "" : " at level " + std::to_string(level)) + " is missing");
+  }
+  return out;
+}
+
+Status PostgresLedger::InsertAuditCheckpoint(AuditCheckpointRecord& c) {
+  ASSIGN_OR_RETURN(
+      PgResult r,
+      readers_->Query("INSERT INTO audit_checkpoints (tree_size, root_hash, timestamp_ms, key_id, note, signature) "
+                      "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                      PgParams()
+                          .Int(c.tree_size)
+                          .Bytes(std::string_view(reinterpret_cast<const char*>(c.root_hash.data()),
+                                                  c.root_hash.size()))
+                          .Time(c.timestamp)
+                          .Text(c.key_id)
+                          .Text(c.note)
+                          .Bytes(std::string_view(reinterpret_cast<const char*>(c.signature.data()),
+                                                  c.signature.size())),
+                      "storing audit checkpoint"));
+  c.id = r.row(0).ColumnInt(0);
+  return Status::Ok();
+}
+
+StatusOr<std::vector<AuditCheckpointRecord>> PostgresLedger::ListAuditCheckpoints(int64_t after_id, int limit) {
+  if (limit < 1 || limit > kMaxPageSize) {
+    return FieldError("limit", "limit must be between 1 and " + std::to_string(kMaxPageSize));
+  }
+  ASSIGN_OR_RETURN(PgResult r,
+                   readers_->Query(Sql("SELECT ", kCheckpointColumns,
+                                       " FROM audit_checkpoints WHERE id > $1 ORDER BY id LIMIT $2"),
+                                   PgParams().Int(after_id).Int(limit), "listing audit checkpoints"));
+  std::vector<AuditCheckpointRecord> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    ASSIGN_OR_RETURN(AuditCheckpointRecord c, ReadCheckpoint(r.row(i)));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+StatusOr<std::optional<AuditCheckpointRecord>> PostgresLedger::LatestAuditCheckpoint() {
+  ASSIGN_OR_RETURN(PgResult r,
+                   readers_->Query(Sql("SELECT ", kCheckpointColumns, " FROM audit_checkpoints ORDER BY id DESC LIMIT 1"),
+                                   PgParams(), "reading latest audit checkpoint"));
+  if (r.rows() == 0) return std::optional<AuditCheckpointRecord>();
+  ASSIGN_OR_RETURN(AuditCheckpointRecord c, ReadCheckpoint(r.row(0)));
+  return std::optional<AuditCheckpointRecord>(std::move(c));
+}
+
+Status PostgresLedger::InsertAuditKey(const AuditKeyRecord& k) {
+  return readers_
+      ->Query("INSERT INTO audit_keys (key_id, origin, algorithm, provider, key_uri, public_key_pem, created_at) "
+              "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+              PgParams().Text(k.key_id).Text(k.origin).Text(k.algorithm).Text(k.provider).Text(k.key_uri)
+                  .Text(k.public_key_pem).Time(k.created_at),
+              "storing audit key")
+      .status();
+}
+
+StatusOr<std::vector<AuditKeyRecord>> PostgresLedger::ListAuditKeys() {
+  ASSIGN_OR_RETURN(PgResult r,
+                   readers_->Query("SELECT key_id, origin, algorithm, provider, key_uri, public_key_pem, created_at "
+                                   "FROM audit_keys ORDER BY created_at, key_id COLLATE \"C\"",
+                                   PgParams(), "listing audit keys"));
+  std::vector<AuditKeyRecord> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    const PgRow row = r.row(i);
+    out.push_back(AuditKeyRecord{row.ColumnText(0), row.ColumnText(1), row.ColumnText(2), row.ColumnText(3),
+                                 row.ColumnText(4), row.ColumnText(5), row.ColumnTime(6)});
+  }
+  return out;
+}
+
+// --- mass re-sign --------------------------------------------------------------------
+//
+// Not yet ported from sqlite_ledger.cc: the re-sign job engine needs SQLite.
+
+namespace {
+Status ResignUnsupported(std::string_view method) {
+  return UnimplementedError(std::string(method) + " is not yet supported on PostgreSQL");
+}
+}  // namespace
+
+StatusOr<std::vector<ResignCandidate>> PostgresLedger::ListResignCandidates(const ResignScan&) {
+  return ResignUnsupported("ListResignCandidates");
+}
+StatusOr<int64_t> PostgresLedger::CountResignCandidates(const ResignScan&) {
+  return ResignUnsupported("CountResignCandidates");
+}
+Status PostgresLedger::AppendResignBatch(ResignBatch& batch) {
+  for (LedgerEntry& e : batch.rows) e.seq = 0;
+  return ResignUnsupported("AppendResignBatch");
+}
+StatusOr<std::vector<ResignResult>> PostgresLedger::ListResignResults(const std::string&, int64_t, int) {
+  return ResignUnsupported("ListResignResults");
 }
 
 }  // namespace concierge::store

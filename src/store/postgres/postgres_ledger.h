@@ -37,6 +37,7 @@
 #include <string_view>
 #include <vector>
 
+#include "concierge/audit.h"
 #include "concierge/ledger.h"
 #include "concierge/status.h"
 #include "store/common/sql_records.h"
@@ -53,7 +54,7 @@ struct PostgresLedgerOptions {
   std::chrono::milliseconds lock_timeout{5000};
 };
 
-class PostgresLedger : public LedgerStore {
+class PostgresLedger : public LedgerStore, public AuditStore {
  public:
   static constexpr int kMinSchemaVersion = kLedgerMinSchemaVersion;
   static constexpr int kMaxPageSize = kMaxLedgerPageSize;
@@ -64,10 +65,28 @@ class PostgresLedger : public LedgerStore {
   static StatusOr<std::unique_ptr<PostgresLedger>> Open(std::string_view url,
                                                         PostgresLedgerOptions opts = {});
 
-  Status AppendBatch(std::vector<LedgerEntry>& entries) override;
+  Status AppendBatch(std::vector<LedgerEntry>& entries, const AuditBuilder& audit = nullptr) override;
   StatusOr<LedgerPage> ListLedger(const LedgerQuery& query) override;
   StatusOr<std::vector<MinuteCount>> CountByMinuteSince(TimePoint since) override;
   StatusOr<bool> HasRequest(const std::string& tenant_id, const std::string& request_id) override;
+
+  // Mass re-sign (postgres_ledger_resign.cc).
+  StatusOr<std::vector<ResignCandidate>> ListResignCandidates(const ResignScan& scan) override;
+  StatusOr<int64_t> CountResignCandidates(const ResignScan& scan) override;
+  Status AppendResignBatch(ResignBatch& batch) override;
+  StatusOr<std::vector<ResignResult>> ListResignResults(const std::string& job_id, int64_t after_seq,
+                                                        int limit) override;
+
+  // AuditStore: the audit_* tables (migration v5), written by AppendBatch in
+  // the ledger's transaction.
+  StatusOr<AuditPage> ListAudit(const AuditQuery& query) override;
+  StatusOr<int64_t> AuditSize() override;
+  StatusOr<std::vector<AuditHash>> AuditNodes(int level, int64_t begin, int64_t end) override;
+  Status InsertAuditCheckpoint(AuditCheckpointRecord& checkpoint) override;
+  StatusOr<std::vector<AuditCheckpointRecord>> ListAuditCheckpoints(int64_t after_id, int limit) override;
+  StatusOr<std::optional<AuditCheckpointRecord>> LatestAuditCheckpoint() override;
+  Status InsertAuditKey(const AuditKeyRecord& key) override;
+  StatusOr<std::vector<AuditKeyRecord>> ListAuditKeys() override;
 
   PgPoolStats writer_stats() const { return writer_->stats(); }
 

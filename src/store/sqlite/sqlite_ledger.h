@@ -1,4 +1,6 @@
-// SqliteLedger: the SQLite LedgerStore (the `ledger` table of migration v3).
+// SqliteLedger: the SQLite LedgerStore (the `ledger` table of migration v3)
+// and AuditStore (the audit_* tables of migration v5), in one object because
+// a batch's ledger rows and audit records commit in one transaction.
 //
 // It lives in the same database file as SqliteStore but opens its own two
 // connections, so the ledger never shares a lock with the admin/request store:
@@ -26,6 +28,10 @@
 // newer than this build knows). Every statement is prepared once: the INSERT
 // at Open(), each read shape on first use, and reused with fresh bindings.
 //
+// Read-only mode (SqliteLedgerOptions::read_only, for `keyctl audit verify
+// --db` on a live or copied database): only the reader connection is opened,
+// with SQLITE_OPEN_READONLY; every write returns kFailedPrecondition.
+//
 // Semantics beyond concierge/ledger.h:
 //  - AppendBatch with no entries is a no-op (OK). Entries need a tenant_id and
 //    key_id (kInvalidArgument naming the field and entry index otherwise,
@@ -38,6 +44,13 @@
 //  - CountByMinuteSince: ordered by (tenant_id, minute); minute is
 //    floor(signed_at_ms / 60000) for the non-negative times the service
 //    writes.
+//  - Audit records and nodes from the AuditBuilder are inserted after the
+//    ledger rows, in the same transaction; an index that exists already
+//    (kAlreadyExists) fails the whole batch.
+//  - ListAudit: limit 1..1000, after_index >= -1 (kInvalidArgument naming the
+//    field); next_cursor is the last index when the page is full, else -1.
+//  - AuditNodes: kDataLoss when a requested node or leaf is missing or its
+//    hash is not 32 bytes (the stored tree was damaged).
 #ifndef CONCIERGE_STORE_SQLITE_SQLITE_LEDGER_H_
 #define CONCIERGE_STORE_SQLITE_SQLITE_LEDGER_H_
 
@@ -47,10 +60,12 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "concierge/audit.h"
 #include "concierge/clock.h"
 #include "concierge/ledger.h"
 #include "concierge/status.h"
@@ -63,9 +78,11 @@ struct SqliteLedgerOptions {
   // How long AppendBatch waits for the database write lock (held by another
   // connection, e.g. SqliteStore or a migration) before kUnavailable.
   std::chrono::milliseconds busy_timeout{5000};
+  // Open the reader connection only, read-only (see above).
+  bool read_only = false;
 };
 
-class SqliteLedger : public LedgerStore {
+class SqliteLedger : public LedgerStore, public AuditStore {
  public:
   // The schema version that created the ledger table.
   static constexpr int kMinSchemaVersion = kLedgerMinSchemaVersion;
@@ -77,42 +94,69 @@ class SqliteLedger : public LedgerStore {
   static StatusOr<std::unique_ptr<SqliteLedger>> Open(const std::string& path,
                                                       SqliteLedgerOptions opts = {});
 
-  Status AppendBatch(std::vector<LedgerEntry>& entries) override;
+  Status AppendBatch(std::vector<LedgerEntry>& entries, const AuditBuilder& audit = nullptr) override;
   StatusOr<LedgerPage> ListLedger(const LedgerQuery& query) override;
   StatusOr<std::vector<MinuteCount>> CountByMinuteSince(TimePoint since) override;
   StatusOr<bool> HasRequest(const std::string& tenant_id, const std::string& request_id) override;
 
-  struct StmtFinalizer {
-    void operator()(sqlite3_stmt* stmt) const noexcept { sqlite3_finalize(stmt); }
-  };
-  using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+  // Mass re-sign. The scan and the count use the reader connection (index
+  // ledger_by_key_seq_time); AppendResignBatch the writer connection, under
+  // the same mutex as AppendBatch, so ledger seqs stay in commit order.
+  StatusOr<std::vector<ResignCandidate>> ListResignCandidates(const ResignScan& scan) override;
+  StatusOr<int64_t> CountResignCandidates(const ResignScan& scan) override;
+  Status AppendResignBatch(ResignBatch& batch) override;
+  StatusOr<std::vector<ResignResult>> ListResignResults(const std::string& job_id, int64_t after_seq,
+                                                        int limit) override;
+
+  StatusOr<AuditPage> ListAudit(const AuditQuery& query) override;
+  StatusOr<int64_t> AuditSize() override;
+  StatusOr<std::vector<AuditHash>> AuditNodes(int level, int64_t begin, int64_t end) override;
+  Status InsertAuditCheckpoint(AuditCheckpointRecord& checkpoint) override;
+  StatusOr<std::vector<AuditCheckpointRecord>> ListAuditCheckpoints(int64_t after_id, int limit) override;
+  StatusOr<std::optional<AuditCheckpointRecord>> LatestAuditCheckpoint() override;
+  Status InsertAuditKey(const AuditKeyRecord& key) override;
+  StatusOr<std::vector<AuditKeyRecord>> ListAuditKeys() override;
 
   // Constructed only through Open(); the tag keeps the constructor usable by
   // std::make_unique without being callable from outside.
   struct PrivateTag {
     explicit PrivateTag() = default;
   };
-  SqliteLedger(PrivateTag, SqliteDb writer, StmtPtr insert, SqliteDb reader);
+  struct WriterStatements {
+    StmtPtr ledger_insert;
+    StmtPtr audit_insert;
+    StmtPtr node_insert;
+  };
+  SqliteLedger(PrivateTag, SqliteDb writer, WriterStatements statements, SqliteDb reader);
 
  private:
   // ListLedger's SQL varies with which optional filters are set (key_id, from,
   // to): one cached statement per combination, indexed by a 3-bit mask.
   static constexpr int kListShapes = 8;
+  // ListAudit's, by tenant/actor/action/from/to: a 5-bit mask.
+  static constexpr int kAuditListShapes = 32;
 
   // Returns the statement cached in `slot`, preparing `sql` on first use
   // (`sql` is only read then). Requires reader_mu_.
   StatusOr<sqlite3_stmt*> ReaderStatementLocked(StmtPtr& slot, std::string_view sql,
                                                 std::string_view operation);
 
+  // kFailedPrecondition in read-only mode.
+  Status CheckWritable() const;
+
   std::mutex writer_mu_;
-  SqliteDb writer_;  // guarded by writer_mu_
-  StmtPtr insert_;   // guarded by writer_mu_; prepared on writer_ at Open()
+  SqliteDb writer_;                // guarded by writer_mu_; null when read-only
+  WriterStatements writer_stmts_;  // guarded by writer_mu_; prepared at Open()
 
   std::mutex reader_mu_;
-  SqliteDb reader_;                              // guarded by reader_mu_
-  std::array<StmtPtr, kListShapes> list_stmts_;  // guarded by reader_mu_
-  StmtPtr count_stmt_;                           // guarded by reader_mu_
-  StmtPtr has_request_stmt_;                     // guarded by reader_mu_
+  SqliteDb reader_;                                        // guarded by reader_mu_
+  std::array<StmtPtr, kListShapes> list_stmts_;            // guarded by reader_mu_
+  std::array<StmtPtr, kAuditListShapes> audit_list_stmts_;  // guarded by reader_mu_
+  StmtPtr count_stmt_;                                     // guarded by reader_mu_
+  StmtPtr has_request_stmt_;                               // guarded by reader_mu_
+  StmtPtr audit_size_stmt_;                                // guarded by reader_mu_
+  StmtPtr leaf_range_stmt_;                                // guarded by reader_mu_
+  StmtPtr node_range_stmt_;                                // guarded by reader_mu_
 };
 
 }  // namespace concierge::store

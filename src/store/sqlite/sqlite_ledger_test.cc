@@ -122,6 +122,34 @@ INSTANTIATE_TEST_SUITE_P(Sqlite, LedgerConformanceTest,
                          ::testing::Values(conformance::HarnessParam<SqliteLedgerHarness>("File")),
                          conformance::LedgerTestParamName);
 
+// A stand-in for the writer's AuditBuilder: one audit record per ledger row
+// (plus `extra` state-change records), indexes continuing from `*next`.
+// Leaf hashes are arbitrary here; their computation is the writer's job.
+AuditBuilder CountingBuilder(int64_t* next, int extra = 0) {
+  return [next, extra](const std::vector<LedgerEntry>& rows, AuditAppend& out) {
+    auto add = [&](const std::string& action, const std::string& tenant, const std::string& actor, int64_t ms) {
+      AuditRecord r;
+      r.index = (*next)++;
+      r.time = T(ms);
+      r.actor = actor;
+      r.tenant_id = tenant;
+      r.action = action;
+      r.target = "k";
+      r.outcome = "success";
+      r.detail_json = "{}";
+      r.leaf_hash.fill(static_cast<uint8_t>(r.index));
+      out.entries.push_back(r);
+      if (r.index % 16 == 15) out.nodes.push_back(AuditNode{4, r.index / 16, r.leaf_hash});
+    };
+    for (int i = 0; i < extra; ++i) add("policy.update", "acme", "admin", 0);
+    for (const LedgerEntry& e : rows) {
+      EXPECT_GT(e.seq, 0) << "the builder sees the ledger rows' seq";
+      add("sign." + e.kind, e.tenant_id, e.api_key_id, ToUnixMillis(e.signed_at) - ToUnixMillis(T(0)));
+    }
+    return Status::Ok();
+  };
+}
+
 class SqliteLedgerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -168,6 +196,148 @@ TEST(SqliteLedgerOpenTest, RefusesNewerSchemaMemoryAndMissingFile) {
   EXPECT_FALSE(std::filesystem::exists(missing));  // not created as a side effect
 }
 
+TEST_F(SqliteLedgerTest, AuditRecordsCommitWithTheirLedgerRows) {
+  int64_t next = 0;
+  std::vector<LedgerEntry> batch = MakeBatch("acme", "k", 3, 0, "r");
+  ASSERT_TRUE(IsOk(ledger_->AppendBatch(batch, CountingBuilder(&next, 2))));
+  EXPECT_EQ(*ledger_->AuditSize(), 5);
+  // Audit-only batches (state changes) commit too.
+  std::vector<LedgerEntry> none;
+  ASSERT_TRUE(IsOk(ledger_->AppendBatch(none, CountingBuilder(&next, 1))));
+  EXPECT_EQ(*ledger_->AuditSize(), 6);
+
+  StatusOr<AuditPage> page = ledger_->ListAudit(AuditQuery{});
+  ASSERT_TRUE(IsOk(page.status()));
+  ASSERT_EQ(page->entries.size(), 6u);
+  EXPECT_EQ(page->next_cursor, -1);
+  for (int64_t i = 0; i < 6; ++i) EXPECT_EQ(page->entries[i].index, i);
+  EXPECT_EQ(page->entries[2].action, "sign.digest");
+  EXPECT_EQ(page->entries[2].actor, "ak-1");
+  EXPECT_EQ(page->entries[2].leaf_hash[0], 2);
+
+  // A failing builder or a failing audit insert rolls back the ledger rows too.
+  std::vector<LedgerEntry> rejected = MakeBatch("acme", "k", 2, 10, "rejected-");
+  EXPECT_TRUE(HasCode(ledger_->AppendBatch(rejected,
+                                           [](const std::vector<LedgerEntry>&, AuditAppend&) {
+                                             return UnavailableError("audit writer down");
+                                           }),
+                      StatusCode::kUnavailable));
+  RawDb raw(path_);
+  ASSERT_TRUE(IsOk(raw.Exec("CREATE TRIGGER audit_down BEFORE INSERT ON audit_entries "
+                            "BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END")));
+  EXPECT_FALSE(ledger_->AppendBatch(rejected, CountingBuilder(&next)).ok());
+  for (const LedgerEntry& e : rejected) EXPECT_EQ(e.seq, 0);
+  EXPECT_FALSE(*ledger_->HasRequest("acme", "rejected-0"));
+  EXPECT_EQ(raw.Count("SELECT COUNT(*) FROM ledger"), 3);
+  EXPECT_EQ(*ledger_->AuditSize(), 6);
+  ASSERT_TRUE(IsOk(raw.Exec("DROP TRIGGER audit_down")));
+  next = 6;
+  EXPECT_TRUE(IsOk(ledger_->AppendBatch(rejected, CountingBuilder(&next))));
+  EXPECT_EQ(*ledger_->AuditSize(), 8);
+
+  // An index that exists already fails the whole batch.
+  next = 7;
+  std::vector<LedgerEntry> dup = MakeBatch("acme", "k", 1, 20, "dup-");
+  EXPECT_TRUE(HasCode(ledger_->AppendBatch(dup, CountingBuilder(&next)), StatusCode::kAlreadyExists));
+  EXPECT_FALSE(*ledger_->HasRequest("acme", "dup-0"));
+}
+
+TEST_F(SqliteLedgerTest, AuditListingFiltersAndPages) {
+  int64_t next = 0;
+  for (int b = 0; b < 6; ++b) {
+    std::vector<LedgerEntry> batch = MakeBatch(b % 2 ? "acme" : "globex", "k", 10, b * 10, "r");
+    for (auto& e : batch) e.api_key_id = b < 3 ? "early" : "late";
+    ASSERT_TRUE(IsOk(ledger_->AppendBatch(batch, CountingBuilder(&next, b == 5 ? 1 : 0))));
+  }
+  auto all = [&](AuditQuery q) {
+    std::vector<AuditRecord> out;
+    for (int pages = 0; pages < 100; ++pages) {
+      StatusOr<AuditPage> page = ledger_->ListAudit(q);
+      EXPECT_TRUE(IsOk(page.status()));
+      if (!page.ok()) break;
+      for (size_t i = 1; i < page->entries.size(); ++i) EXPECT_GT(page->entries[i].index, page->entries[i - 1].index);
+      out.insert(out.end(), page->entries.begin(), page->entries.end());
+      if (page->next_cursor < 0) break;
+      q.after_index = page->next_cursor;
+    }
+    return out;
+  };
+  EXPECT_EQ(all(AuditQuery{.limit = 7}).size(), 61u);
+  auto acme = all(AuditQuery{.tenant_id = "acme", .limit = 4});
+  EXPECT_EQ(acme.size(), 31u);  // 30 signatures + the policy change
+  for (const auto& r : acme) EXPECT_EQ(r.tenant_id, "acme");
+  EXPECT_EQ(all(AuditQuery{.actor = "late"}).size(), 30u);
+  EXPECT_EQ(all(AuditQuery{.tenant_id = "acme", .action = "policy.update"}).size(), 1u);
+  EXPECT_EQ(all(AuditQuery{.from = T(15), .to = T(25)}).size(), 10u);
+  EXPECT_EQ(all(AuditQuery{.after_index = 55}).size(), 5u);
+  EXPECT_TRUE(HasCode(ledger_->ListAudit(AuditQuery{.limit = 0}).status(), StatusCode::kInvalidArgument));
+  EXPECT_TRUE(HasCode(ledger_->ListAudit(AuditQuery{.after_index = -2}).status(), StatusCode::kInvalidArgument));
+}
+
+TEST_F(SqliteLedgerTest, AuditNodesReadRangesAndReportGaps) {
+  int64_t next = 0;
+  std::vector<LedgerEntry> batch = MakeBatch("acme", "k", 40, 0, "r");
+  ASSERT_TRUE(IsOk(ledger_->AppendBatch(batch, CountingBuilder(&next))));
+  StatusOr<std::vector<AuditHash>> leaves = ledger_->AuditNodes(0, 3, 9);
+  ASSERT_TRUE(IsOk(leaves.status()));
+  ASSERT_EQ(leaves->size(), 6u);
+  EXPECT_EQ((*leaves)[0][0], 3);
+  StatusOr<std::vector<AuditHash>> nodes = ledger_->AuditNodes(4, 0, 2);
+  ASSERT_TRUE(IsOk(nodes.status()));
+  EXPECT_EQ((*nodes)[1][0], 31);
+  EXPECT_TRUE(HasCode(ledger_->AuditNodes(4, 0, 3).status(), StatusCode::kDataLoss));
+  EXPECT_TRUE(HasCode(ledger_->AuditNodes(0, 38, 41).status(), StatusCode::kDataLoss));
+  RawDb raw(path_);
+  ASSERT_TRUE(IsOk(raw.Exec("DELETE FROM audit_entries WHERE idx = 5")));
+  EXPECT_TRUE(HasCode(ledger_->AuditNodes(0, 3, 9).status(), StatusCode::kDataLoss));
+  ASSERT_TRUE(IsOk(raw.Exec("UPDATE audit_entries SET leaf_hash = x'00' WHERE idx = 7")));
+  EXPECT_TRUE(HasCode(ledger_->AuditNodes(0, 6, 9).status(), StatusCode::kDataLoss));
+}
+
+TEST_F(SqliteLedgerTest, AuditCheckpointsAndKeys) {
+  EXPECT_FALSE(ledger_->LatestAuditCheckpoint()->has_value());
+  AuditKeyRecord key{"audit-1", "test/audit", "ES256", "software", "software:x", "PEM", T(0)};
+  ASSERT_TRUE(IsOk(ledger_->InsertAuditKey(key)));
+  EXPECT_TRUE(HasCode(ledger_->InsertAuditKey(key), StatusCode::kAlreadyExists));
+  ASSERT_EQ(ledger_->ListAuditKeys()->size(), 1u);
+  EXPECT_EQ(ledger_->ListAuditKeys()->front().key_uri, "software:x");
+  for (int i = 1; i <= 5; ++i) {
+    AuditCheckpointRecord cp;
+    cp.tree_size = i * 10;
+    cp.root_hash.fill(static_cast<uint8_t>(i));
+    cp.timestamp = T(i);
+    cp.key_id = "audit-1";
+    cp.note = "note " + std::to_string(i);
+    cp.signature = {1, 2, static_cast<uint8_t>(i)};
+    ASSERT_TRUE(IsOk(ledger_->InsertAuditCheckpoint(cp)));
+    EXPECT_EQ(cp.id, i);
+  }
+  auto latest = ledger_->LatestAuditCheckpoint();
+  ASSERT_TRUE(IsOk(latest.status()));
+  ASSERT_TRUE(latest->has_value());
+  EXPECT_EQ((*latest)->tree_size, 50);
+  EXPECT_EQ((*latest)->signature, (Bytes{1, 2, 5}));
+  EXPECT_EQ((*latest)->timestamp, T(5));
+  auto page = ledger_->ListAuditCheckpoints(2, 2);
+  ASSERT_TRUE(IsOk(page.status()));
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].id, 3);
+  EXPECT_EQ((*page)[1].note, "note 4");
+}
+
+TEST_F(SqliteLedgerTest, ReadOnlyOpenReadsAndRefusesWrites) {
+  int64_t next = 0;
+  std::vector<LedgerEntry> batch = MakeBatch("acme", "k", 4, 0, "r");
+  ASSERT_TRUE(IsOk(ledger_->AppendBatch(batch, CountingBuilder(&next))));
+  std::unique_ptr<SqliteLedger> ro = MustOpenLedger(path_, SqliteLedgerOptions{.read_only = true});
+  ASSERT_NE(ro, nullptr);
+  EXPECT_EQ(*ro->AuditSize(), 4);
+  EXPECT_EQ(ro->ListAudit(AuditQuery{})->entries.size(), 4u);
+  std::vector<LedgerEntry> more = MakeBatch("acme", "k", 1, 10, "more");
+  EXPECT_TRUE(HasCode(ro->AppendBatch(more, CountingBuilder(&next)), StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(HasCode(ro->InsertAuditKey(AuditKeyRecord{}), StatusCode::kFailedPrecondition));
+}
+
 // Not a timed assertion (machines are shared and noisy): prints the figure to
 // compare with PERFORMANCE.md's ~566k rows/s for 1024-row transactions. Also
 // checks that the ledger never checkpoints by itself and that the store's
@@ -185,17 +355,178 @@ TEST_F(SqliteLedgerTest, ThroughputSanityAndCheckpointsLeftToStore) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("[ ledger   ] %d batches x %d rows in %.3f s: %.0f rows/s (%.2f ms/commit)\n",
               kBatches, kRows, secs, kBatches * kRows / secs, secs * 1000 / kBatches);
+  // The same rows with one audit record each, as the service writes them.
+  {
+    std::vector<std::vector<LedgerEntry>> audited;
+    for (int b = 0; b < kBatches; ++b) audited.push_back(MakeBatch("acme", "k", kRows, b * kRows, "a-"));
+    int64_t next = 0;
+    const AuditBuilder builder = CountingBuilder(&next);
+    const auto audited_start = std::chrono::steady_clock::now();
+    for (auto& batch : audited) ASSERT_TRUE(IsOk(ledger_->AppendBatch(batch, builder)));
+    const double audited_secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - audited_start).count();
+    std::printf("[ ledger   ] same with an audit record per row: %.0f rows/s (%.2f ms/commit)\n",
+                kBatches * kRows / audited_secs, audited_secs * 1000 / kBatches);
+  }
 
   // Well past the 1000-page default auto-checkpoint threshold.
   const std::string wal = path_ + "-wal";
   EXPECT_GT(FileSize(wal), 1000 * 4096 * 3 / 2);
   EXPECT_EQ(ListAll(*ledger_, LedgerQuery{.tenant_id = "acme"}).size(),
-            static_cast<size_t>(kBatches / 2 * kRows));
+            static_cast<size_t>(kBatches / 2 * kRows + kBatches * kRows));
   EXPECT_TRUE(IsOk(store_->Checkpoint(SqliteStore::CheckpointMode::kTruncate)));
   EXPECT_EQ(FileSize(wal), 0);
   std::vector<LedgerEntry> after = MakeBatch("acme", "k", 1, 0, "after");
   ASSERT_TRUE(IsOk(ledger_->AppendBatch(after)));
-  EXPECT_EQ(after[0].seq, int64_t{kBatches} * kRows + 1);
+  EXPECT_EQ(after[0].seq, 2 * int64_t{kBatches} * kRows + 1);
+}
+
+// --- mass re-sign (migration v7) -----------------------------------------------------
+
+class SqliteResignTest : public SqliteLedgerTest {
+ protected:
+  void SetUp() override {
+    SqliteLedgerTest::SetUp();
+    PolicyRecord policy{"acme", 1, "{}", std::string(64, 'a'), "admin", T(0)};
+    KeyRecord key;
+    key.key_id = "old";
+    key.tenant_id = "acme";
+    key.version = 1;
+    key.algorithm = "ES256";
+    key.provider = "software";
+    key.key_uri = "software:old";
+    key.state = "compromised";
+    ASSERT_TRUE(IsOk(store_->CreateTenant(policy, key)));
+    ResignJobRecord job;
+    job.job_id = "job-1";
+    job.tenant_id = "acme";
+    job.compromised_key_id = "old";
+    job.new_key_id = "new";
+    job.state = "running";
+    job.created_by = "officer";
+    ASSERT_TRUE(IsOk(store_->InsertResignJob(job)));
+    originals_ = MakeBatch("acme", "old", 10, 0, "o-");
+    originals_[7].kind = "cose";
+    ASSERT_TRUE(IsOk(ledger_->AppendBatch(originals_)));
+  }
+
+  // A batch re-signing originals_[from, to) (cose ones are needs_client).
+  ResignBatch Batch(int64_t expected_cursor, size_t from, size_t to) {
+    ResignBatch b;
+    b.job_id = "job-1";
+    b.expected_cursor = expected_cursor;
+    b.new_cursor = originals_[to - 1].seq;
+    b.at = T(100);
+    for (size_t i = from; i < to; ++i) {
+      const LedgerEntry& o = originals_[i];
+      ResignResult r;
+      r.job_id = "job-1";
+      r.original_seq = o.seq;
+      r.original_kind = o.kind;
+      r.asset_id = o.asset_id;
+      r.digest_hex = o.digest_hex;
+      r.key_id = "new";
+      r.key_version = 2;
+      if (o.kind == "cose") {
+        r.status = "needs_client";
+        r.detail = "payload not stored";
+      } else {
+        r.status = "resigned";
+        r.signature_b64 = "c2ln";
+        r.signature_format = "der";
+        LedgerEntry row = MakeEntry("acme", "new", 100, "job-1");
+        row.kind = "resign";
+        row.asset_id = o.asset_id;
+        row.resign_of_seq = o.seq;
+        b.rows.push_back(row);
+      }
+      b.results.push_back(r);
+    }
+    return b;
+  }
+
+  std::vector<LedgerEntry> originals_;
+};
+
+TEST_F(SqliteResignTest, BatchWritesRowsResultsAndCursorTogether) {
+  ResignScan scan{"acme", "old", std::nullopt, 0, "new", 1000};
+  StatusOr<std::vector<ResignCandidate>> cands = ledger_->ListResignCandidates(scan);
+  ASSERT_TRUE(IsOk(cands.status()));
+  ASSERT_EQ(cands->size(), 10u);
+  EXPECT_EQ((*cands)[0].entry.seq, originals_[0].seq);
+  EXPECT_EQ((*cands)[0].existing_resign_seq, 0);
+  EXPECT_EQ(*ledger_->CountResignCandidates(scan), 10);
+
+  ResignBatch b = Batch(0, 0, 8);
+  ASSERT_TRUE(IsOk(ledger_->AppendResignBatch(b)));
+  ASSERT_EQ(b.rows.size(), 7u);
+  for (const auto& row : b.rows) EXPECT_GT(row.seq, originals_.back().seq);
+  StatusOr<ResignJobRecord> job = store_->GetResignJob("job-1");
+  EXPECT_EQ(job->cursor_seq, originals_[7].seq);
+  EXPECT_EQ(job->processed, 8);
+  EXPECT_EQ(job->resigned, 7);
+  EXPECT_EQ(job->needs_client, 1);
+  EXPECT_EQ(job->updated_at, T(100));
+
+  StatusOr<std::vector<ResignResult>> results = ledger_->ListResignResults("job-1", 0, 1000);
+  ASSERT_TRUE(IsOk(results.status()));
+  ASSERT_EQ(results->size(), 8u);
+  EXPECT_EQ((*results)[0].status, "resigned");
+  EXPECT_EQ((*results)[0].new_seq, b.rows[0].seq);
+  EXPECT_EQ((*results)[0].asset_id, originals_[0].asset_id);
+  EXPECT_EQ((*results)[7].status, "needs_client");
+  EXPECT_EQ((*results)[7].new_seq, 0);
+  EXPECT_EQ(ledger_->ListResignResults("job-1", originals_[5].seq, 1000)->size(), 2u);
+
+  // The new rows carry their linkage, readable through the ordinary listing.
+  std::vector<LedgerEntry> fresh = ListAll(*ledger_, LedgerQuery{.tenant_id = "acme", .key_id = "new"});
+  ASSERT_EQ(fresh.size(), 7u);
+  EXPECT_EQ(fresh[0].kind, "resign");
+  EXPECT_EQ(fresh[0].resign_of_seq, originals_[0].seq);
+  EXPECT_EQ(fresh[0].asset_id, originals_[0].asset_id);
+
+  // A rescan from 0 now reports the existing re-signatures.
+  cands = ledger_->ListResignCandidates(scan);
+  EXPECT_EQ((*cands)[0].existing_resign_seq, b.rows[0].seq);
+  EXPECT_EQ((*cands)[7].existing_resign_seq, 0);  // needs_client: no row
+  // Re-sign rows are no client signatures: not counted for issuance windows.
+  StatusOr<std::vector<MinuteCount>> counts = ledger_->CountByMinuteSince(T(-1000));
+  int64_t total = 0;
+  for (const auto& c : *counts) total += c.count;
+  EXPECT_EQ(total, 10);
+}
+
+TEST_F(SqliteResignTest, RetriedOrRacingBatchesCannotDuplicate) {
+  ResignBatch first = Batch(0, 0, 5);
+  ASSERT_TRUE(IsOk(ledger_->AppendResignBatch(first)));
+  // The same batch again (a retry after a lost acknowledgement): stale cursor.
+  ResignBatch again = Batch(0, 0, 5);
+  EXPECT_TRUE(HasCode(ledger_->AppendResignBatch(again), StatusCode::kAborted));
+  for (const auto& row : again.rows) EXPECT_EQ(row.seq, 0);
+  // Even with the cursor forced back (a second runner that never saw the
+  // first commit), the unique linkage refuses the duplicate and nothing lands.
+  {
+    RawDb raw(path_);
+    ASSERT_TRUE(IsOk(raw.Exec("UPDATE resign_jobs SET cursor_seq = 0 WHERE job_id = 'job-1'")));
+  }
+  ResignBatch racing = Batch(0, 0, 5);
+  EXPECT_TRUE(HasCode(ledger_->AppendResignBatch(racing), StatusCode::kAlreadyExists));
+  RawDb raw(path_);
+  EXPECT_EQ(raw.Count("SELECT COUNT(*) FROM ledger WHERE kind = 'resign'"), 5);
+  EXPECT_EQ(raw.Count("SELECT COUNT(*) FROM resign_results"), 5);
+  EXPECT_EQ(raw.Count("SELECT cursor_seq FROM resign_jobs"), 0);  // unchanged by the refused batch
+
+  // A job that is not running takes no batches.
+  ASSERT_TRUE(IsOk(raw.Exec("UPDATE resign_jobs SET cursor_seq = " + std::to_string(originals_[4].seq) +
+                            ", state = 'paused'")));
+  ResignBatch paused = Batch(originals_[4].seq, 5, 10);
+  EXPECT_TRUE(HasCode(ledger_->AppendResignBatch(paused), StatusCode::kAborted));
+  // Rows outside the batch's range are refused before anything is written.
+  ResignBatch bad = Batch(originals_[4].seq, 5, 10);
+  bad.rows[0].resign_of_seq = originals_[0].seq;
+  EXPECT_TRUE(HasCode(ledger_->AppendResignBatch(bad), StatusCode::kInvalidArgument));
+  EXPECT_TRUE(HasCode(ledger_->ListResignCandidates(ResignScan{"acme", "", std::nullopt, 0, "new", 10}).status(),
+                      StatusCode::kInvalidArgument));
 }
 
 }  // namespace

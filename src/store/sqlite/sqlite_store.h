@@ -147,6 +147,43 @@ class SqliteStore : public Store {
   StatusOr<std::vector<ApiKeyRecord>> ListApiKeys() override;
   Status RevokeApiKey(const std::string& id, TimePoint at) override;
 
+  // Incidents, webhooks, re-sign jobs (sqlite_incidents.cc) ------------------
+  Status InsertIncident(const IncidentRecord& incident, const IncidentEvent& first_event,
+                        const std::vector<WebhookEventRecord>& notify) override;
+  Status FoldIncident(const std::string& incident_id, const IncidentEvent& event,
+                      const std::vector<WebhookEventRecord>& notify) override;
+  StatusOr<IncidentRecord> FindOpenIncident(const std::string& tenant_id, const std::string& type,
+                                            const std::string& dedup_key) override;
+  StatusOr<IncidentRecord> GetIncident(const std::string& incident_id) override;
+  StatusOr<std::vector<IncidentRecord>> ListIncidents(const IncidentQuery& query) override;
+  Status TransitionIncident(const std::string& incident_id, const std::string& expected_state,
+                            const IncidentEvent& event, const std::vector<WebhookEventRecord>& notify) override;
+  Status AppendIncidentEvent(const IncidentEvent& event, const std::vector<WebhookEventRecord>& notify) override;
+  Status UpdateIncidentPlaybook(const std::string& incident_id, const std::string& playbook_json,
+                                const IncidentEvent& event) override;
+  StatusOr<std::vector<IncidentEvent>> ListIncidentEvents(const std::string& incident_id) override;
+
+  Status InsertWebhook(const WebhookRecord& webhook) override;
+  StatusOr<WebhookRecord> GetWebhook(const std::string& webhook_id) override;
+  StatusOr<std::vector<WebhookRecord>> ListWebhooks(const std::optional<std::string>& tenant_id) override;
+  Status DisableWebhook(const std::string& webhook_id, TimePoint at) override;
+  StatusOr<int> EnqueueWebhookEvent(const WebhookEventRecord& event) override;
+  StatusOr<std::vector<DueWebhookDelivery>> ClaimWebhookDeliveries(TimePoint now, TimePoint lease_until,
+                                                                  int limit) override;
+  Status RecordWebhookAttempt(const WebhookDeliveryRecord& result) override;
+  StatusOr<std::vector<WebhookDeliveryRecord>> ListWebhookDeliveries(const std::string& webhook_id,
+                                                                    int limit) override;
+  StatusOr<WebhookEventRecord> GetWebhookEvent(const std::string& event_id) override;
+
+  Status InsertResignJob(const ResignJobRecord& job) override;
+  StatusOr<ResignJobRecord> GetResignJob(const std::string& job_id) override;
+  StatusOr<std::vector<ResignJobRecord>> ListResignJobs(const std::optional<std::string>& tenant_id,
+                                                        const std::vector<std::string>& states) override;
+  Status UpdateResignJobState(const std::string& job_id, const std::string& expected_state,
+                              const std::string& new_state, const std::string& error, TimePoint at,
+                              const std::vector<WebhookEventRecord>& notify) override;
+  Status SetResignJobTotal(const std::string& job_id, int64_t total, TimePoint at) override;
+
   // Constructed only through Open(); the tag keeps the constructor usable by
   // std::make_unique without being callable from outside.
   struct PrivateTag {

@@ -90,6 +90,7 @@ Statement& Statement::Bind(int index, int64_t value) {
   return *this;
 }
 
+
 Statement& Statement::BindNull(int index) {
   NoteBind(sqlite3_bind_null(stmt_.get(), index));
   return *this;
@@ -111,8 +112,6 @@ Statement& Statement::BindBytes(int index, std::string_view bytes) {
   return BindBlob(index, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
 }
 
-void Statement::Reset() { sqlite3_reset(stmt_.get()); }
-
 StatusOr<bool> Statement::Step() {
   if (bind_rc_ != SQLITE_OK) return SqliteStatus(db_, bind_rc_, operation_ + " (binding)");
   const int rc = sqlite3_step(stmt_.get());
@@ -127,6 +126,12 @@ Status Statement::Run() {
   return Status::Ok();
 }
 
+void Statement::Reset() {
+  sqlite3_reset(stmt_.get());
+  sqlite3_clear_bindings(stmt_.get());
+  bind_rc_ = SQLITE_OK;
+}
+
 std::string ColumnText(sqlite3_stmt* stmt, int col) {
   const auto* text = sqlite3_column_text(stmt, col);
   if (text == nullptr) return std::string();
@@ -134,13 +139,24 @@ std::string ColumnText(sqlite3_stmt* stmt, int col) {
   return std::string(reinterpret_cast<const char*>(text), static_cast<size_t>(sqlite3_column_bytes(stmt, col)));
 }
 
+Bytes ColumnBlob(sqlite3_stmt* stmt, int col) {
+  const auto* data = static_cast<const uint8_t*>(sqlite3_column_blob(stmt, col));
+  if (data == nullptr) return Bytes();
+  return Bytes(data, data + sqlite3_column_bytes(stmt, col));
+}
+
+StatusOr<StmtPtr> PrepareCached(sqlite3* db, std::string_view sql, std::string_view operation) {
+  sqlite3_stmt* raw = nullptr;
+  const int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                                    &raw, nullptr);
+  StmtPtr stmt(raw);
+  if (rc != SQLITE_OK) return SqliteStatus(db, rc, operation);
+  return stmt;
+}
+
 std::string Statement::ColumnText(int col) const { return store::ColumnText(stmt_.get(), col); }
 
-std::vector<uint8_t> Statement::ColumnBlob(int col) const {
-  const auto* data = static_cast<const uint8_t*>(sqlite3_column_blob(stmt_.get(), col));
-  if (data == nullptr) return {};
-  return std::vector<uint8_t>(data, data + sqlite3_column_bytes(stmt_.get(), col));
-}
+Bytes Statement::ColumnBlob(int col) const { return store::ColumnBlob(stmt_.get(), col); }
 
 int64_t Statement::ColumnInt(int col) const { return sqlite3_column_int64(stmt_.get(), col); }
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "concierge/clock.h"
+#include "concierge/key_backend.h"  // Bytes, ByteView
 #include "concierge/status.h"
 #include "store/common/sql_records.h"  // ToUnixMillis / FromUnixMillis
 
@@ -52,6 +53,67 @@ Status EnableWal(sqlite3* db);
 // Text of column `col` of the current row (NULL -> ""), embedded NULs kept.
 // Shared by Statement and the ledger's cached raw statements.
 std::string ColumnText(sqlite3_stmt* stmt, int col);
+// Bytes of a BLOB (or any) column; NULL -> empty.
+Bytes ColumnBlob(sqlite3_stmt* stmt, int col);
+
+// Long-lived prepared statements (the ledger's hot and repeated queries).
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* stmt) const noexcept { sqlite3_finalize(stmt); }
+};
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+// Prepares with SQLITE_PREPARE_PERSISTENT (not from the lookaside pool meant
+// for short-lived statements).
+StatusOr<StmtPtr> PrepareCached(sqlite3* db, std::string_view sql, std::string_view operation);
+
+// Scope guard for one use of a cached statement: on exit it resets the
+// statement (ending its implicit read transaction, so a finished query does not
+// pin an old WAL snapshot and hold back checkpoints) and clears the bindings
+// (so no SQLITE_STATIC binding outlives the value it points into).
+class StatementUse {
+ public:
+  explicit StatementUse(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ~StatementUse() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  StatementUse(const StatementUse&) = delete;
+  StatementUse& operator=(const StatementUse&) = delete;
+
+ private:
+  sqlite3_stmt* stmt_;
+};
+
+// Binds without copying: SQLITE_STATIC is safe because every bound value
+// outlives the statement use (StatementUse clears the bindings). The first
+// failure is remembered and checked once before stepping.
+class Binder {
+ public:
+  explicit Binder(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  Binder& Text(int index, std::string_view value) {
+    // A null data pointer would bind SQL NULL; an empty string must stay ''.
+    const char* data = value.data() != nullptr ? value.data() : "";
+    Note(sqlite3_bind_text64(stmt_, index, data, value.size(), SQLITE_STATIC, SQLITE_UTF8));
+    return *this;
+  }
+  Binder& Blob(int index, ByteView value) {
+    static const uint8_t kEmpty = 0;
+    Note(sqlite3_bind_blob64(stmt_, index, value.empty() ? &kEmpty : value.data(), value.size(), SQLITE_STATIC));
+    return *this;
+  }
+  Binder& Int(int index, int64_t value) {
+    Note(sqlite3_bind_int64(stmt_, index, value));
+    return *this;
+  }
+  int rc() const { return rc_; }
+
+ private:
+  void Note(int rc) {
+    if (rc_ == SQLITE_OK) rc_ = rc;
+  }
+  sqlite3_stmt* stmt_;
+  int rc_ = SQLITE_OK;
+};
 
 // A prepared statement. Bind* use 1-based indexes, like SQLite. A bind failure
 // (only possible through a programming error) is remembered and reported by
@@ -65,7 +127,7 @@ class Statement {
 
   Statement& Bind(int index, std::string_view value);
   Statement& Bind(int index, int64_t value);
-  Statement& BindBlob(int index, std::span<const uint8_t> value);
+  Statement& BindBlob(int index, ByteView value);
   Statement& BindNull(int index);
   Statement& BindTime(int index, TimePoint value);
   Statement& BindOptionalTime(int index, const std::optional<TimePoint>& value);
@@ -73,22 +135,24 @@ class Statement {
   Statement& BindTextOrNull(int index, std::string_view value);
   // The same, for bytes held in a std::string (backups).
   Statement& BindBytes(int index, std::string_view bytes);
-  // Makes the statement ready to run again (bindings stay until rebound).
-  void Reset();
-
   // true when a row is available, false when the statement is done.
   StatusOr<bool> Step();
   // Steps a statement that must not return rows (INSERT/UPDATE/DELETE).
   Status Run();
+  // Makes the statement ready to run again with fresh bindings (loops that
+  // insert many rows prepare once).
+  void Reset();
 
   std::string ColumnText(int col) const;  // NULL -> ""
-  std::vector<uint8_t> ColumnBlob(int col) const;  // NULL -> empty
+  Bytes ColumnBlob(int col) const;        // NULL -> empty
   int64_t ColumnInt(int col) const;
   bool ColumnIsNull(int col) const;
   int ColumnType(int col) const;          // SQLITE_INTEGER, SQLITE_TEXT, ...
   std::string ColumnBytes(int col) const;  // ColumnBlob into a std::string
   TimePoint ColumnTime(int col) const;
   std::optional<TimePoint> ColumnOptionalTime(int col) const;
+  // For readers shared with cached raw statements (e.g. the ledger's ReadEntry).
+  sqlite3_stmt* raw() const { return stmt_.get(); }
 
  private:
   struct Finalizer {
