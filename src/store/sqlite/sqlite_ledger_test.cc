@@ -27,6 +27,7 @@ using conformance::LedgerConformanceTest;
 using conformance::LedgerHarness;
 using conformance::ListAll;
 using conformance::MakeBatch;
+using conformance::MakeEntry;
 using conformance::T;
 
 const concierge::testing::TempDir& SharedDir() {
