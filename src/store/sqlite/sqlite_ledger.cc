@@ -104,19 +104,6 @@ StatusOr<int> ReadSchemaVersion(sqlite3* db) {
   return row ? static_cast<int>(s.ColumnInt(0)) : 0;
 }
 
-Status ValidateEntries(const std::vector<LedgerEntry>& entries) {
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const LedgerEntry& e = entries[i];
-    if (e.tenant_id.empty()) {
-      return FieldError("tenant_id", "ledger entry " + std::to_string(i) + ": tenant id is empty");
-    }
-    if (e.key_id.empty()) {
-      return FieldError("key_id", "ledger entry " + std::to_string(i) + ": key id is empty");
-    }
-  }
-  return Status::Ok();
-}
-
 Status InsertAudit(sqlite3* db, const SqliteLedger::WriterStatements& stmts, const AuditAppend& audit) {
   constexpr std::string_view kOp = "appending to audit log";
   for (const AuditRecord& r : audit.entries) {
@@ -307,7 +294,7 @@ Status SqliteLedger::AppendBatch(std::vector<LedgerEntry>& entries, const AuditB
   for (LedgerEntry& e : entries) e.seq = 0;
   if (entries.empty() && !audit) return Status::Ok();
   RETURN_IF_ERROR(CheckWritable());
-  RETURN_IF_ERROR(ValidateEntries(entries));
+  RETURN_IF_ERROR(ValidateLedgerEntries(entries));
   Status s;
   {
     std::lock_guard<std::mutex> lock(writer_mu_);
