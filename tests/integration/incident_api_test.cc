@@ -549,6 +549,27 @@ TEST_F(IncidentApiTest, ResignJobsOverRest) {
     after = r.headers["x-next-after"];
   }
   EXPECT_EQ(seqs.size(), 2500u);
+
+  // Re-signatures are signatures: each one is on the audit log, and so are the
+  // job's creation (attempt + outcome).
+  std::set<int64_t> audited;
+  std::string cursor;
+  for (int page = 0; page < 10; ++page) {
+    json entries = Json(Admin("GET", "/api/v1/audit/entries?tenant=acme-news&action=sign.resign&limit=1000" +
+                                         (cursor.empty() ? std::string() : "&after=" + cursor)));
+    for (const auto& e : entries["entries"]) audited.insert(e["index"].get<int64_t>());
+    if (entries["next_cursor"].is_null()) break;
+    cursor = std::to_string(entries["next_cursor"].get<int64_t>());
+  }
+  EXPECT_EQ(audited.size(), 2500u);
+  int created_ok = 0, refused = 0;
+  const json job_entries = Json(Admin("GET", "/api/v1/audit/entries?action=resign_job.create"));
+  for (const auto& e : job_entries["entries"]) {
+    if (e["outcome"] == "success") ++created_ok;
+    if (e["outcome"] == "failure") ++refused;
+  }
+  EXPECT_EQ(created_ok, 1) << job_entries.dump();
+  EXPECT_EQ(refused, 4);  // the refused attempts above are on the log too
   ExpectError(Call(reader, "GET", "/api/v1/jobs/" + job + "/results?limit=0"), 400, "limit");
   ExpectError(Call(reader, "GET", "/api/v1/jobs/job_nope"), 404);
 }
