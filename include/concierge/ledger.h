@@ -143,7 +143,9 @@ class LedgerStore {
   // and counters. A second re-signature of the same original by the same key
   // is refused (kAlreadyExists) and nothing is written, so a retried batch can
   // never duplicate a row. Like AppendBatch, called by the single ledger writer.
-  virtual Status AppendResignBatch(ResignBatch& batch) = 0;
+  // `audit` (optional) runs inside the transaction once the rows have their
+  // seq, like AppendBatch's: re-signatures are signatures, so they are audited.
+  virtual Status AppendResignBatch(ResignBatch& batch, const AuditBuilder& audit = nullptr) = 0;
   // A job's results with original_seq > after_seq, ascending, at most `limit` (1..1000).
   virtual StatusOr<std::vector<ResignResult>> ListResignResults(const std::string& job_id, int64_t after_seq,
                                                                 int limit) = 0;

@@ -158,7 +158,28 @@ void LedgerWriter::Run() {
         PendingResign p = std::move(resign_queue_.front());
         resign_queue_.pop_front();
         lock.unlock();
-        Status st = store_.AppendResignBatch(*p.batch);
+        // Re-signatures are signatures: each gets its audit entry in the
+        // same transaction, continuing the one ordered tree.
+        const audit::CompactRange before = tree_;
+        size_t audit_records = 0;
+        AuditBuilder builder = [&](const std::vector<LedgerEntry>& rows, AuditAppend& out) -> Status {
+          for (const LedgerEntry& row : rows) AppendAuditLeaf(SignatureAuditRecord(row), out);
+          audit_records = out.entries.size();
+          return Status::Ok();
+        };
+        Status st = store_.AppendResignBatch(*p.batch, builder);
+        if (!st.ok()) {
+          tree_ = before;
+          if (reload_) {
+            StatusOr<audit::CompactRange> reloaded = reload_();
+            if (reloaded.ok()) tree_ = *std::move(reloaded);
+          }
+        }
+        {
+          std::lock_guard relock(mu_);
+          if (st.ok()) stats_.audit_records += audit_records;
+          committed_ = tree_;
+        }
         p.done(st);
         continue;
       }

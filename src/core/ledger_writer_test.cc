@@ -56,7 +56,7 @@ class MemoryLedger : public LedgerStore {
     return std::vector<ResignCandidate>{};
   }
   StatusOr<int64_t> CountResignCandidates(const ResignScan&) override { return int64_t{0}; }
-  Status AppendResignBatch(ResignBatch& batch) override {
+  Status AppendResignBatch(ResignBatch& batch, const AuditBuilder&) override {
     std::lock_guard lock(mu_);
     order_.push_back("resign:" + batch.job_id);
     for (auto& e : batch.rows) e.seq = ++seq_;

@@ -36,9 +36,9 @@ class CrashingLedger : public LedgerStore {
     return real_.ListResignCandidates(s);
   }
   StatusOr<int64_t> CountResignCandidates(const ResignScan& s) override { return real_.CountResignCandidates(s); }
-  Status AppendResignBatch(ResignBatch& b) override {
+  Status AppendResignBatch(ResignBatch& b, const AuditBuilder& audit) override {
     if (++calls_ == crash_at_) return UnavailableError("simulated crash during commit");
-    return real_.AppendResignBatch(b);
+    return real_.AppendResignBatch(b, audit);
   }
   StatusOr<std::vector<ResignResult>> ListResignResults(const std::string& j, int64_t a, int l) override {
     return real_.ListResignResults(j, a, l);

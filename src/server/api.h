@@ -110,6 +110,8 @@ class Api {
   // Rotations and key lifecycle (api_rotation.cc). DispatchRotation answers
   // the routes it owns and returns nullopt for every other path.
   std::optional<HttpResponse> DispatchRotation(Call& call, const std::vector<std::string>& segments);
+  StatusOr<RotationRecord> AuditedRotationChange(Call& call, const char* action, const std::string& rotation_id,
+                                                const std::function<StatusOr<RotationRecord>()>& change);
   HttpResponse ScheduleRotation(Call& call, const std::string& tenant);
   HttpResponse ListRotations(Call& call, const std::string& tenant);
   HttpResponse GetRotation(Call& call, const std::string& rotation_id);

@@ -254,21 +254,36 @@ std::optional<HttpResponse> Api::DispatchIncidents(Call& call, const std::vector
   }
   API_RETURN_IF_ERROR(call, call.Authenticate(*this));
   RouteCtx c{d_, call.req, *call.principal};
+  // State changes are on the audit log: the attempt before, the outcome after.
+  std::optional<AuditedChange> change;
+  auto begin_change = [&](const std::string& action, const std::string& tenant, const std::string& target) {
+    if (m == "GET") return Status::Ok();
+    ASSIGN_OR_RETURN(AuditedChange begun, BeginChange(call, action, tenant, target));
+    change = std::move(begun);
+    return Status::Ok();
+  };
   StatusOr<HttpResponse> r = NotFoundError("no route for " + call.req.path);
   if (!incidents) {
-    if (s.size() == 3) {
+    Status audited = begin_change(s.size() == 3 ? "webhook.create" : "webhook.delete", "", s.size() > 3 ? s[3] : "");
+    if (!audited.ok()) {
+      r = audited;
+    } else if (s.size() == 3) {
       r = m == "GET" ? ListWebhooks(c) : CreateWebhook(c);
     } else {
       r = WebhookRoute(c, s[3], s.size() == 5 ? s[4] : "");
     }
   } else if (s.size() == 3) {
-    r = m == "GET" ? ListIncidents(c) : CreateIncident(c);
+    Status audited = begin_change("incident.create", "", "");
+    r = !audited.ok() ? StatusOr<HttpResponse>(audited) : m == "GET" ? ListIncidents(c) : CreateIncident(c);
   } else {
     const std::string sub = s.size() == 5 ? s[4] : "";
     const bool read = m == "GET";
     auto inc = LoadIncident(c, s[3], read ? Permission::kIncidentRead : Permission::kIncidentManage);
+    Status audited = inc.ok() ? begin_change("incident." + sub, inc->tenant_id, inc->incident_id) : Status::Ok();
     if (!inc.ok()) {
       r = inc.status();
+    } else if (!audited.ok()) {
+      r = audited;
     } else if (sub.empty() || sub == "timeline") {
       r = IncidentWithTimeline(c, *inc);
     } else if (sub == "report") {
@@ -283,6 +298,7 @@ std::optional<HttpResponse> Api::DispatchIncidents(Call& call, const std::vector
       r = Respond(c, *inc);
     }
   }
+  if (change) change->Finish(r.status(), r.ok() ? json{{"http_status", r->status}} : json::object());
   if (!r.ok()) return ErrorResponse(r.status(), call.request_id);
   return *std::move(r);
 }

@@ -127,8 +127,11 @@ std::optional<HttpResponse> Api::DispatchJobs(Call& call, const std::vector<std:
   API_RETURN_IF_ERROR(call, call.Authenticate(*this));
   RouteCtx c{d_, call.req, *call.principal};
   StatusOr<HttpResponse> r = NotFoundError("no route for " + call.req.path);
+  std::optional<AuditedChange> change;  // state changes: attempt before, outcome after
   if (create) {
-    r = CreateJob(c, s[3]);
+    auto begun = BeginChange(call, "resign_job.create", s[3], s[3]);
+    if (begun.ok()) change = *std::move(begun);
+    r = begun.ok() ? CreateJob(c, s[3]) : StatusOr<HttpResponse>(begun.status());
   } else if (s.size() == 3) {
     r = ListJobs(c);
   } else {
@@ -145,7 +148,10 @@ std::optional<HttpResponse> Api::DispatchJobs(Call& call, const std::vector<std:
                         : StatusOr<HttpResponse>(progress.status());
     } else if (sub == "results") {
       r = Results(c, *job);
+    } else if (auto begun = BeginChange(call, "resign_job." + sub, job->tenant_id, s[3]); !begun.ok()) {
+      r = begun.status();
     } else {
+      change = *std::move(begun);
       auto moved = sub == "pause" ? d_.jobs->Pause(s[3]) : sub == "resume" ? d_.jobs->Resume(s[3]) : d_.jobs->Cancel(s[3]);
       if (moved.ok()) {
         Log(LogLevel::kInfo, "resign_job_" + sub, {{"job_id", s[3]}, {"actor", c.p.id}});
@@ -155,6 +161,7 @@ std::optional<HttpResponse> Api::DispatchJobs(Call& call, const std::vector<std:
       }
     }
   }
+  if (change) change->Finish(r.status(), r.ok() ? json{{"http_status", r->status}} : json::object());
   if (!r.ok()) return ErrorResponse(r.status(), call.request_id);
   return *std::move(r);
 }

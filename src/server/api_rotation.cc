@@ -177,6 +177,16 @@ StatusOr<core::RotationView> Api::AuthorizedRotation(Call& call, core::Permissio
   return view;
 }
 
+// Records the attempt on the audit log, runs `change`, records its outcome.
+StatusOr<RotationRecord> Api::AuditedRotationChange(Call& call, const char* action, const std::string& rotation_id,
+                                                    const std::function<StatusOr<RotationRecord>()>& change) {
+  ASSIGN_OR_RETURN(core::RotationView view, d_.rotations->Get(rotation_id));
+  ASSIGN_OR_RETURN(AuditedChange audited, BeginChange(call, action, view.record.tenant_id, rotation_id));
+  StatusOr<RotationRecord> result = change();
+  audited.Finish(result.status(), result.ok() ? json{{"state", result->state}} : json::object());
+  return result;
+}
+
 HttpResponse Api::ScheduleRotation(Call& call, const std::string& tenant) {
   API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kRotationManage, tenant));
   if (d_.rotations == nullptr) return ErrorResponse(NoRotationEngine(), call.request_id);
@@ -201,7 +211,12 @@ HttpResponse Api::ScheduleRotation(Call& call, const std::string& tenant) {
     }
     req.approval_required = it->get<bool>();
   }
-  API_ASSIGN_OR_RETURN(call, RotationRecord r, d_.rotations->Schedule(tenant, req, *call.principal));
+  API_ASSIGN_OR_RETURN(call, AuditedChange change,
+                       BeginChange(call, "rotation.schedule", tenant, tenant,
+                                   {{"scheduled_time", when}, {"approval_required", req.approval_required}}));
+  StatusOr<RotationRecord> scheduled = d_.rotations->Schedule(tenant, req, *call.principal);
+  change.Finish(scheduled.status(), scheduled.ok() ? json{{"rotation_id", scheduled->rotation_id}} : json::object());
+  API_ASSIGN_OR_RETURN(call, RotationRecord r, std::move(scheduled));
   Log(LogLevel::kInfo, "rotation_scheduled",
       {{"rotation_id", r.rotation_id}, {"tenant_id", tenant}, {"scheduled_time", FormatRfc3339(r.scheduled_at)},
        {"approval_required", r.approval_required}, {"actor", call.principal->id}, {"request_id", call.request_id}});
@@ -230,7 +245,9 @@ HttpResponse Api::GetRotation(Call& call, const std::string& rotation_id) {
 
 HttpResponse Api::ExecuteRotation(Call& call, const std::string& rotation_id) {
   API_RETURN_IF_ERROR(call, AuthorizedRotation(call, Permission::kRotationManage, rotation_id).status());
-  API_ASSIGN_OR_RETURN(call, RotationRecord r, d_.rotations->RequestExecution(rotation_id, *call.principal));
+  API_ASSIGN_OR_RETURN(call, RotationRecord r, AuditedRotationChange(call, "rotation.execute", rotation_id, [&] {
+                         return d_.rotations->RequestExecution(rotation_id, *call.principal);
+                       }));
   // The phases run on the scheduler thread; the client follows GET .../{id}.
   if (d_.rotation_scheduler != nullptr) d_.rotation_scheduler->Submit(rotation_id);
   Log(LogLevel::kInfo, "rotation_execute",
@@ -244,7 +261,9 @@ HttpResponse Api::ExecuteRotation(Call& call, const std::string& rotation_id) {
 
 HttpResponse Api::ApproveRotation(Call& call, const std::string& rotation_id) {
   API_RETURN_IF_ERROR(call, AuthorizedRotation(call, Permission::kRotationApprove, rotation_id).status());
-  API_ASSIGN_OR_RETURN(call, RotationRecord r, d_.rotations->Approve(rotation_id, *call.principal));
+  API_ASSIGN_OR_RETURN(call, RotationRecord r, AuditedRotationChange(call, "rotation.approve", rotation_id, [&] {
+                         return d_.rotations->Approve(rotation_id, *call.principal);
+                       }));
   Log(LogLevel::kInfo, "rotation_approved",
       {{"rotation_id", rotation_id}, {"tenant_id", r.tenant_id}, {"actor", call.principal->id},
        {"request_id", call.request_id}});
@@ -258,7 +277,9 @@ HttpResponse Api::RollbackRotation(Call& call, const std::string& rotation_id) {
   API_RETURN_IF_ERROR(call, OnlyFields(body, {"reason"}));
   API_ASSIGN_OR_RETURN(call, std::string reason, StringField(body, "reason", false));
   if (reason.size() > 500) return ErrorResponse(FieldError("reason", "reason is longer than 500 characters"), call.request_id);
-  API_ASSIGN_OR_RETURN(call, RotationRecord r, d_.rotations->Rollback(rotation_id, *call.principal, reason));
+  API_ASSIGN_OR_RETURN(call, RotationRecord r, AuditedRotationChange(call, "rotation.rollback", rotation_id, [&] {
+                         return d_.rotations->Rollback(rotation_id, *call.principal, reason);
+                       }));
   Log(LogLevel::kWarn, "rotation_rolled_back",
       {{"rotation_id", rotation_id}, {"tenant_id", r.tenant_id}, {"restored_key_id", r.old_key_id},
        {"actor", call.principal->id}, {"request_id", call.request_id}});
@@ -268,7 +289,9 @@ HttpResponse Api::RollbackRotation(Call& call, const std::string& rotation_id) {
 
 HttpResponse Api::CancelRotation(Call& call, const std::string& rotation_id) {
   API_RETURN_IF_ERROR(call, AuthorizedRotation(call, Permission::kRotationManage, rotation_id).status());
-  API_ASSIGN_OR_RETURN(call, RotationRecord r, d_.rotations->Cancel(rotation_id, *call.principal));
+  API_ASSIGN_OR_RETURN(call, RotationRecord r, AuditedRotationChange(call, "rotation.cancel", rotation_id, [&] {
+                         return d_.rotations->Cancel(rotation_id, *call.principal);
+                       }));
   Log(LogLevel::kInfo, "rotation_cancelled",
       {{"rotation_id", rotation_id}, {"tenant_id", r.tenant_id}, {"actor", call.principal->id},
        {"request_id", call.request_id}});
@@ -314,7 +337,11 @@ HttpResponse Api::SetKeyState(Call& call, const std::string& tenant, const std::
   API_RETURN_IF_ERROR(call, OnlyFields(body, {"state", "reason"}));
   API_ASSIGN_OR_RETURN(call, std::string state, StringField(body, "state", true));
   API_ASSIGN_OR_RETURN(call, std::string reason, StringField(body, "reason", false));
-  API_ASSIGN_OR_RETURN(call, KeyRecord key, d_.tenants->SetKeyState(tenant, key_id, state));
+  API_ASSIGN_OR_RETURN(call, AuditedChange change,
+                       BeginChange(call, "key.set_state", tenant, key_id, {{"state", state}}));
+  StatusOr<KeyRecord> changed = d_.tenants->SetKeyState(tenant, key_id, state);
+  change.Finish(changed.status());
+  API_ASSIGN_OR_RETURN(call, KeyRecord key, std::move(changed));
   Log(LogLevel::kWarn, "key_state_changed",
       {{"tenant_id", tenant}, {"key_id", key_id}, {"state", key.state}, {"reason", reason},
        {"actor", call.principal->id}, {"request_id", call.request_id}});

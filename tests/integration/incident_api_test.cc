@@ -389,7 +389,7 @@ TEST_F(IncidentApiTest, IncidentLifecycleValidationAndScope) {
   CreatePolicy("acme-news", "ES256");
   CreatePolicy("globex", "ES256");
   const std::string officer = NewToken("security-officer", "acme-news");
-  const std::string auditor = NewToken("auditor", "acme-news");
+  const std::string reader = NewToken("operator", "acme-news");
   const std::string signer = NewToken("signer", "acme-news");
   const std::string other = NewToken("security-officer", "globex");
   const json body = {{"tenant_id", "acme-news"},
@@ -407,7 +407,7 @@ TEST_F(IncidentApiTest, IncidentLifecycleValidationAndScope) {
                                                              .dump()),
               400, "bogus");
   ExpectError(Call(officer, "POST", "/api/v1/incidents", "not json"), 400, "body");
-  ExpectError(Call(auditor, "POST", "/api/v1/incidents", body.dump()), 403);
+  ExpectError(Call(reader, "POST", "/api/v1/incidents", body.dump()), 403);
   ExpectError(Call(other, "POST", "/api/v1/incidents", body.dump()), 403);
   ExpectError(Call("", "GET", "/api/v1/incidents"), 401);
   ExpectError(Call(officer, "PATCH", "/api/v1/incidents"), 405);
@@ -421,16 +421,18 @@ TEST_F(IncidentApiTest, IncidentLifecycleValidationAndScope) {
   EXPECT_EQ(Json(folded)["occurrences"], 2);
   EXPECT_FALSE(Json(folded)["created"]);
 
-  // Reading: the auditor yes, signers no, other tenants do not even see it.
-  EXPECT_EQ(Call(auditor, "GET", "/api/v1/incidents/" + id).status, 200);
+  // Reading: a read-only operator yes, signers and auditors (audit data only) no,
+  // other tenants do not even see it.
+  ExpectError(Call(NewToken("auditor", "acme-news"), "GET", "/api/v1/incidents/" + id), 403);
+  EXPECT_EQ(Call(reader, "GET", "/api/v1/incidents/" + id).status, 200);
   ExpectError(Call(signer, "GET", "/api/v1/incidents/" + id), 403);
   ExpectError(Call(other, "GET", "/api/v1/incidents/" + id), 404);
   EXPECT_TRUE(Json(Call(other, "GET", "/api/v1/incidents"))["incidents"].empty());
   ExpectError(Call(other, "GET", "/api/v1/incidents?tenant_id=acme-news"), 403);
-  EXPECT_EQ(Json(Call(auditor, "GET", "/api/v1/incidents"))["incidents"].size(), 1u);
+  EXPECT_EQ(Json(Call(reader, "GET", "/api/v1/incidents"))["incidents"].size(), 1u);
 
   // The state machine, over HTTP.
-  ExpectError(Call(auditor, "POST", "/api/v1/incidents/" + id + "/resolve", "{}"), 403);
+  ExpectError(Call(reader, "POST", "/api/v1/incidents/" + id + "/resolve", "{}"), 403);
   ExpectError(Call(officer, "POST", "/api/v1/incidents/" + id + "/transition", json({{"state", "closed"}}).dump()),
               409, "state");
   ExpectError(Call(officer, "POST", "/api/v1/incidents/" + id + "/transition", json({{"state", "melted"}}).dump()),
@@ -446,15 +448,15 @@ TEST_F(IncidentApiTest, IncidentLifecycleValidationAndScope) {
             200);
   ASSERT_EQ(Call(officer, "POST", "/api/v1/incidents/" + id + "/transition", json({{"state", "closed"}}).dump()).status,
             200);
-  json timeline = Json(Call(auditor, "GET", "/api/v1/incidents/" + id + "/timeline"))["timeline"];
+  json timeline = Json(Call(reader, "GET", "/api/v1/incidents/" + id + "/timeline"))["timeline"];
   std::vector<std::string> actions;
   for (const auto& e : timeline) actions.push_back(e["action"]);
   EXPECT_EQ(actions, (std::vector<std::string>{"opened", "detected_again", "state_changed", "note", "state_changed",
                                                "state_changed"}));
   EXPECT_EQ(timeline[2]["detail"], "looking");
-  EXPECT_EQ(Json(Call(auditor, "GET", "/api/v1/incidents?state=closed"))["incidents"].size(), 1u);
-  EXPECT_TRUE(Json(Call(auditor, "GET", "/api/v1/incidents?open=true"))["incidents"].empty());
-  ExpectError(Call(auditor, "GET", "/api/v1/incidents?limit=0"), 400, "limit");
+  EXPECT_EQ(Json(Call(reader, "GET", "/api/v1/incidents?state=closed"))["incidents"].size(), 1u);
+  EXPECT_TRUE(Json(Call(reader, "GET", "/api/v1/incidents?open=true"))["incidents"].empty());
+  ExpectError(Call(reader, "GET", "/api/v1/incidents?limit=0"), 400, "limit");
   // No playbook for other types; global incidents only for unscoped keys.
   ExpectError(Call(officer, "POST", "/api/v1/incidents/" + id + "/respond", "{}"), 501);
   auto global = Admin("POST", "/api/v1/incidents",
@@ -469,13 +471,13 @@ TEST_F(IncidentApiTest, IncidentLifecycleValidationAndScope) {
 TEST_F(IncidentApiTest, WebhookSecretsAreShownOnceAndNeverAgain) {
   CreatePolicy("acme-news", "ES256");
   const std::string officer = NewToken("security-officer", "acme-news");
-  const std::string auditor = NewToken("auditor", "acme-news");
+  const std::string reader = NewToken("operator", "acme-news");
   ExpectError(Call(officer, "POST", "/api/v1/webhooks", json({{"tenant_id", "acme-news"}, {"url", "ftp://x"}}).dump()),
               400, "url");
   ExpectError(Call(officer, "POST", "/api/v1/webhooks",
                    json({{"tenant_id", "acme-news"}, {"url", "https://h.example/x"}, {"events", {"nope"}}}).dump()),
               400, "events");
-  ExpectError(Call(auditor, "POST", "/api/v1/webhooks", json({{"tenant_id", "acme-news"}, {"url", "https://h.example/x"}}).dump()),
+  ExpectError(Call(reader, "POST", "/api/v1/webhooks", json({{"tenant_id", "acme-news"}, {"url", "https://h.example/x"}}).dump()),
               403);
   auto created = Call(officer, "POST", "/api/v1/webhooks",
                       json({{"tenant_id", "acme-news"}, {"url", "https://h.example/x"}, {"events", {"job.completed"}}})
@@ -508,7 +510,7 @@ TEST_F(IncidentApiTest, ResignJobsOverRest) {
   const json old_key = policy["key"];
   Seed(old_key, 2500);
   const std::string officer = NewToken("security-officer", "acme-news");
-  const std::string auditor = NewToken("auditor", "acme-news");
+  const std::string reader = NewToken("operator", "acme-news");
   const std::string path = "/api/v1/tenants/acme-news/resign-jobs";
   const json body = {{"compromised_key_id", old_key["key_id"]}};
   ExpectError(Call(officer, "POST", path, body.dump()), 409, "compromised_key_id");  // still active
@@ -516,23 +518,23 @@ TEST_F(IncidentApiTest, ResignJobsOverRest) {
   ExpectError(Call(officer, "POST", path, json({{"compromised_key_id", "ghost"}}).dump()), 400, "compromised_key_id");
   ExpectError(Call(officer, "POST", path, json({{"compromised_key_id", old_key["key_id"]}, {"since", "yesterday"}}).dump()),
               400, "since");
-  ExpectError(Call(auditor, "POST", path, body.dump()), 403);
+  ExpectError(Call(reader, "POST", path, body.dump()), 403);
   auto created = Call(officer, "POST", path, body.dump());
   ASSERT_EQ(created.status, 202) << created.body;
   const std::string job = Json(created)["job_id"];
   json done = WaitFor("/api/v1/jobs/" + job, [](const json& j) { return j["state"] == "completed"; });
   EXPECT_EQ(done["resigned"], 2500);
-  EXPECT_EQ(Json(Call(auditor, "GET", "/api/v1/jobs"))["jobs"].size(), 1u);
-  ExpectError(Call(auditor, "POST", "/api/v1/jobs/" + job + "/cancel", "{}"), 403);
+  EXPECT_EQ(Json(Call(reader, "GET", "/api/v1/jobs"))["jobs"].size(), 1u);
+  ExpectError(Call(reader, "POST", "/api/v1/jobs/" + job + "/cancel", "{}"), 403);
   ExpectError(Call(officer, "POST", "/api/v1/jobs/" + job + "/pause", "{}"), 409);
   CreatePolicy("globex", "ES256");
-  ExpectError(Call(NewToken("auditor", "globex"), "GET", "/api/v1/jobs/" + job), 404);
+  ExpectError(Call(NewToken("operator", "globex"), "GET", "/api/v1/jobs/" + job), 404);
 
   // JSONL in pages.
   std::set<int64_t> seqs;
   std::string after = "0";
   for (int page = 0; page < 10; ++page) {
-    auto r = Call(auditor, "GET", "/api/v1/jobs/" + job + "/results?limit=1000&after=" + after);
+    auto r = Call(reader, "GET", "/api/v1/jobs/" + job + "/results?limit=1000&after=" + after);
     ASSERT_EQ(r.status, 200);
     size_t lines = 0;
     for (size_t pos = 0; pos < r.body.size(); ++lines) {
@@ -547,8 +549,29 @@ TEST_F(IncidentApiTest, ResignJobsOverRest) {
     after = r.headers["x-next-after"];
   }
   EXPECT_EQ(seqs.size(), 2500u);
-  ExpectError(Call(auditor, "GET", "/api/v1/jobs/" + job + "/results?limit=0"), 400, "limit");
-  ExpectError(Call(auditor, "GET", "/api/v1/jobs/job_nope"), 404);
+
+  // Re-signatures are signatures: each one is on the audit log, and so are the
+  // job's creation (attempt + outcome).
+  std::set<int64_t> audited;
+  std::string cursor;
+  for (int page = 0; page < 10; ++page) {
+    json entries = Json(Admin("GET", "/api/v1/audit/entries?tenant=acme-news&action=sign.resign&limit=1000" +
+                                         (cursor.empty() ? std::string() : "&after=" + cursor)));
+    for (const auto& e : entries["entries"]) audited.insert(e["index"].get<int64_t>());
+    if (entries["next_cursor"].is_null()) break;
+    cursor = std::to_string(entries["next_cursor"].get<int64_t>());
+  }
+  EXPECT_EQ(audited.size(), 2500u);
+  int created_ok = 0, refused = 0;
+  const json job_entries = Json(Admin("GET", "/api/v1/audit/entries?action=resign_job.create"));
+  for (const auto& e : job_entries["entries"]) {
+    if (e["outcome"] == "success") ++created_ok;
+    if (e["outcome"] == "failure") ++refused;
+  }
+  EXPECT_EQ(created_ok, 1) << job_entries.dump();
+  EXPECT_EQ(refused, 4);  // the refused attempts above are on the log too
+  ExpectError(Call(reader, "GET", "/api/v1/jobs/" + job + "/results?limit=0"), 400, "limit");
+  ExpectError(Call(reader, "GET", "/api/v1/jobs/job_nope"), 404);
 }
 
 TEST_F(IncidentApiTest, DetectorsSeeAuthBurstsAndCapBreachesFromRealRequests) {

@@ -442,8 +442,10 @@ TEST_F(RotationApiTest, EveryClosedRotationHasAnEvidencePackThatVerifiesOfflineA
   ExpectError(none, 409);
   EXPECT_NE(none.body.find("no evidence pack"), std::string::npos) << none.body;
   CreateTenant("beta-news");
-  ExpectError(Call(NewToken("auditor", "beta-news"), "GET", "/api/v1/rotations/" + id + "/evidence"), 404);
-  EXPECT_EQ(Call(NewToken("auditor", "acme-news"), "GET", "/api/v1/rotations/" + id + "/evidence").status, 200);
+  ExpectError(Call(NewToken("operator", "beta-news"), "GET", "/api/v1/rotations/" + id + "/evidence"), 404);
+  EXPECT_EQ(Call(NewToken("operator", "acme-news"), "GET", "/api/v1/rotations/" + id + "/evidence").status, 200);
+  // Auditors read audit data and nothing else.
+  ExpectError(Call(NewToken("auditor", "acme-news"), "GET", "/api/v1/rotations/" + id + "/evidence"), 403);
   auto unauthenticated = Keyctl(app_->url(), "kc_0000000000000000.00", "evidence export " + id + " --out " + pack);
   EXPECT_NE(unauthenticated.exit_code, 0);
 }
@@ -694,7 +696,7 @@ TEST_F(RotationApiTest, BadRequestsAreRefusedAndChangeNothing) {
   // A token scoped to another tenant does not learn the rotation exists.
   ExpectError(Call(NewToken("operator", "beta-news"), "GET", "/api/v1/rotations/" + id), 404);
   ExpectError(Call(NewToken("operator", "beta-news"), "POST", "/api/v1/rotations/" + id + "/execute"), 404);
-  EXPECT_EQ(Call(NewToken("auditor", "acme-news"), "GET", "/api/v1/rotations/" + id).status, 200);
+  EXPECT_EQ(Call(NewToken("operator", "acme-news"), "GET", "/api/v1/rotations/" + id).status, 200);
   ExpectError(Admin("GET", "/api/v1/rotations/rot-nope"), 404);
   ExpectError(Admin("POST", "/api/v1/rotations/rot-nope/rollback"), 404);
   ExpectError(Admin("DELETE", "/api/v1/rotations/" + id), 405);

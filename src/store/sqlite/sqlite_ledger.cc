@@ -608,7 +608,8 @@ Status ValidateResignBatch(const ResignBatch& b) {
 }
 
 // The whole batch inside one write transaction (see LedgerStore::AppendResignBatch).
-Status InsertResignBatch(sqlite3* db, ResignBatch& b) {
+Status InsertResignBatch(sqlite3* db, const SqliteLedger::WriterStatements& stmts, ResignBatch& b,
+                         const AuditBuilder& audit) {
   constexpr std::string_view kOp = "appending re-sign batch";
   ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(db, Transaction::Mode::kImmediate, kOp));
   {
@@ -679,6 +680,11 @@ Status InsertResignBatch(sqlite3* db, ResignBatch& b) {
   u.Bind(1, b.job_id).Bind(2, b.new_cursor).Bind(3, static_cast<int64_t>(b.results.size())).Bind(4, resigned);
   u.Bind(5, needs_client).Bind(6, already).BindTime(7, b.at);
   RETURN_IF_ERROR(u.Run());
+  if (audit) {
+    AuditAppend out;
+    RETURN_IF_ERROR(audit(b.rows, out));
+    RETURN_IF_ERROR(InsertAudit(db, stmts, out));
+  }
   return tx.Commit();
 }
 
@@ -720,13 +726,13 @@ StatusOr<int64_t> SqliteLedger::CountResignCandidates(const ResignScan& scan) {
   return row ? s.ColumnInt(0) : 0;
 }
 
-Status SqliteLedger::AppendResignBatch(ResignBatch& batch) {
+Status SqliteLedger::AppendResignBatch(ResignBatch& batch, const AuditBuilder& audit) {
   for (LedgerEntry& e : batch.rows) e.seq = 0;
   RETURN_IF_ERROR(ValidateResignBatch(batch));
   Status s;
   {
     std::lock_guard<std::mutex> lock(writer_mu_);
-    s = InsertResignBatch(writer_.get(), batch);
+    s = InsertResignBatch(writer_.get(), writer_stmts_, batch, audit);
   }
   if (!s.ok()) {
     // Rolled back: report no seqs for rows that do not exist.

@@ -104,7 +104,7 @@ class SqliteLedger : public LedgerStore, public AuditStore {
   // the same mutex as AppendBatch, so ledger seqs stay in commit order.
   StatusOr<std::vector<ResignCandidate>> ListResignCandidates(const ResignScan& scan) override;
   StatusOr<int64_t> CountResignCandidates(const ResignScan& scan) override;
-  Status AppendResignBatch(ResignBatch& batch) override;
+  Status AppendResignBatch(ResignBatch& batch, const AuditBuilder& audit = nullptr) override;
   StatusOr<std::vector<ResignResult>> ListResignResults(const std::string& job_id, int64_t after_seq,
                                                         int limit) override;
 
