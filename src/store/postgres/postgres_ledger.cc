@@ -479,7 +479,7 @@ StatusOr<std::vector<ResignCandidate>> PostgresLedger::ListResignCandidates(cons
 StatusOr<int64_t> PostgresLedger::CountResignCandidates(const ResignScan&) {
   return ResignUnsupported("CountResignCandidates");
 }
-Status PostgresLedger::AppendResignBatch(ResignBatch& batch) {
+Status PostgresLedger::AppendResignBatch(ResignBatch& batch, const AuditBuilder&) {
   for (LedgerEntry& e : batch.rows) e.seq = 0;
   return ResignUnsupported("AppendResignBatch");
 }

@@ -73,7 +73,7 @@ class PostgresLedger : public LedgerStore, public AuditStore {
   // Mass re-sign (postgres_ledger_resign.cc).
   StatusOr<std::vector<ResignCandidate>> ListResignCandidates(const ResignScan& scan) override;
   StatusOr<int64_t> CountResignCandidates(const ResignScan& scan) override;
-  Status AppendResignBatch(ResignBatch& batch) override;
+  Status AppendResignBatch(ResignBatch& batch, const AuditBuilder& audit = nullptr) override;
   StatusOr<std::vector<ResignResult>> ListResignResults(const std::string& job_id, int64_t after_seq,
                                                         int limit) override;
 
