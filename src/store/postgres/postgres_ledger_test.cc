@@ -27,6 +27,7 @@ using conformance::LedgerConformanceTest;
 using conformance::LedgerHarness;
 using conformance::ListAll;
 using conformance::MakeBatch;
+using conformance::T;
 using testing::PgEnvironment;
 
 ::testing::Environment* const kPg = ::testing::AddGlobalTestEnvironment(new PgEnvironment);
@@ -184,6 +185,79 @@ TEST(PostgresLedgerTest, OutageIsUnavailableAndAppendsResumeWithoutReopening) {
   ASSERT_EQ(all.size(), 6u);
   EXPECT_EQ(all[3].request_id, "during-0");
   EXPECT_GE(ledger->writer_stats().connects, 2u);
+}
+
+// The audit records a builder returns commit with the ledger rows; a failing
+// builder rolls the whole batch back. Hashes and signatures are BYTEA and must
+// come back byte for byte.
+TEST(PostgresLedgerTest, AuditBuilderCommitsWithTheBatchAndRollsBackWithIt) {
+  auto ledger = MustOpenLedger(MigratedUrl());
+  int64_t next = 0;
+  AuditBuilder builder = [&next](const std::vector<LedgerEntry>& rows, AuditAppend& out) {
+    for (const LedgerEntry& e : rows) {
+      EXPECT_GT(e.seq, 0) << "the builder sees the ledger rows' seq";
+      AuditRecord r;
+      r.index = next++;
+      r.time = e.signed_at;
+      r.actor = e.api_key_id;
+      r.tenant_id = e.tenant_id;
+      r.action = "sign." + e.kind;
+      r.target = e.key_id;
+      r.outcome = "success";
+      r.detail_json = "{}";
+      r.leaf_hash.fill(static_cast<uint8_t>(0x80 + r.index));  // not valid UTF-8
+      out.entries.push_back(r);
+      if (r.index % 16 == 15) out.nodes.push_back(AuditNode{4, r.index / 16, r.leaf_hash});
+    }
+    return Status::Ok();
+  };
+  std::vector<LedgerEntry> batch = MakeBatch("acme", "acme-k", 20, 0, "a");
+  ASSERT_TRUE(IsOk(ledger->AppendBatch(batch, builder)));
+  EXPECT_EQ(*ledger->AuditSize(), 20);
+  StatusOr<std::vector<AuditHash>> leaves = ledger->AuditNodes(0, 0, 20);
+  ASSERT_TRUE(IsOk(leaves.status()));
+  EXPECT_EQ((*leaves)[19][0], 0x80 + 19);
+  StatusOr<std::vector<AuditHash>> nodes = ledger->AuditNodes(4, 0, 1);
+  ASSERT_TRUE(IsOk(nodes.status()));
+  EXPECT_EQ((*nodes)[0][0], 0x80 + 15);
+  EXPECT_TRUE(HasCode(ledger->AuditNodes(4, 0, 2).status(), StatusCode::kDataLoss));
+  AuditQuery q;
+  q.tenant_id = "acme";
+  q.limit = 5;
+  q.after_index = 2;
+  StatusOr<AuditPage> page = ledger->ListAudit(q);
+  ASSERT_TRUE(IsOk(page.status()));
+  ASSERT_EQ(page->entries.size(), 5u);
+  EXPECT_EQ(page->entries[0].index, 3);
+  EXPECT_EQ(page->next_cursor, 7);
+
+  // A failing builder: nothing of the batch is stored, every seq is 0.
+  std::vector<LedgerEntry> bad = MakeBatch("acme", "acme-k", 3, 100, "b");
+  Status failed = ledger->AppendBatch(bad, [](const std::vector<LedgerEntry>&, AuditAppend&) {
+    return UnavailableError("audit signer down");
+  });
+  EXPECT_TRUE(HasCode(failed, StatusCode::kUnavailable));
+  for (const LedgerEntry& e : bad) EXPECT_EQ(e.seq, 0);
+  EXPECT_FALSE(*ledger->HasRequest("acme", "b0"));
+  EXPECT_EQ(*ledger->AuditSize(), 20);
+
+  AuditCheckpointRecord c;
+  c.tree_size = 20;
+  c.root_hash.fill(0xff);
+  c.timestamp = T(5);
+  c.key_id = "audit-1";
+  c.note = "note";
+  c.signature = Bytes{0x30, 0x00, 0xff, 0x80};
+  ASSERT_TRUE(IsOk(ledger->InsertAuditCheckpoint(c)));
+  EXPECT_GT(c.id, 0);
+  StatusOr<std::optional<AuditCheckpointRecord>> latest = ledger->LatestAuditCheckpoint();
+  ASSERT_TRUE(IsOk(latest.status()));
+  ASSERT_TRUE(latest->has_value());
+  EXPECT_EQ((*latest)->signature, c.signature);
+  EXPECT_EQ((*latest)->root_hash, c.root_hash);
+  EXPECT_EQ((*latest)->id, c.id);
+  ASSERT_TRUE(IsOk(ledger->InsertAuditKey(AuditKeyRecord{"audit-1", "software", "ES256", "software", "uri", "pem", T(1)})));
+  EXPECT_EQ(ledger->ListAuditKeys()->size(), 1u);
 }
 
 TEST(PostgresLedgerOpenTest, RefusesUnmigratedNewerAndUnreachable) {
