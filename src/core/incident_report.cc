@@ -4,8 +4,11 @@
 
 #include "core/incident.h"
 #include "core/resign_job.h"
+#include "crypto/encoding.h"
 
 namespace concierge::core {
+
+using crypto::HtmlEscape;
 namespace {
 
 using json = nlohmann::json;
@@ -50,22 +53,6 @@ std::string Row(std::initializer_list<std::string> cells, const char* tag = "td"
 }
 
 }  // namespace
-
-std::string HtmlEscape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
-    }
-  }
-  return out;
-}
 
 StatusOr<json> BuildIncidentReport(Store& store, const std::string& incident_id, TimePoint now) {
   ASSIGN_OR_RETURN(IncidentRecord inc, store.GetIncident(incident_id));

@@ -20,8 +20,6 @@ namespace concierge::core {
 
 StatusOr<nlohmann::json> BuildIncidentReport(Store& store, const std::string& incident_id, TimePoint now);
 std::string RenderIncidentReportHtml(const nlohmann::json& report);
-// &, <, >, " and ' as entities.
-std::string HtmlEscape(std::string_view text);
 
 }  // namespace concierge::core
 

@@ -24,6 +24,10 @@ inline ByteView AsBytes(std::string_view s) {
 }
 inline std::string AsString(ByteView b) { return std::string(b.begin(), b.end()); }
 
+// &, <, >, " and ' replaced by entities: safe in HTML element text and in
+// quoted attribute values (evidence statements, incident reports).
+std::string HtmlEscape(std::string_view s);
+
 }  // namespace concierge::crypto
 
 #endif  // CONCIERGE_CRYPTO_ENCODING_H_

@@ -74,22 +74,6 @@ std::string TimelineSection(const std::vector<PhaseRecord>& timeline) {
 
 }  // namespace
 
-std::string HtmlEscape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
 std::string RenderStatement(const RotationEvidence& e, const std::optional<CertificateSummary>& certificate) {
   const std::string title = "Key rotation statement: tenant " + e.tenant_id + ", rotation " + e.rotation_id;
   std::string out =

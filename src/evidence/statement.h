@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "crypto/encoding.h"
 #include "evidence/evidence.h"
 
 namespace concierge::evidence::internal {
@@ -21,9 +22,7 @@ struct CertificateSummary {
   TimePoint not_after{};
 };
 
-// &, <, >, " and ' replaced by entities: safe in element text and in quoted
-// attribute values.
-std::string HtmlEscape(std::string_view s);
+using crypto::HtmlEscape;
 
 // A complete, self-contained HTML5 document (inline CSS, no scripts, no
 // external references). Deterministic: depends only on its arguments.
