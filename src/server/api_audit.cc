@@ -66,11 +66,11 @@ HttpResponse Api::AuditEntries(Call& call) {
   API_RETURN_IF_ERROR(call, call.Authenticate(*this));
   API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kAuditRead, call.principal->tenant_id));
   AuditQuery q;
-  q.tenant_id = StringParam(call.req, "tenant");
+  q.tenant_id = QueryParam(call.req, "tenant");
   if (!q.tenant_id.empty()) API_RETURN_IF_ERROR(call, call.Require(*this, Permission::kAuditRead, q.tenant_id));
   if (!call.principal->tenant_id.empty()) q.tenant_id = call.principal->tenant_id;
-  q.actor = StringParam(call.req, "actor");
-  q.action = StringParam(call.req, "action");
+  q.actor = QueryParam(call.req, "actor");
+  q.action = QueryParam(call.req, "action");
   int64_t limit = 100;
   API_RETURN_IF_ERROR(call, IntParam(call.req, "after", -1, INT64_MAX, &q.after_index));
   API_RETURN_IF_ERROR(call, IntParam(call.req, "limit", 1, 1000, &limit));

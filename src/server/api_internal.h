@@ -70,7 +70,6 @@ StatusOr<std::optional<std::string>> ListingScope(const RouteCtx& c, Permission 
 // absent; a malformed value is a FieldError naming it.
 Status IntParam(const HttpRequest& req, const char* name, int64_t lo, int64_t hi, int64_t* out);
 Status TimeParam(const HttpRequest& req, const char* name, std::optional<TimePoint>* out);
-std::string StringParam(const HttpRequest& req, const char* name);
 
 // A state change whose attempt is on the audit log (Api::BeginChange).
 // Finish records the outcome; if that fails the change still stands (its

@@ -216,11 +216,6 @@ Status TimeParam(const HttpRequest& req, const char* name, std::optional<TimePoi
   return Status::Ok();
 }
 
-std::string StringParam(const HttpRequest& req, const char* name) {
-  auto it = req.query.find(name);
-  return it == req.query.end() ? std::string() : it->second;
-}
-
 void AuditedChange::Finish(const Status& outcome, const json& result) {
   if (log == nullptr) return;
   Status recorded = log->Finish(event, attempt_index, outcome, result);
