@@ -144,6 +144,16 @@ const AuditRecord& LedgerWriter::AppendAuditLeaf(AuditRecord record, AuditAppend
   return out.entries.back();
 }
 
+// After a failed commit: the tree goes back to what the store holds (reloaded
+// when possible, in case the failure was ambiguous), else to `before`.
+void LedgerWriter::RestoreTree(const audit::CompactRange& before) {
+  tree_ = before;
+  if (reload_) {
+    StatusOr<audit::CompactRange> reloaded = reload_();
+    if (reloaded.ok()) tree_ = *std::move(reloaded);
+  }
+}
+
 void LedgerWriter::Run() {
   std::vector<Pending> batch;
   std::vector<LedgerEntry> rows;
@@ -168,13 +178,7 @@ void LedgerWriter::Run() {
           return Status::Ok();
         };
         Status st = store_.AppendResignBatch(*p.batch, builder);
-        if (!st.ok()) {
-          tree_ = before;
-          if (reload_) {
-            StatusOr<audit::CompactRange> reloaded = reload_();
-            if (reloaded.ok()) tree_ = *std::move(reloaded);
-          }
-        }
+        if (!st.ok()) RestoreTree(before);
         {
           std::lock_guard relock(mu_);
           if (st.ok()) stats_.audit_records += audit_records;
@@ -227,13 +231,7 @@ void LedgerWriter::Run() {
       return Status::Ok();
     };
     Status st = store_.AppendBatch(rows, builder);
-    if (!st.ok()) {
-      tree_ = before;
-      if (reload_) {
-        StatusOr<audit::CompactRange> reloaded = reload_();
-        if (reloaded.ok()) tree_ = *std::move(reloaded);
-      }
-    }
+    if (!st.ok()) RestoreTree(before);
     // Hand each submission its rows back (with seq filled in on success).
     size_t i = 0;
     for (auto& p : batch) {

@@ -131,6 +131,7 @@ class LedgerWriter {
     std::function<void(const Status&)> done;
   };
   void Run();
+  void RestoreTree(const audit::CompactRange& before);  // writer thread only
   // Assigns the next index, hashes the leaf and extends the tree; the record
   // and completed nodes at stored levels go to `out` (writer thread only).
   const AuditRecord& AppendAuditLeaf(AuditRecord record, AuditAppend& out);
