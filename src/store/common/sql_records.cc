@@ -1,6 +1,7 @@
 #include "store/common/sql_records.h"
 
 #include <chrono>
+#include <unordered_map>
 #include <utility>
 
 namespace concierge::store {
@@ -281,6 +282,196 @@ Status ValidateLedgerQuery(const LedgerQuery& query) {
   }
   if (query.after_seq < 0) return FieldError("after_seq", "cursor must not be negative");
   return Status::Ok();
+}
+
+// --- incidents, webhooks, re-sign jobs ---------------------------------------------------
+
+Status ValidatePageLimit(int limit) {
+  if (limit < 1 || limit > kMaxIncidentPageSize) {
+    return FieldError("limit", "limit must be between 1 and " + std::to_string(kMaxIncidentPageSize) +
+                                   ", got " + std::to_string(limit));
+  }
+  return Status::Ok();
+}
+
+Status ValidateIncident(const IncidentRecord& r) {
+  if (r.incident_id.empty()) return FieldError("incident_id", "incident id is empty");
+  if (r.type.empty()) return FieldError("type", "incident type is empty");
+  if (r.severity.empty()) return FieldError("severity", "incident severity is empty");
+  if (r.state.empty()) return FieldError("state", "incident state is empty");
+  return Status::Ok();
+}
+
+Status ValidateIncidentEvent(const IncidentEvent& e) {
+  if (e.actor.empty()) return FieldError("actor", "timeline event has no actor");
+  if (e.action.empty()) return FieldError("action", "timeline event has no action");
+  return Status::Ok();
+}
+
+Status ValidateIncidentTransition(const IncidentEvent& e) {
+  RETURN_IF_ERROR(ValidateIncidentEvent(e));
+  if (e.to_state.empty()) return FieldError("to_state", "state change names no new state");
+  return Status::Ok();
+}
+
+Status ValidateWebhook(const WebhookRecord& w) {
+  if (w.webhook_id.empty()) return FieldError("webhook_id", "webhook id is empty");
+  if (w.url.empty()) return FieldError("url", "webhook url is empty");
+  if (w.secret_sealed.empty()) return FieldError("secret_sealed", "webhook has no sealed secret");
+  return Status::Ok();
+}
+
+Status ValidateWebhookEvent(const WebhookEventRecord& e) {
+  if (e.event_id.empty()) return FieldError("event_id", "webhook event id is empty");
+  if (e.type.empty()) return FieldError("type", "webhook event type is empty");
+  return Status::Ok();
+}
+
+Status ValidateDeliveryState(const std::string& state) {
+  if (state != "pending" && state != "delivered" && state != "failed") {
+    return FieldError("state", "unknown delivery state \"" + state + "\"");
+  }
+  return Status::Ok();
+}
+
+Status ValidateResignJob(const ResignJobRecord& j) {
+  if (j.job_id.empty()) return FieldError("job_id", "job id is empty");
+  if (j.compromised_key_id.empty()) return FieldError("compromised_key_id", "compromised key id is empty");
+  if (j.new_key_id.empty()) return FieldError("new_key_id", "new key id is empty");
+  return Status::Ok();
+}
+
+Status ValidateNewJobState(const std::string& new_state) {
+  if (new_state.empty()) return FieldError("new_state", "new job state is empty");
+  return Status::Ok();
+}
+
+Status ValidateJobTotal(int64_t total) {
+  if (total < 0) return FieldError("total", "job total must not be negative");
+  return Status::Ok();
+}
+
+bool IsTerminalJobState(std::string_view state) {
+  return state == "completed" || state == "failed" || state == "cancelled";
+}
+
+bool IsClosedIncidentState(std::string_view state) { return state == "resolved" || state == "closed"; }
+
+Status IncidentNotFound(const std::string& incident_id) {
+  return NotFoundError("incident " + incident_id + " not found");
+}
+
+Status IncidentChangedConcurrently(const std::string& incident_id, const std::string& state,
+                                   const std::string& expected) {
+  return AbortedError("incident " + incident_id + " changed concurrently: state is \"" + state +
+                      "\", expected \"" + expected + "\"");
+}
+
+Status IncidentNotOpen(const std::string& incident_id, const std::string& state) {
+  return FailedPreconditionError("incident " + incident_id + " is " + state + "; open a new one");
+}
+
+Status NoOpenIncident(const std::string& type) {
+  return NotFoundError("no open " + type + " incident for this detection");
+}
+
+Status WebhookNotFound(const std::string& webhook_id) {
+  return NotFoundError("webhook " + webhook_id + " not found");
+}
+
+Status WebhookEventNotFound(const std::string& event_id) {
+  return NotFoundError("webhook event " + event_id + " not found");
+}
+
+Status NoDelivery(const std::string& event_id, const std::string& webhook_id) {
+  return NotFoundError("no delivery of event " + event_id + " to webhook " + webhook_id);
+}
+
+Status JobNotFound(const std::string& job_id) { return NotFoundError("job " + job_id + " not found"); }
+
+Status JobChangedConcurrently(const std::string& job_id, const std::string& state,
+                              const std::string& expected) {
+  return AbortedError("job " + job_id + " changed concurrently: state is \"" + state + "\", expected \"" +
+                      expected + "\"");
+}
+
+// --- mass re-sign in the ledger -----------------------------------------------------------
+
+Status ValidateResignScan(const ResignScan& scan) {
+  if (scan.tenant_id.empty()) return FieldError("tenant_id", "tenant id is required");
+  if (scan.key_id.empty()) return FieldError("key_id", "key id is required");
+  if (scan.after_seq < 0) return FieldError("after_seq", "cursor must not be negative");
+  return ValidateResignResultsLimit(scan.limit);
+}
+
+Status ValidateResignResultsLimit(int limit) {
+  if (limit < 1 || limit > kMaxLedgerPageSize) {
+    return FieldError("limit", "limit must be between 1 and " + std::to_string(kMaxLedgerPageSize));
+  }
+  return Status::Ok();
+}
+
+Status ValidateResignBatch(const ResignBatch& b) {
+  if (b.job_id.empty()) return FieldError("job_id", "job id is empty");
+  if (b.new_cursor < b.expected_cursor) return FieldError("new_cursor", "a batch cannot move the cursor back");
+  for (size_t i = 0; i < b.rows.size(); ++i) {
+    const LedgerEntry& e = b.rows[i];
+    if (e.kind != "resign" || e.resign_of_seq <= 0 || e.resign_of_seq > b.new_cursor ||
+        e.resign_of_seq <= b.expected_cursor) {
+      return FieldError("rows", "re-sign row " + std::to_string(i) +
+                                    " must be of kind \"resign\" and re-sign a seq inside the batch's range");
+    }
+    if (e.tenant_id.empty() || e.key_id.empty()) {
+      return FieldError("rows", "re-sign row " + std::to_string(i) + " has no tenant or key id");
+    }
+  }
+  for (const ResignResult& r : b.results) {
+    if (r.original_seq <= b.expected_cursor || r.original_seq > b.new_cursor) {
+      return FieldError("results",
+                        "result for seq " + std::to_string(r.original_seq) + " is outside the batch's range");
+    }
+  }
+  return Status::Ok();
+}
+
+Status CheckResignJobForBatch(const ResignBatch& b, bool found, const std::string& state, int64_t cursor_seq) {
+  if (!found) return JobNotFound(b.job_id);
+  if (state != "running") return AbortedError("job " + b.job_id + " is " + state + ", not running");
+  if (cursor_seq != b.expected_cursor) {
+    return AbortedError("job " + b.job_id + " cursor is at " + std::to_string(cursor_seq) + ", expected " +
+                        std::to_string(b.expected_cursor) + " (another runner moved it)");
+  }
+  return Status::Ok();
+}
+
+StatusOr<ResignTally> LinkResignResults(ResignBatch& b) {
+  std::unordered_map<int64_t, int64_t> new_seq_of;  // original seq -> new row seq
+  for (const LedgerEntry& e : b.rows) new_seq_of[e.resign_of_seq] = e.seq;
+  ResignTally t;
+  for (ResignResult& r : b.results) {
+    if (r.status == "resigned") {
+      auto it = new_seq_of.find(r.original_seq);
+      if (it == new_seq_of.end()) {
+        return FieldError("results", "result for seq " + std::to_string(r.original_seq) + " has no re-sign row");
+      }
+      r.new_seq = it->second;
+      ++t.resigned;
+    } else if (r.status == "needs_client") {
+      ++t.needs_client;
+    } else if (r.status == "already_resigned") {
+      ++t.already_resigned;
+    } else {
+      return FieldError("results", "unknown result status \"" + r.status + "\"");
+    }
+  }
+  return t;
+}
+
+void ClearResignSeqs(ResignBatch& b) {
+  for (LedgerEntry& e : b.rows) e.seq = 0;
+  for (ResignResult& r : b.results) {
+    if (r.status == "resigned") r.new_seq = 0;
+  }
 }
 
 }  // namespace concierge::store

@@ -359,6 +359,225 @@ Status ValidateLedgerEntries(const std::vector<LedgerEntry>& entries);
 // tenant_id required, limit 1..kMaxLedgerPageSize, after_seq >= 0.
 Status ValidateLedgerQuery(const LedgerQuery& query);
 
+// --- incidents, webhooks, re-sign jobs (schema version 7) -------------------------------
+
+// Listing limits of incidents, webhook claims and delivery histories.
+inline constexpr int kMaxIncidentPageSize = 1000;
+Status ValidatePageLimit(int limit);  // 1..kMaxIncidentPageSize, field "limit"
+Status ValidateIncident(const IncidentRecord& r);
+Status ValidateIncidentEvent(const IncidentEvent& e);
+// TransitionIncident: the event names the state it moves to.
+Status ValidateIncidentTransition(const IncidentEvent& e);
+Status ValidateWebhook(const WebhookRecord& w);
+Status ValidateWebhookEvent(const WebhookEventRecord& e);
+// RecordWebhookAttempt: pending | delivered | failed.
+Status ValidateDeliveryState(const std::string& state);
+Status ValidateResignJob(const ResignJobRecord& j);
+Status ValidateNewJobState(const std::string& new_state);
+Status ValidateJobTotal(int64_t total);
+// States after which a job never runs again (finished_at is stamped).
+bool IsTerminalJobState(std::string_view state);
+// Resolved or closed: no longer open (as the SQL filters and the partial
+// unique index of migration v7 say it too).
+bool IsClosedIncidentState(std::string_view state);
+
+Status IncidentNotFound(const std::string& incident_id);
+Status IncidentChangedConcurrently(const std::string& incident_id, const std::string& state,
+                                   const std::string& expected);
+Status IncidentNotOpen(const std::string& incident_id, const std::string& state);
+Status NoOpenIncident(const std::string& type);
+Status WebhookNotFound(const std::string& webhook_id);
+Status WebhookEventNotFound(const std::string& event_id);
+Status NoDelivery(const std::string& event_id, const std::string& webhook_id);
+Status JobNotFound(const std::string& job_id);
+Status JobChangedConcurrently(const std::string& job_id, const std::string& state,
+                              const std::string& expected);
+
+inline constexpr std::string_view kIncidentColumns =
+    "incident_id, tenant_id, type, severity, state, title, detector, dedup_key, key_id, occurrences, "
+    "details_json, playbook_json, created_by, created_at, updated_at, resolved_at, closed_at";
+template <typename Row>
+IncidentRecord ReadIncident(const Row& s) {
+  IncidentRecord r;
+  r.incident_id = s.ColumnText(0);
+  r.tenant_id = s.ColumnText(1);
+  r.type = s.ColumnText(2);
+  r.severity = s.ColumnText(3);
+  r.state = s.ColumnText(4);
+  r.title = s.ColumnText(5);
+  r.detector = s.ColumnText(6);
+  r.dedup_key = s.ColumnText(7);
+  r.key_id = s.ColumnText(8);
+  r.occurrences = s.ColumnInt(9);
+  r.details_json = s.ColumnText(10);
+  r.playbook_json = s.ColumnText(11);
+  r.created_by = s.ColumnText(12);
+  r.created_at = s.ColumnTime(13);
+  r.updated_at = s.ColumnTime(14);
+  r.resolved_at = s.ColumnOptionalTime(15);
+  r.closed_at = s.ColumnOptionalTime(16);
+  return r;
+}
+
+inline constexpr std::string_view kIncidentEventColumns =
+    "incident_id, seq, at, actor, action, from_state, to_state, detail";
+template <typename Row>
+IncidentEvent ReadIncidentEvent(const Row& s) {
+  IncidentEvent e;
+  e.incident_id = s.ColumnText(0);
+  e.seq = s.ColumnInt(1);
+  e.at = s.ColumnTime(2);
+  e.actor = s.ColumnText(3);
+  e.action = s.ColumnText(4);
+  e.from_state = s.ColumnText(5);
+  e.to_state = s.ColumnText(6);
+  e.detail = s.ColumnText(7);
+  return e;
+}
+
+// The webhook, delivery and event readers take a first column `o`, for the
+// joined row ClaimWebhookDeliveries reads (kClaimColumns).
+inline constexpr std::string_view kWebhookColumns =
+    "webhook_id, tenant_id, url, secret_sealed, event_types, created_by, created_at, disabled_at";
+template <typename Row>
+WebhookRecord ReadWebhook(const Row& s, int o = 0) {
+  WebhookRecord w;
+  w.webhook_id = s.ColumnText(o + 0);
+  w.tenant_id = s.ColumnText(o + 1);
+  w.url = s.ColumnText(o + 2);
+  w.secret_sealed = s.ColumnText(o + 3);
+  w.event_types = s.ColumnText(o + 4);
+  w.created_by = s.ColumnText(o + 5);
+  w.created_at = s.ColumnTime(o + 6);
+  w.disabled_at = s.ColumnOptionalTime(o + 7);
+  return w;
+}
+
+inline constexpr std::string_view kDeliveryColumns =
+    "event_id, webhook_id, state, attempts, next_attempt_at, last_status, last_error, created_at, delivered_at";
+template <typename Row>
+WebhookDeliveryRecord ReadDelivery(const Row& s, int o = 0) {
+  WebhookDeliveryRecord d;
+  d.event_id = s.ColumnText(o + 0);
+  d.webhook_id = s.ColumnText(o + 1);
+  d.state = s.ColumnText(o + 2);
+  d.attempts = s.ColumnInt(o + 3);
+  d.next_attempt_at = s.ColumnTime(o + 4);
+  d.last_status = s.ColumnInt(o + 5);
+  d.last_error = s.ColumnText(o + 6);
+  d.created_at = s.ColumnTime(o + 7);
+  d.delivered_at = s.ColumnOptionalTime(o + 8);
+  return d;
+}
+
+inline constexpr std::string_view kWebhookEventColumns = "event_id, tenant_id, type, payload_json, created_at";
+template <typename Row>
+WebhookEventRecord ReadWebhookEvent(const Row& s, int o = 0) {
+  WebhookEventRecord e;
+  e.event_id = s.ColumnText(o + 0);
+  e.tenant_id = s.ColumnText(o + 1);
+  e.type = s.ColumnText(o + 2);
+  e.payload_json = s.ColumnText(o + 3);
+  e.created_at = s.ColumnTime(o + 4);
+  return e;
+}
+
+// ClaimWebhookDeliveries' joined row: delivery d (9 columns), event e (5),
+// webhook w (8), read by ReadDueDelivery.
+inline constexpr std::string_view kClaimColumns =
+    "d.event_id, d.webhook_id, d.state, d.attempts, d.next_attempt_at, d.last_status, d.last_error, "
+    "d.created_at, d.delivered_at, e.event_id, e.tenant_id, e.type, e.payload_json, e.created_at, "
+    "w.webhook_id, w.tenant_id, w.url, w.secret_sealed, w.event_types, w.created_by, w.created_at, "
+    "w.disabled_at";
+// The claim's source and order, oldest due first; the engine adds its due
+// filter and limit between them.
+inline constexpr std::string_view kClaimFrom =
+    " FROM webhook_deliveries d JOIN webhook_events e ON e.event_id = d.event_id "
+    "JOIN webhooks w ON w.webhook_id = d.webhook_id";
+template <typename Row>
+DueWebhookDelivery ReadDueDelivery(const Row& s) {
+  return DueWebhookDelivery{ReadDelivery(s, 0), ReadWebhookEvent(s, 9), ReadWebhook(s, 14)};
+}
+
+inline constexpr std::string_view kResignJobColumns =
+    "job_id, tenant_id, incident_id, compromised_key_id, new_key_id, since, state, cursor_seq, total, "
+    "processed, resigned, needs_client, already_resigned, error, created_by, created_at, updated_at, "
+    "started_at, finished_at";
+template <typename Row>
+ResignJobRecord ReadResignJob(const Row& s) {
+  ResignJobRecord j;
+  j.job_id = s.ColumnText(0);
+  j.tenant_id = s.ColumnText(1);
+  j.incident_id = s.ColumnText(2);
+  j.compromised_key_id = s.ColumnText(3);
+  j.new_key_id = s.ColumnText(4);
+  j.since = s.ColumnOptionalTime(5);
+  j.state = s.ColumnText(6);
+  j.cursor_seq = s.ColumnInt(7);
+  j.total = s.ColumnInt(8);
+  j.processed = s.ColumnInt(9);
+  j.resigned = s.ColumnInt(10);
+  j.needs_client = s.ColumnInt(11);
+  j.already_resigned = s.ColumnInt(12);
+  j.error = s.ColumnText(13);
+  j.created_by = s.ColumnText(14);
+  j.created_at = s.ColumnTime(15);
+  j.updated_at = s.ColumnTime(16);
+  j.started_at = s.ColumnOptionalTime(17);
+  j.finished_at = s.ColumnOptionalTime(18);
+  return j;
+}
+
+// --- mass re-sign in the ledger (schema version 7) -----------------------------------------
+
+// tenant and key required, cursor >= 0, limit 1..kMaxLedgerPageSize.
+Status ValidateResignScan(const ResignScan& scan);
+// Before anything is written: every row of kind "resign" re-signs a seq in
+// (expected_cursor, new_cursor] and names a tenant and key; every result is
+// in that range; the cursor does not move back.
+Status ValidateResignBatch(const ResignBatch& b);
+// The job check at the start of AppendResignBatch's transaction, given the
+// stored job row (found = false when there is none): kNotFound, or kAborted
+// unless it is "running" with cursor_seq == b.expected_cursor.
+Status CheckResignJobForBatch(const ResignBatch& b, bool found, const std::string& state, int64_t cursor_seq);
+
+// What a batch adds to its job's counters.
+struct ResignTally {
+  int64_t resigned = 0;
+  int64_t needs_client = 0;
+  int64_t already_resigned = 0;
+};
+// Once b.rows have their seq: fills each "resigned" result's new_seq from the
+// row that re-signs its original, and counts the results by status.
+// kInvalidArgument for a "resigned" result without a row or an unknown status.
+StatusOr<ResignTally> LinkResignResults(ResignBatch& b);
+// After a failed batch: no seq is reported for rows that do not exist.
+void ClearResignSeqs(ResignBatch& b);
+
+inline constexpr std::string_view kResignResultColumns =
+    "job_id, original_seq, status, new_seq, original_kind, asset_id, digest_hex, signature_b64, "
+    "signature_format, key_id, key_version, detail";
+template <typename Row>
+ResignResult ReadResignResult(const Row& s) {
+  ResignResult r;
+  r.job_id = s.ColumnText(0);
+  r.original_seq = s.ColumnInt(1);
+  r.status = s.ColumnText(2);
+  r.new_seq = s.ColumnInt(3);
+  r.original_kind = s.ColumnText(4);
+  r.asset_id = s.ColumnText(5);
+  r.digest_hex = s.ColumnText(6);
+  r.signature_b64 = s.ColumnText(7);
+  r.signature_format = s.ColumnText(8);
+  r.key_id = s.ColumnText(9);
+  r.key_version = s.ColumnInt(10);
+  r.detail = s.ColumnText(11);
+  return r;
+}
+
+// ListResignResults' limit: 1..kMaxLedgerPageSize.
+Status ValidateResignResultsLimit(int limit);
+
 }  // namespace concierge::store
 
 #endif  // CONCIERGE_STORE_COMMON_SQL_RECORDS_H_

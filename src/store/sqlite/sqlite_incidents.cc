@@ -1,6 +1,8 @@
 // SqliteStore: incidents, webhooks and their outbox, re-sign job records
 // (migration v7). Kept apart from sqlite_store.cc so the incident-response
-// tables read as one unit; same connection, mutex and conventions.
+// tables read as one unit; same connection, mutex and conventions. The rules,
+// messages, column lists and row readers are shared with PostgreSQL
+// (store/common/sql_records.h).
 #include <string_view>
 #include <utility>
 
@@ -10,75 +12,13 @@
 namespace concierge::store {
 namespace {
 
-Status ValidateLimit(int limit) {
-  if (limit < 1 || limit > 1000) {
-    return FieldError("limit", "limit must be between 1 and 1000, got " + std::to_string(limit));
-  }
-  return Status::Ok();
-}
-
-// --- incidents ---------------------------------------------------------------
-
-constexpr std::string_view kIncidentColumns =
-    "incident_id, tenant_id, type, severity, state, title, detector, dedup_key, key_id, occurrences, "
-    "details_json, playbook_json, created_by, created_at, updated_at, resolved_at, closed_at";
-IncidentRecord ReadIncident(const Statement& s) {
-  IncidentRecord r;
-  r.incident_id = s.ColumnText(0);
-  r.tenant_id = s.ColumnText(1);
-  r.type = s.ColumnText(2);
-  r.severity = s.ColumnText(3);
-  r.state = s.ColumnText(4);
-  r.title = s.ColumnText(5);
-  r.detector = s.ColumnText(6);
-  r.dedup_key = s.ColumnText(7);
-  r.key_id = s.ColumnText(8);
-  r.occurrences = s.ColumnInt(9);
-  r.details_json = s.ColumnText(10);
-  r.playbook_json = s.ColumnText(11);
-  r.created_by = s.ColumnText(12);
-  r.created_at = s.ColumnTime(13);
-  r.updated_at = s.ColumnTime(14);
-  r.resolved_at = s.ColumnOptionalTime(15);
-  r.closed_at = s.ColumnOptionalTime(16);
-  return r;
-}
-
-constexpr std::string_view kEventColumns = "incident_id, seq, at, actor, action, from_state, to_state, detail";
-IncidentEvent ReadEvent(const Statement& s) {
-  IncidentEvent e;
-  e.incident_id = s.ColumnText(0);
-  e.seq = s.ColumnInt(1);
-  e.at = s.ColumnTime(2);
-  e.actor = s.ColumnText(3);
-  e.action = s.ColumnText(4);
-  e.from_state = s.ColumnText(5);
-  e.to_state = s.ColumnText(6);
-  e.detail = s.ColumnText(7);
-  return e;
-}
-
-Status ValidateIncident(const IncidentRecord& r) {
-  if (r.incident_id.empty()) return FieldError("incident_id", "incident id is empty");
-  if (r.type.empty()) return FieldError("type", "incident type is empty");
-  if (r.severity.empty()) return FieldError("severity", "incident severity is empty");
-  if (r.state.empty()) return FieldError("state", "incident state is empty");
-  return Status::Ok();
-}
-
-Status ValidateEvent(const IncidentEvent& e) {
-  if (e.actor.empty()) return FieldError("actor", "timeline event has no actor");
-  if (e.action.empty()) return FieldError("action", "timeline event has no action");
-  return Status::Ok();
-}
-
 // The incident's state, or kNotFound. Runs inside the caller's transaction.
 StatusOr<std::string> IncidentState(sqlite3* db, const std::string& incident_id) {
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db, "SELECT state FROM incidents WHERE incident_id = ?1",
                                                    "reading incident state"));
   s.Bind(1, incident_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return NotFoundError("incident " + incident_id + " not found");
+  if (!row) return IncidentNotFound(incident_id);
   return s.ColumnText(0);
 }
 
@@ -87,7 +27,7 @@ StatusOr<std::string> IncidentState(sqlite3* db, const std::string& incident_id)
 Status InsertEventRow(sqlite3* db, const IncidentEvent& e) {
   ASSIGN_OR_RETURN(Statement s,
                    Statement::Prepare(db,
-                                      Sql("INSERT INTO incident_events (", kEventColumns,
+                                      Sql("INSERT INTO incident_events (", kIncidentEventColumns,
                                           ") SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7 "
                                           "FROM incident_events WHERE incident_id = ?1"),
                                       "appending to incident timeline"));
@@ -105,11 +45,10 @@ Status InsertEventRow(sqlite3* db, const IncidentEvent& e) {
 // Stores the event and fans it out to the webhooks that should see it. Runs
 // inside the caller's transaction; returns the number of deliveries.
 StatusOr<int> EnqueueLocked(sqlite3* db, const WebhookEventRecord& ev) {
-  if (ev.event_id.empty()) return FieldError("event_id", "webhook event id is empty");
-  if (ev.type.empty()) return FieldError("type", "webhook event type is empty");
+  RETURN_IF_ERROR(ValidateWebhookEvent(ev));
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
-                                                   "INSERT INTO webhook_events (event_id, tenant_id, type, "
-                                                   "payload_json, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                                                   Sql("INSERT INTO webhook_events (", kWebhookEventColumns,
+                                                       ") VALUES (?1, ?2, ?3, ?4, ?5)"),
                                                    "storing webhook event"));
   s.Bind(1, ev.event_id).Bind(2, ev.tenant_id).Bind(3, ev.type).Bind(4, ev.payload_json).BindTime(5, ev.created_at);
   RETURN_IF_ERROR(s.Run());
@@ -135,100 +74,25 @@ Status EnqueueAllLocked(sqlite3* db, const std::vector<WebhookEventRecord>& noti
   return Status::Ok();
 }
 
-// --- webhooks -------------------------------------------------------------------
-
-constexpr std::string_view kWebhookColumns =
-    "webhook_id, tenant_id, url, secret_sealed, event_types, created_by, created_at, disabled_at";
-WebhookRecord ReadWebhook(const Statement& s, int o = 0) {
-  WebhookRecord w;
-  w.webhook_id = s.ColumnText(o + 0);
-  w.tenant_id = s.ColumnText(o + 1);
-  w.url = s.ColumnText(o + 2);
-  w.secret_sealed = s.ColumnText(o + 3);
-  w.event_types = s.ColumnText(o + 4);
-  w.created_by = s.ColumnText(o + 5);
-  w.created_at = s.ColumnTime(o + 6);
-  w.disabled_at = s.ColumnOptionalTime(o + 7);
-  return w;
-}
-
-constexpr std::string_view kDeliveryColumns =
-    "event_id, webhook_id, state, attempts, next_attempt_at, last_status, last_error, created_at, delivered_at";
-WebhookDeliveryRecord ReadDelivery(const Statement& s, int o = 0) {
-  WebhookDeliveryRecord d;
-  d.event_id = s.ColumnText(o + 0);
-  d.webhook_id = s.ColumnText(o + 1);
-  d.state = s.ColumnText(o + 2);
-  d.attempts = s.ColumnInt(o + 3);
-  d.next_attempt_at = s.ColumnTime(o + 4);
-  d.last_status = s.ColumnInt(o + 5);
-  d.last_error = s.ColumnText(o + 6);
-  d.created_at = s.ColumnTime(o + 7);
-  d.delivered_at = s.ColumnOptionalTime(o + 8);
-  return d;
-}
-
-constexpr std::string_view kWebhookEventColumns = "event_id, tenant_id, type, payload_json, created_at";
-WebhookEventRecord ReadWebhookEvent(const Statement& s, int o = 0) {
-  WebhookEventRecord e;
-  e.event_id = s.ColumnText(o + 0);
-  e.tenant_id = s.ColumnText(o + 1);
-  e.type = s.ColumnText(o + 2);
-  e.payload_json = s.ColumnText(o + 3);
-  e.created_at = s.ColumnTime(o + 4);
-  return e;
-}
-
-// --- re-sign jobs -------------------------------------------------------------------
-
-constexpr std::string_view kJobColumns =
-    "job_id, tenant_id, incident_id, compromised_key_id, new_key_id, since, state, cursor_seq, total, "
-    "processed, resigned, needs_client, already_resigned, error, created_by, created_at, updated_at, "
-    "started_at, finished_at";
-ResignJobRecord ReadJob(const Statement& s) {
-  ResignJobRecord j;
-  j.job_id = s.ColumnText(0);
-  j.tenant_id = s.ColumnText(1);
-  j.incident_id = s.ColumnText(2);
-  j.compromised_key_id = s.ColumnText(3);
-  j.new_key_id = s.ColumnText(4);
-  j.since = s.ColumnOptionalTime(5);
-  j.state = s.ColumnText(6);
-  j.cursor_seq = s.ColumnInt(7);
-  j.total = s.ColumnInt(8);
-  j.processed = s.ColumnInt(9);
-  j.resigned = s.ColumnInt(10);
-  j.needs_client = s.ColumnInt(11);
-  j.already_resigned = s.ColumnInt(12);
-  j.error = s.ColumnText(13);
-  j.created_by = s.ColumnText(14);
-  j.created_at = s.ColumnTime(15);
-  j.updated_at = s.ColumnTime(16);
-  j.started_at = s.ColumnOptionalTime(17);
-  j.finished_at = s.ColumnOptionalTime(18);
-  return j;
-}
-
-bool IsTerminalJobState(std::string_view s) { return s == "completed" || s == "failed" || s == "cancelled"; }
-
 // kNotFound unless the tenant exists and is not deleted.
 Status RequireLiveTenant(sqlite3* db, const std::string& tenant_id) {
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db, "SELECT deleted FROM tenants WHERE tenant_id = ?1",
                                                    "reading tenant"));
   s.Bind(1, tenant_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row || s.ColumnInt(0) != 0) return NotFoundError("tenant " + tenant_id + " not found or deleted");
+  if (!row || s.ColumnInt(0) != 0) return TenantNotFoundOrDeleted(tenant_id);
   return Status::Ok();
 }
 
 }  // namespace
+
 
 // --- incidents -------------------------------------------------------------------
 
 Status SqliteStore::InsertIncident(const IncidentRecord& r, const IncidentEvent& first_event,
                                    const std::vector<WebhookEventRecord>& notify) {
   RETURN_IF_ERROR(ValidateIncident(r));
-  RETURN_IF_ERROR(ValidateEvent(first_event));
+  RETURN_IF_ERROR(ValidateIncidentEvent(first_event));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
@@ -253,15 +117,13 @@ Status SqliteStore::InsertIncident(const IncidentRecord& r, const IncidentEvent&
 
 Status SqliteStore::FoldIncident(const std::string& incident_id, const IncidentEvent& event,
                                  const std::vector<WebhookEventRecord>& notify) {
-  RETURN_IF_ERROR(ValidateEvent(event));
+  RETURN_IF_ERROR(ValidateIncidentEvent(event));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
   ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(db, Transaction::Mode::kImmediate, "folding incident"));
   ASSIGN_OR_RETURN(std::string state, IncidentState(db, incident_id));
-  if (state == "resolved" || state == "closed") {
-    return FailedPreconditionError("incident " + incident_id + " is " + state + "; open a new one");
-  }
+  if (IsClosedIncidentState(state)) return IncidentNotOpen(incident_id, state);
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
                                                    "UPDATE incidents SET occurrences = occurrences + 1 "
                                                    "WHERE incident_id = ?1",
@@ -287,7 +149,7 @@ StatusOr<IncidentRecord> SqliteStore::FindOpenIncident(const std::string& tenant
                                                    "finding open incident"));
   s.Bind(1, tenant_id).Bind(2, type).Bind(3, dedup_key);
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return NotFoundError("no open " + type + " incident for this detection");
+  if (!row) return NoOpenIncident(type);
   return ReadIncident(s);
 }
 
@@ -300,12 +162,12 @@ StatusOr<IncidentRecord> SqliteStore::GetIncident(const std::string& incident_id
                                                    "reading incident"));
   s.Bind(1, incident_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return NotFoundError("incident " + incident_id + " not found");
+  if (!row) return IncidentNotFound(incident_id);
   return ReadIncident(s);
 }
 
 StatusOr<std::vector<IncidentRecord>> SqliteStore::ListIncidents(const IncidentQuery& q) {
-  RETURN_IF_ERROR(ValidateLimit(q.limit));
+  RETURN_IF_ERROR(ValidatePageLimit(q.limit));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   ASSIGN_OR_RETURN(Statement s,
@@ -329,8 +191,7 @@ StatusOr<std::vector<IncidentRecord>> SqliteStore::ListIncidents(const IncidentQ
 
 Status SqliteStore::TransitionIncident(const std::string& incident_id, const std::string& expected_state,
                                        const IncidentEvent& event, const std::vector<WebhookEventRecord>& notify) {
-  RETURN_IF_ERROR(ValidateEvent(event));
-  if (event.to_state.empty()) return FieldError("to_state", "state change names no new state");
+  RETURN_IF_ERROR(ValidateIncidentTransition(event));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
@@ -338,8 +199,7 @@ Status SqliteStore::TransitionIncident(const std::string& incident_id, const std
                    Transaction::Begin(db, Transaction::Mode::kImmediate, "changing incident state"));
   ASSIGN_OR_RETURN(std::string state, IncidentState(db, incident_id));
   if (state != expected_state) {
-    return AbortedError("incident " + incident_id + " changed concurrently: state is \"" + state +
-                        "\", expected \"" + expected_state + "\"");
+    return IncidentChangedConcurrently(incident_id, state, expected_state);
   }
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
                                                    "UPDATE incidents SET state = ?2, "
@@ -359,7 +219,7 @@ Status SqliteStore::TransitionIncident(const std::string& incident_id, const std
 }
 
 Status SqliteStore::AppendIncidentEvent(const IncidentEvent& event, const std::vector<WebhookEventRecord>& notify) {
-  RETURN_IF_ERROR(ValidateEvent(event));
+  RETURN_IF_ERROR(ValidateIncidentEvent(event));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
@@ -373,7 +233,7 @@ Status SqliteStore::AppendIncidentEvent(const IncidentEvent& event, const std::v
 
 Status SqliteStore::UpdateIncidentPlaybook(const std::string& incident_id, const std::string& playbook_json,
                                            const IncidentEvent& event) {
-  RETURN_IF_ERROR(ValidateEvent(event));
+  RETURN_IF_ERROR(ValidateIncidentEvent(event));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
@@ -398,7 +258,7 @@ StatusOr<std::vector<IncidentEvent>> SqliteStore::ListIncidentEvents(const std::
   ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(db, Transaction::Mode::kDeferred, "reading timeline"));
   RETURN_IF_ERROR(IncidentState(db, incident_id).status());
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db,
-                                                   Sql("SELECT ", kEventColumns,
+                                                   Sql("SELECT ", kIncidentEventColumns,
                                                        " FROM incident_events WHERE incident_id = ?1 ORDER BY seq"),
                                                    "reading timeline"));
   s.Bind(1, incident_id);
@@ -406,7 +266,7 @@ StatusOr<std::vector<IncidentEvent>> SqliteStore::ListIncidentEvents(const std::
   while (true) {
     ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) break;
-    out.push_back(ReadEvent(s));
+    out.push_back(ReadIncidentEvent(s));
   }
   RETURN_IF_ERROR(tx.Commit());
   return out;
@@ -415,9 +275,7 @@ StatusOr<std::vector<IncidentEvent>> SqliteStore::ListIncidentEvents(const std::
 // --- webhooks ------------------------------------------------------------------
 
 Status SqliteStore::InsertWebhook(const WebhookRecord& w) {
-  if (w.webhook_id.empty()) return FieldError("webhook_id", "webhook id is empty");
-  if (w.url.empty()) return FieldError("url", "webhook url is empty");
-  if (w.secret_sealed.empty()) return FieldError("secret_sealed", "webhook has no sealed secret");
+  RETURN_IF_ERROR(ValidateWebhook(w));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
@@ -442,7 +300,7 @@ StatusOr<WebhookRecord> SqliteStore::GetWebhook(const std::string& webhook_id) {
                                                    "reading webhook"));
   s.Bind(1, webhook_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return NotFoundError("webhook " + webhook_id + " not found");
+  if (!row) return WebhookNotFound(webhook_id);
   return ReadWebhook(s);
 }
 
@@ -475,7 +333,7 @@ Status SqliteStore::DisableWebhook(const std::string& webhook_id, TimePoint at) 
                                                    "disabling webhook"));
   s.Bind(1, webhook_id).BindTime(2, at);
   RETURN_IF_ERROR(s.Run());
-  if (sqlite3_changes(db) == 0) return NotFoundError("webhook " + webhook_id + " not found");
+  if (sqlite3_changes(db) == 0) return WebhookNotFound(webhook_id);
   ASSIGN_OR_RETURN(Statement f, Statement::Prepare(db,
                                                    "UPDATE webhook_deliveries SET state = 'failed', "
                                                    "last_error = 'webhook disabled' "
@@ -498,7 +356,7 @@ StatusOr<int> SqliteStore::EnqueueWebhookEvent(const WebhookEventRecord& event) 
 
 StatusOr<std::vector<DueWebhookDelivery>> SqliteStore::ClaimWebhookDeliveries(TimePoint now, TimePoint lease_until,
                                                                              int limit) {
-  RETURN_IF_ERROR(ValidateLimit(limit));
+  RETURN_IF_ERROR(ValidatePageLimit(limit));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
@@ -506,23 +364,16 @@ StatusOr<std::vector<DueWebhookDelivery>> SqliteStore::ClaimWebhookDeliveries(Ti
                    Transaction::Begin(db, Transaction::Mode::kImmediate, "claiming webhook deliveries"));
   ASSIGN_OR_RETURN(Statement s,
                    Statement::Prepare(db,
-                                      "SELECT d.event_id, d.webhook_id, d.state, d.attempts, d.next_attempt_at, "
-                                      "d.last_status, d.last_error, d.created_at, d.delivered_at, "
-                                      "e.event_id, e.tenant_id, e.type, e.payload_json, e.created_at, "
-                                      "w.webhook_id, w.tenant_id, w.url, w.secret_sealed, w.event_types, "
-                                      "w.created_by, w.created_at, w.disabled_at "
-                                      "FROM webhook_deliveries d "
-                                      "JOIN webhook_events e ON e.event_id = d.event_id "
-                                      "JOIN webhooks w ON w.webhook_id = d.webhook_id "
-                                      "WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 "
-                                      "ORDER BY d.next_attempt_at, d.created_at, d.event_id, d.webhook_id LIMIT ?2",
+                                      Sql("SELECT ", kClaimColumns, kClaimFrom) +
+                                          " WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 "
+                                          "ORDER BY d.next_attempt_at, d.created_at, d.event_id, d.webhook_id LIMIT ?2",
                                       "claiming webhook deliveries"));
   s.BindTime(1, now).Bind(2, static_cast<int64_t>(limit));
   std::vector<DueWebhookDelivery> out;
   while (true) {
     ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) break;
-    out.push_back(DueWebhookDelivery{ReadDelivery(s, 0), ReadWebhookEvent(s, 9), ReadWebhook(s, 14)});
+    out.push_back(ReadDueDelivery(s));
   }
   for (auto& d : out) {
     ASSIGN_OR_RETURN(Statement u, Statement::Prepare(db,
@@ -538,9 +389,7 @@ StatusOr<std::vector<DueWebhookDelivery>> SqliteStore::ClaimWebhookDeliveries(Ti
 }
 
 Status SqliteStore::RecordWebhookAttempt(const WebhookDeliveryRecord& r) {
-  if (r.state != "pending" && r.state != "delivered" && r.state != "failed") {
-    return FieldError("state", "unknown delivery state \"" + r.state + "\"");
-  }
+  RETURN_IF_ERROR(ValidateDeliveryState(r.state));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
@@ -555,14 +404,14 @@ Status SqliteStore::RecordWebhookAttempt(const WebhookDeliveryRecord& r) {
   s.Bind(6, r.last_status).Bind(7, r.last_error).BindOptionalTime(8, r.delivered_at);
   RETURN_IF_ERROR(s.Run());
   if (sqlite3_changes(db) == 0) {
-    return NotFoundError("no delivery of event " + r.event_id + " to webhook " + r.webhook_id);
+    return NoDelivery(r.event_id, r.webhook_id);
   }
   return tx.Commit();
 }
 
 StatusOr<std::vector<WebhookDeliveryRecord>> SqliteStore::ListWebhookDeliveries(const std::string& webhook_id,
                                                                                int limit) {
-  RETURN_IF_ERROR(ValidateLimit(limit));
+  RETURN_IF_ERROR(ValidatePageLimit(limit));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_.get(),
@@ -589,16 +438,14 @@ StatusOr<WebhookEventRecord> SqliteStore::GetWebhookEvent(const std::string& eve
                                                    "reading webhook event"));
   s.Bind(1, event_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return NotFoundError("webhook event " + event_id + " not found");
+  if (!row) return WebhookEventNotFound(event_id);
   return ReadWebhookEvent(s);
 }
 
 // --- re-sign jobs ------------------------------------------------------------------
 
 Status SqliteStore::InsertResignJob(const ResignJobRecord& j) {
-  if (j.job_id.empty()) return FieldError("job_id", "job id is empty");
-  if (j.compromised_key_id.empty()) return FieldError("compromised_key_id", "compromised key id is empty");
-  if (j.new_key_id.empty()) return FieldError("new_key_id", "new key id is empty");
+  RETURN_IF_ERROR(ValidateResignJob(j));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
@@ -606,7 +453,7 @@ Status SqliteStore::InsertResignJob(const ResignJobRecord& j) {
   RETURN_IF_ERROR(RequireLiveTenant(db, j.tenant_id));
   ASSIGN_OR_RETURN(Statement s,
                    Statement::Prepare(db,
-                                      Sql("INSERT INTO resign_jobs (", kJobColumns,
+                                      Sql("INSERT INTO resign_jobs (", kResignJobColumns,
                                           ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
                                           "?15, ?16, ?17, ?18, ?19)"),
                                       "inserting re-sign job"));
@@ -623,12 +470,12 @@ StatusOr<ResignJobRecord> SqliteStore::GetResignJob(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_.get(),
-                                                   Sql("SELECT ", kJobColumns, " FROM resign_jobs WHERE job_id = ?1"),
+                                                   Sql("SELECT ", kResignJobColumns, " FROM resign_jobs WHERE job_id = ?1"),
                                                    "reading re-sign job"));
   s.Bind(1, job_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return NotFoundError("job " + job_id + " not found");
-  return ReadJob(s);
+  if (!row) return JobNotFound(job_id);
+  return ReadResignJob(s);
 }
 
 StatusOr<std::vector<ResignJobRecord>> SqliteStore::ListResignJobs(const std::optional<std::string>& tenant_id,
@@ -639,7 +486,7 @@ StatusOr<std::vector<ResignJobRecord>> SqliteStore::ListResignJobs(const std::op
   std::string state_list;
   for (const auto& st : states) state_list += (state_list.empty() ? "" : ",") + st;
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db_.get(),
-                                                   Sql("SELECT ", kJobColumns,
+                                                   Sql("SELECT ", kResignJobColumns,
                                                        " FROM resign_jobs WHERE (?1 = 0 OR tenant_id = ?2) "
                                                        "AND (?3 = '' OR instr(',' || ?3 || ',', ',' || state || ',') > 0) "
                                                        "ORDER BY created_at, job_id"),
@@ -649,7 +496,7 @@ StatusOr<std::vector<ResignJobRecord>> SqliteStore::ListResignJobs(const std::op
   while (true) {
     ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) break;
-    out.push_back(ReadJob(s));
+    out.push_back(ReadResignJob(s));
   }
   return out;
 }
@@ -657,7 +504,7 @@ StatusOr<std::vector<ResignJobRecord>> SqliteStore::ListResignJobs(const std::op
 Status SqliteStore::UpdateResignJobState(const std::string& job_id, const std::string& expected_state,
                                          const std::string& new_state, const std::string& error, TimePoint at,
                                          const std::vector<WebhookEventRecord>& notify) {
-  if (new_state.empty()) return FieldError("new_state", "new job state is empty");
+  RETURN_IF_ERROR(ValidateNewJobState(new_state));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
@@ -667,10 +514,9 @@ Status SqliteStore::UpdateResignJobState(const std::string& job_id, const std::s
                                                      "reading job state"));
     s.Bind(1, job_id);
     ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) return NotFoundError("job " + job_id + " not found");
+    if (!row) return JobNotFound(job_id);
     if (s.ColumnText(0) != expected_state) {
-      return AbortedError("job " + job_id + " changed concurrently: state is \"" + s.ColumnText(0) +
-                          "\", expected \"" + expected_state + "\"");
+      return JobChangedConcurrently(job_id, s.ColumnText(0), expected_state);
     }
   }
   ASSIGN_OR_RETURN(Statement u, Statement::Prepare(db,
@@ -689,7 +535,7 @@ Status SqliteStore::UpdateResignJobState(const std::string& job_id, const std::s
 }
 
 Status SqliteStore::SetResignJobTotal(const std::string& job_id, int64_t total, TimePoint at) {
-  if (total < 0) return FieldError("total", "job total must not be negative");
+  RETURN_IF_ERROR(ValidateJobTotal(total));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(RequireCurrentSchemaLocked());
   sqlite3* db = db_.get();
@@ -699,7 +545,7 @@ Status SqliteStore::SetResignJobTotal(const std::string& job_id, int64_t total, 
                                                    "recording job total"));
   s.Bind(1, job_id).Bind(2, total).BindTime(3, at);
   RETURN_IF_ERROR(s.Run());
-  if (sqlite3_changes(db) == 0) return NotFoundError("job " + job_id + " not found");
+  if (sqlite3_changes(db) == 0) return JobNotFound(job_id);
   return Status::Ok();
 }
 

@@ -2,7 +2,6 @@
 
 #include <cstring>
 #include <string_view>
-#include <unordered_map>
 #include <tuple>
 #include <utility>
 
@@ -560,16 +559,6 @@ StatusOr<std::vector<AuditKeyRecord>> SqliteLedger::ListAuditKeys() {
 
 namespace {
 
-Status ValidateScan(const ResignScan& scan) {
-  if (scan.tenant_id.empty()) return FieldError("tenant_id", "tenant id is required");
-  if (scan.key_id.empty()) return FieldError("key_id", "key id is required");
-  if (scan.after_seq < 0) return FieldError("after_seq", "cursor must not be negative");
-  if (scan.limit < 1 || scan.limit > SqliteLedger::kMaxPageSize) {
-    return FieldError("limit", "limit must be between 1 and " + std::to_string(SqliteLedger::kMaxPageSize));
-  }
-  return Status::Ok();
-}
-
 // Binds the shared filter parameters ?1..?4 of the scan and count shapes.
 void BindScan(Statement& s, const ResignScan& scan) {
   s.Bind(1, scan.tenant_id).Bind(2, scan.key_id).Bind(3, scan.after_seq).BindOptionalTime(4, scan.since);
@@ -581,32 +570,6 @@ constexpr std::string_view kScanWhere =
     " FROM ledger INDEXED BY ledger_by_key_seq_time WHERE key_id = ?2 AND tenant_id = ?1 AND seq > ?3 "
     "AND (?4 IS NULL OR signed_at >= ?4)";
 
-constexpr std::string_view kResultColumns =
-    "job_id, original_seq, status, new_seq, original_kind, asset_id, digest_hex, signature_b64, "
-    "signature_format, key_id, key_version, detail";
-
-Status ValidateResignBatch(const ResignBatch& b) {
-  if (b.job_id.empty()) return FieldError("job_id", "job id is empty");
-  if (b.new_cursor < b.expected_cursor) return FieldError("new_cursor", "a batch cannot move the cursor back");
-  for (size_t i = 0; i < b.rows.size(); ++i) {
-    const LedgerEntry& e = b.rows[i];
-    if (e.kind != "resign" || e.resign_of_seq <= 0 || e.resign_of_seq > b.new_cursor ||
-        e.resign_of_seq <= b.expected_cursor) {
-      return FieldError("rows", "re-sign row " + std::to_string(i) +
-                                    " must be of kind \"resign\" and re-sign a seq inside the batch's range");
-    }
-    if (e.tenant_id.empty() || e.key_id.empty()) {
-      return FieldError("rows", "re-sign row " + std::to_string(i) + " has no tenant or key id");
-    }
-  }
-  for (const ResignResult& r : b.results) {
-    if (r.original_seq <= b.expected_cursor || r.original_seq > b.new_cursor) {
-      return FieldError("results", "result for seq " + std::to_string(r.original_seq) + " is outside the batch's range");
-    }
-  }
-  return Status::Ok();
-}
-
 // The whole batch inside one write transaction (see LedgerStore::AppendResignBatch).
 Status InsertResignBatch(sqlite3* db, const SqliteLedger::WriterStatements& stmts, ResignBatch& b,
                          const AuditBuilder& audit) {
@@ -617,22 +580,13 @@ Status InsertResignBatch(sqlite3* db, const SqliteLedger::WriterStatements& stmt
                                                      "reading re-sign job"));
     s.Bind(1, b.job_id);
     ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) return NotFoundError("job " + b.job_id + " not found");
-    if (s.ColumnText(0) != "running") {
-      return AbortedError("job " + b.job_id + " is " + s.ColumnText(0) + ", not running");
-    }
-    if (s.ColumnInt(1) != b.expected_cursor) {
-      return AbortedError("job " + b.job_id + " cursor is at " + std::to_string(s.ColumnInt(1)) + ", expected " +
-                          std::to_string(b.expected_cursor) + " (another runner moved it)");
-    }
+    RETURN_IF_ERROR(CheckResignJobForBatch(b, row, row ? s.ColumnText(0) : "", row ? s.ColumnInt(1) : 0));
   }
-  std::unordered_map<int64_t, int64_t> new_seq_of;  // original seq -> new row seq
   ASSIGN_OR_RETURN(Statement ins,
                    Statement::Prepare(db,
-                                      "INSERT INTO ledger (tenant_id, key_id, key_version, cert_serial, algorithm, "
-                                      "kind, digest_hex, asset_id, request_id, api_key_id, client_address, "
-                                      "policy_hash, signed_at, resign_of_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-                                      "?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                      Sql("INSERT INTO ledger (", kLedgerInsertColumns,
+                                          ", resign_of_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+                                          "?12, ?13, ?14)"),
                                       "appending re-sign row"));
   for (LedgerEntry& e : b.rows) {
     ins.Reset();
@@ -641,30 +595,14 @@ Status InsertResignBatch(sqlite3* db, const SqliteLedger::WriterStatements& stmt
     ins.Bind(11, e.client_address).Bind(12, e.policy_hash).BindTime(13, e.signed_at).Bind(14, e.resign_of_seq);
     RETURN_IF_ERROR(ins.Run());
     e.seq = sqlite3_last_insert_rowid(db);
-    new_seq_of[e.resign_of_seq] = e.seq;
   }
-  int64_t resigned = 0, needs_client = 0, already = 0;
+  ASSIGN_OR_RETURN(ResignTally tally, LinkResignResults(b));
   ASSIGN_OR_RETURN(Statement store_result, Statement::Prepare(db,
-                                                              std::string("INSERT INTO resign_results (") +
-                                                                  std::string(kResultColumns) +
+                                                              Sql("INSERT INTO resign_results (", kResignResultColumns,
                                                                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-                                                                  "?10, ?11, ?12)",
+                                                                  "?10, ?11, ?12)"),
                                                               "storing re-sign result"));
-  for (ResignResult& r : b.results) {
-    if (r.status == "resigned") {
-      auto it = new_seq_of.find(r.original_seq);
-      if (it == new_seq_of.end()) {
-        return FieldError("results", "result for seq " + std::to_string(r.original_seq) + " has no re-sign row");
-      }
-      r.new_seq = it->second;
-      ++resigned;
-    } else if (r.status == "needs_client") {
-      ++needs_client;
-    } else if (r.status == "already_resigned") {
-      ++already;
-    } else {
-      return FieldError("results", "unknown result status \"" + r.status + "\"");
-    }
+  for (const ResignResult& r : b.results) {
     store_result.Reset();
     store_result.Bind(1, b.job_id).Bind(2, r.original_seq).Bind(3, r.status).Bind(4, r.new_seq).Bind(5, r.original_kind);
     store_result.Bind(6, r.asset_id).Bind(7, r.digest_hex).Bind(8, r.signature_b64).Bind(9, r.signature_format);
@@ -677,8 +615,8 @@ Status InsertResignBatch(sqlite3* db, const SqliteLedger::WriterStatements& stmt
                                                    "already_resigned = already_resigned + ?6, updated_at = ?7 "
                                                    "WHERE job_id = ?1",
                                                    "advancing re-sign job"));
-  u.Bind(1, b.job_id).Bind(2, b.new_cursor).Bind(3, static_cast<int64_t>(b.results.size())).Bind(4, resigned);
-  u.Bind(5, needs_client).Bind(6, already).BindTime(7, b.at);
+  u.Bind(1, b.job_id).Bind(2, b.new_cursor).Bind(3, static_cast<int64_t>(b.results.size())).Bind(4, tally.resigned);
+  u.Bind(5, tally.needs_client).Bind(6, tally.already_resigned).BindTime(7, b.at);
   RETURN_IF_ERROR(u.Run());
   if (audit) {
     AuditAppend out;
@@ -691,7 +629,7 @@ Status InsertResignBatch(sqlite3* db, const SqliteLedger::WriterStatements& stmt
 }  // namespace
 
 StatusOr<std::vector<ResignCandidate>> SqliteLedger::ListResignCandidates(const ResignScan& scan) {
-  RETURN_IF_ERROR(ValidateScan(scan));
+  RETURN_IF_ERROR(ValidateResignScan(scan));
   std::lock_guard<std::mutex> lock(reader_mu_);
   // The correlated subquery finds an existing re-signature through the partial
   // unique index (resign_of_seq = c.seq implies resign_of_seq IS NOT NULL).
@@ -717,7 +655,7 @@ StatusOr<std::vector<ResignCandidate>> SqliteLedger::ListResignCandidates(const 
 }
 
 StatusOr<int64_t> SqliteLedger::CountResignCandidates(const ResignScan& scan) {
-  RETURN_IF_ERROR(ValidateScan(scan));
+  RETURN_IF_ERROR(ValidateResignScan(scan));
   std::lock_guard<std::mutex> lock(reader_mu_);
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(reader_.get(), std::string("SELECT COUNT(*)") + std::string(kScanWhere),
                                                    "counting re-sign candidates"));
@@ -734,46 +672,25 @@ Status SqliteLedger::AppendResignBatch(ResignBatch& batch, const AuditBuilder& a
     std::lock_guard<std::mutex> lock(writer_mu_);
     s = InsertResignBatch(writer_.get(), writer_stmts_, batch, audit);
   }
-  if (!s.ok()) {
-    // Rolled back: report no seqs for rows that do not exist.
-    for (LedgerEntry& e : batch.rows) e.seq = 0;
-    for (ResignResult& r : batch.results) {
-      if (r.status == "resigned") r.new_seq = 0;
-    }
-  }
+  if (!s.ok()) ClearResignSeqs(batch);  // rolled back
   return s;
 }
 
 StatusOr<std::vector<ResignResult>> SqliteLedger::ListResignResults(const std::string& job_id, int64_t after_seq,
                                                                     int limit) {
-  if (limit < 1 || limit > kMaxPageSize) {
-    return FieldError("limit", "limit must be between 1 and " + std::to_string(kMaxPageSize));
-  }
+  RETURN_IF_ERROR(ValidateResignResultsLimit(limit));
   std::lock_guard<std::mutex> lock(reader_mu_);
   ASSIGN_OR_RETURN(Statement s, Statement::Prepare(reader_.get(),
-                                                   std::string("SELECT ") + std::string(kResultColumns) +
+                                                   Sql("SELECT ", kResignResultColumns,
                                                        " FROM resign_results WHERE job_id = ?1 AND original_seq > ?2 "
-                                                       "ORDER BY original_seq LIMIT ?3",
+                                                       "ORDER BY original_seq LIMIT ?3"),
                                                    "listing re-sign results"));
   s.Bind(1, job_id).Bind(2, after_seq).Bind(3, static_cast<int64_t>(limit));
   std::vector<ResignResult> out;
   while (true) {
     ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) break;
-    ResignResult r;
-    r.job_id = s.ColumnText(0);
-    r.original_seq = s.ColumnInt(1);
-    r.status = s.ColumnText(2);
-    r.new_seq = s.ColumnInt(3);
-    r.original_kind = s.ColumnText(4);
-    r.asset_id = s.ColumnText(5);
-    r.digest_hex = s.ColumnText(6);
-    r.signature_b64 = s.ColumnText(7);
-    r.signature_format = s.ColumnText(8);
-    r.key_id = s.ColumnText(9);
-    r.key_version = s.ColumnInt(10);
-    r.detail = s.ColumnText(11);
-    out.push_back(std::move(r));
+    out.push_back(ReadResignResult(s));
   }
   return out;
 }
