@@ -143,8 +143,9 @@ class PostgresStore : public Store {
   PostgresStore(PrivateTag, std::unique_ptr<PgPool> pool, PostgresOptions opts);
 
 
-  // Incidents, webhooks, re-sign jobs (postgres_store_incidents.cc). Not yet
-  // ported from sqlite_incidents.cc: each returns kUnimplemented.
+  // Incidents, webhooks, re-sign jobs (postgres_store_incidents.cc). A job's
+  // cursor and counters move in PostgresLedger::AppendResignBatch, which
+  // checks the job row under a row lock that UpdateResignJobState takes too.
   Status InsertIncident(const IncidentRecord& incident, const IncidentEvent& first_event,
                         const std::vector<WebhookEventRecord>& notify) override;
   Status FoldIncident(const std::string& incident_id, const IncidentEvent& event,
