@@ -6,6 +6,7 @@
 //   INSTANTIATE_TEST_SUITE_P(Sqlite, LedgerConformanceTest,
 //                            ::testing::Values(LedgerTestParam{"File", MakeHarness}),
 //                            LedgerTestParamName);
+//   (and the same for ResignConformanceTest, the mass re-sign cases)
 //
 // The factory returns a LedgerHarness over a fresh, migrated, empty database,
 // distinct on every call. Everything goes through the LedgerStore interface,
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "concierge/ledger.h"
+#include "concierge/store.h"
 #include "store/store_test_util.h"
 
 namespace concierge::store::conformance {
@@ -53,6 +55,9 @@ class LedgerHarness {
   // advisory lock) and runs `sql` in it; the second call rolls it back.
   virtual Status BeginConcurrentAppend(const std::string& sql) = 0;
   virtual Status RollbackConcurrentAppend() = 0;
+  // A Store on the same database (for the re-sign job records the re-sign
+  // cases need), opened on first use and kept across Reopen.
+  virtual Store& store() = 0;
 };
 
 struct LedgerTestParam {
@@ -522,5 +527,7 @@ TEST_P(LedgerConformanceTest, PersistsAcrossReopen) {
 }
 
 }  // namespace concierge::store::conformance
+
+#include "store/ledger_test_suite_resign.h"  // IWYU pragma: export
 
 #endif  // CONCIERGE_STORE_LEDGER_TEST_SUITE_H_

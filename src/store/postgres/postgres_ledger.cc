@@ -465,26 +465,167 @@ StatusOr<std::vector<AuditKeyRecord>> PostgresLedger::ListAuditKeys() {
 
 // --- mass re-sign --------------------------------------------------------------------
 //
-// Not yet ported from sqlite_ledger.cc: the re-sign job engine needs SQLite.
+// AppendResignBatch is AppendBatch's transaction (same writer connection, same
+// append lock, so seq follows commit order, and the AuditBuilder inside it)
+// plus the job: its row is read FOR UPDATE, the lock PostgresStore's
+// UpdateResignJobState also takes, so a pause or cancel committed first makes
+// the batch kAborted and one committed later waits for the batch. The unique
+// index ledger_one_resign_per_key (migration v7) refuses a second
+// re-signature of a row by the same key (kAlreadyExists), and the cursor and
+// counters commit with the rows.
 
 namespace {
-Status ResignUnsupported(std::string_view method) {
-  return UnimplementedError(std::string(method) + " is not yet supported on PostgreSQL");
+
+// The re-sign INSERT: AppendBatch's unnest with resign_of_seq as a 14th array.
+std::string ResignAppendSql() {
+  return Sql("INSERT INTO ledger (", kLedgerInsertColumns, ", resign_of_seq) SELECT ") +
+         Sql(kLedgerInsertColumns,
+             ", resign_of_seq FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], "
+             "$6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], "
+             "$13::bigint[], $14::bigint[]) WITH ORDINALITY AS u(") +
+         Sql(kLedgerInsertColumns, ", resign_of_seq, ord) ORDER BY ord RETURNING seq");
 }
+
+// The rows of a batch, seq filled in (the caller clears them on failure).
+Status InsertResignRows(PGconn* conn, std::vector<LedgerEntry>& rows) {
+  constexpr std::string_view kOp = "appending re-sign rows";
+  if (rows.empty()) return Status::Ok();
+  ColumnArrays arrays(rows.size());
+  std::string resign_of = "{";
+  for (const LedgerEntry& e : rows) {
+    arrays.Add(e);
+    if (resign_of.size() > 1) resign_of.push_back(',');
+    resign_of.append(std::to_string(e.resign_of_seq));
+  }
+  PgParams params = arrays.Finish();
+  params.Text(resign_of.append("}"));
+  ASSIGN_OR_RETURN(PgResult r, PgExec(conn, ResignAppendSql(), params, kOp));
+  if (r.rows() != static_cast<int>(rows.size())) {
+    return InternalError("postgres: " + std::string(kOp) + ": inserted " + std::to_string(r.rows()) + " rows of " +
+                         std::to_string(rows.size()));
+  }
+  std::vector<int64_t> seqs;
+  seqs.reserve(rows.size());
+  for (int i = 0; i < r.rows(); ++i) seqs.push_back(r.row(i).ColumnInt(0));
+  std::sort(seqs.begin(), seqs.end());  // as in InsertBatch
+  for (size_t i = 0; i < rows.size(); ++i) rows[i].seq = seqs[i];
+  return Status::Ok();
+}
+
+// 12 parameters a row, in chunks far below the 65535-parameter limit.
+Status InsertResignResults(PGconn* conn, const ResignBatch& b) {
+  constexpr size_t kRowsPerInsert = 1000;
+  constexpr int kColumns = 12;
+  for (size_t start = 0; start < b.results.size(); start += kRowsPerInsert) {
+    const size_t end = std::min(b.results.size(), start + kRowsPerInsert);
+    std::string sql = Sql("INSERT INTO resign_results (", kResignResultColumns, ") VALUES ");
+    PgParams p;
+    for (size_t i = start; i < end; ++i) {
+      const ResignResult& r = b.results[i];
+      const int base = p.size();
+      sql += i == start ? "(" : ",(";
+      for (int c = 1; c <= kColumns; ++c) sql += (c == 1 ? "$" : ",$") + std::to_string(base + c);
+      sql += ")";
+      p.Text(b.job_id).Int(r.original_seq).Text(r.status).Int(r.new_seq).Text(r.original_kind).Text(r.asset_id);
+      p.Text(r.digest_hex).Text(r.signature_b64).Text(r.signature_format).Text(r.key_id).Int(r.key_version);
+      p.Text(r.detail);
+    }
+    RETURN_IF_ERROR(PgExec(conn, sql, p, "storing re-sign results").status());
+  }
+  return Status::Ok();
+}
+
+Status InsertResignBatch(PgPool& writer, ResignBatch& b, const AuditBuilder& audit,
+                         std::chrono::milliseconds lock_timeout) {
+  constexpr std::string_view kOp = "appending re-sign batch";
+  ASSIGN_OR_RETURN(
+      PgPool::Session session,
+      writer.Begin(PgTxOptions{.lock_key = kLedgerAppendLockKey, .lock_timeout = lock_timeout}, kOp));
+  PGconn* c = session.conn();
+  {
+    ASSIGN_OR_RETURN(PgResult job, PgExec(c, "SELECT state, cursor_seq FROM resign_jobs WHERE job_id = $1 FOR UPDATE",
+                                          PgParams().Text(b.job_id), "reading re-sign job"));
+    const bool found = job.rows() > 0;
+    RETURN_IF_ERROR(CheckResignJobForBatch(b, found, found ? job.row(0).ColumnText(0) : "",
+                                           found ? job.row(0).ColumnInt(1) : 0));
+  }
+  RETURN_IF_ERROR(InsertResignRows(c, b.rows));
+  ASSIGN_OR_RETURN(ResignTally tally, LinkResignResults(b));
+  RETURN_IF_ERROR(InsertResignResults(c, b));
+  PgParams u;
+  u.Text(b.job_id).Int(b.new_cursor).Int(static_cast<int64_t>(b.results.size())).Int(tally.resigned);
+  u.Int(tally.needs_client).Int(tally.already_resigned).Time(b.at);
+  RETURN_IF_ERROR(PgExec(c,
+                         "UPDATE resign_jobs SET cursor_seq = $2, processed = processed + $3, "
+                         "resigned = resigned + $4, needs_client = needs_client + $5, "
+                         "already_resigned = already_resigned + $6, updated_at = $7 WHERE job_id = $1",
+                         u, "advancing re-sign job")
+                      .status());
+  if (audit) {
+    AuditAppend out;
+    RETURN_IF_ERROR(audit(b.rows, out));
+    RETURN_IF_ERROR(InsertAudit(c, out));
+  }
+  return session.tx.Commit();
+}
+
 }  // namespace
 
-StatusOr<std::vector<ResignCandidate>> PostgresLedger::ListResignCandidates(const ResignScan&) {
-  return ResignUnsupported("ListResignCandidates");
+StatusOr<std::vector<ResignCandidate>> PostgresLedger::ListResignCandidates(const ResignScan& scan) {
+  RETURN_IF_ERROR(ValidateResignScan(scan));
+  // The correlated subquery finds an existing re-signature through the partial
+  // unique index (resign_of_seq = c.seq implies resign_of_seq IS NOT NULL).
+  PgParams p;
+  p.Text(scan.tenant_id).Text(scan.key_id).Int(scan.after_seq).OptionalTime(scan.since);
+  p.Text(scan.resigned_by_key_id).Int(scan.limit);
+  ASSIGN_OR_RETURN(PgResult r,
+                   readers_->Query(Sql("SELECT c.*, COALESCE((SELECT r.seq FROM ledger r WHERE "
+                                       "r.resign_of_seq = c.seq AND r.key_id = $5), 0) FROM (SELECT ",
+                                       kLedgerColumns,
+                                       " FROM ledger WHERE key_id = $2 AND tenant_id = $1 AND seq > $3 "
+                                       "AND ($4::bigint IS NULL OR signed_at >= $4::bigint) "
+                                       "ORDER BY seq LIMIT $6) c ORDER BY c.seq"),
+                                   p, "listing re-sign candidates"));
+  std::vector<ResignCandidate> out;
+  out.reserve(static_cast<size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) {
+    const PgRow row = r.row(i);
+    out.push_back(ResignCandidate{ReadLedgerEntry(row), row.ColumnInt(15)});
+  }
+  return out;
 }
-StatusOr<int64_t> PostgresLedger::CountResignCandidates(const ResignScan&) {
-  return ResignUnsupported("CountResignCandidates");
+
+StatusOr<int64_t> PostgresLedger::CountResignCandidates(const ResignScan& scan) {
+  RETURN_IF_ERROR(ValidateResignScan(scan));
+  ASSIGN_OR_RETURN(PgResult r,
+                   readers_->Query("SELECT COUNT(*) FROM ledger WHERE key_id = $2 AND tenant_id = $1 AND seq > $3 "
+                                   "AND ($4::bigint IS NULL OR signed_at >= $4::bigint)",
+                                   PgParams().Text(scan.tenant_id).Text(scan.key_id).Int(scan.after_seq).OptionalTime(
+                                       scan.since),
+                                   "counting re-sign candidates"));
+  return r.rows() > 0 ? r.row(0).ColumnInt(0) : 0;
 }
-Status PostgresLedger::AppendResignBatch(ResignBatch& batch, const AuditBuilder&) {
+
+Status PostgresLedger::AppendResignBatch(ResignBatch& batch, const AuditBuilder& audit) {
   for (LedgerEntry& e : batch.rows) e.seq = 0;
-  return ResignUnsupported("AppendResignBatch");
+  RETURN_IF_ERROR(ValidateResignBatch(batch));
+  Status s = InsertResignBatch(*writer_, batch, audit, opts_.lock_timeout);
+  if (!s.ok()) ClearResignSeqs(batch);  // rolled back (or never sent)
+  return s;
 }
-StatusOr<std::vector<ResignResult>> PostgresLedger::ListResignResults(const std::string&, int64_t, int) {
-  return ResignUnsupported("ListResignResults");
+
+StatusOr<std::vector<ResignResult>> PostgresLedger::ListResignResults(const std::string& job_id, int64_t after_seq,
+                                                                      int limit) {
+  RETURN_IF_ERROR(ValidateResignResultsLimit(limit));
+  ASSIGN_OR_RETURN(PgResult r, readers_->Query(Sql("SELECT ", kResignResultColumns,
+                                                   " FROM resign_results WHERE job_id = $1 AND original_seq > $2 "
+                                                   "ORDER BY original_seq LIMIT $3"),
+                                               PgParams().Text(job_id).Int(after_seq).Int(limit),
+                                               "listing re-sign results"));
+  std::vector<ResignResult> out;
+  out.reserve(static_cast<size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) out.push_back(ReadResignResult(r.row(i)));
+  return out;
 }
 
 }  // namespace concierge::store

@@ -70,7 +70,7 @@ class PostgresLedger : public LedgerStore, public AuditStore {
   StatusOr<std::vector<MinuteCount>> CountByMinuteSince(TimePoint since) override;
   StatusOr<bool> HasRequest(const std::string& tenant_id, const std::string& request_id) override;
 
-  // Mass re-sign (postgres_ledger_resign.cc).
+  // Mass re-sign (the last section of postgres_ledger.cc).
   StatusOr<std::vector<ResignCandidate>> ListResignCandidates(const ResignScan& scan) override;
   StatusOr<int64_t> CountResignCandidates(const ResignScan& scan) override;
   Status AppendResignBatch(ResignBatch& batch, const AuditBuilder& audit = nullptr) override;

@@ -25,6 +25,7 @@ using conformance::HasCode;
 using conformance::IsOk;
 using conformance::LedgerConformanceTest;
 using conformance::LedgerHarness;
+using conformance::ResignConformanceTest;
 using conformance::ListAll;
 using conformance::MakeBatch;
 using conformance::T;
@@ -100,9 +101,19 @@ class PostgresLedgerHarness : public LedgerHarness {
                         std::to_string(kLedgerAppendLockKey) + "); " + sql);
   }
   Status RollbackConcurrentAppend() override { return other_->Exec("ROLLBACK"); }
+  const std::string& url() const { return url_; }
+  Store& store() override {
+    if (store_ == nullptr) {
+      StatusOr<std::unique_ptr<PostgresStore>> s = PostgresStore::Open(url_);
+      EXPECT_TRUE(IsOk(s.status()));
+      if (s.ok()) store_ = std::move(s).value();
+    }
+    return *store_;
+  }
 
  private:
   std::string url_;
+  std::unique_ptr<PostgresStore> store_;
   std::unique_ptr<PostgresLedger> ledger_;
   std::unique_ptr<RawConn> other_;
 };
@@ -111,6 +122,64 @@ INSTANTIATE_TEST_SUITE_P(
     Postgres, LedgerConformanceTest,
     ::testing::Values(conformance::HarnessParam<PostgresLedgerHarness>("Schema")),
     conformance::LedgerTestParamName);
+INSTANTIATE_TEST_SUITE_P(
+    Postgres, ResignConformanceTest,
+    ::testing::Values(conformance::HarnessParam<PostgresLedgerHarness>("Schema")),
+    conformance::LedgerTestParamName);
+
+// The re-sign cases plus what only PostgreSQL has to arrange: the ledger
+// writer and the store write on different locks, so the job row's lock is
+// what orders a batch against a pause or cancel.
+class PostgresResignTest : public ResignConformanceTest {
+ protected:
+  const std::string& url() const { return static_cast<const PostgresLedgerHarness&>(*h_).url(); }
+};
+
+INSTANTIATE_TEST_SUITE_P(
+    Postgres, PostgresResignTest,
+    ::testing::Values(conformance::HarnessParam<PostgresLedgerHarness>("Schema")),
+    conformance::LedgerTestParamName);
+
+// A pause that is in flight when a batch starts: the batch waits for it on the
+// job row instead of reading "running" and committing behind the pause, then
+// finds the job paused and writes nothing.
+TEST_P(PostgresResignTest, BatchWaitsForAJobChangeInFlightAndHonoursIt) {
+  RawConn pauser(url());
+  ASSERT_TRUE(IsOk(pauser.Exec("BEGIN; UPDATE resign_jobs SET state = 'paused' WHERE job_id = 'job-1'")));
+  ResignBatch b = Batch(0, 0, 5);
+  Status batch_status;
+  std::thread batch([&] { batch_status = ledger().AppendResignBatch(b); });
+  // Wait (bounded) until the writer is blocked on a lock, i.e. on the job row.
+  RawConn watcher(url());
+  bool waiting = false;
+  for (int i = 0; i < 500 && !waiting; ++i) {
+    waiting = watcher.Count("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'keyctl-ledger' "
+                            "AND wait_event_type = 'Lock'") > 0;
+    if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(waiting);
+  ASSERT_TRUE(IsOk(pauser.Exec("COMMIT")));
+  batch.join();
+  EXPECT_TRUE(HasCode(batch_status, StatusCode::kAborted)) << batch_status.ToString();
+  for (const auto& row : b.rows) EXPECT_EQ(row.seq, 0);
+  EXPECT_EQ(h_->Count("SELECT COUNT(*) FROM ledger WHERE kind = 'resign'"), 0);
+  EXPECT_EQ(h_->Count("SELECT COUNT(*) FROM resign_results"), 0);
+  EXPECT_EQ(h_->Count("SELECT cursor_seq FROM resign_jobs"), 0);
+}
+
+// While another instance holds the append lock, a re-sign batch waits for it
+// like AppendBatch does (kUnavailable after lock_timeout, nothing written).
+TEST_P(PostgresResignTest, BatchTakesTheAppendLock) {
+  h_->ReopenWithLockTimeout(std::chrono::milliseconds(200));
+  ASSERT_TRUE(IsOk(h_->BeginConcurrentAppend("SELECT 1")));
+  ResignBatch b = Batch(0, 0, 5);
+  EXPECT_TRUE(HasCode(ledger().AppendResignBatch(b), StatusCode::kUnavailable));
+  ASSERT_TRUE(IsOk(h_->RollbackConcurrentAppend()));
+  EXPECT_EQ(h_->Count("SELECT COUNT(*) FROM ledger WHERE kind = 'resign'"), 0);
+  ResignBatch again = Batch(0, 0, 5);
+  EXPECT_TRUE(IsOk(ledger().AppendResignBatch(again)));
+  EXPECT_EQ(h_->Count("SELECT COUNT(*) FROM ledger WHERE kind = 'resign'"), 5);
+}
 
 // Two instances append while a third follows the ledger by cursor, as a
 // consumer would ("everything after the last seq I saw"). Because appends are

@@ -25,6 +25,7 @@ using conformance::HasCode;
 using conformance::IsOk;
 using conformance::LedgerConformanceTest;
 using conformance::LedgerHarness;
+using conformance::ResignConformanceTest;
 using conformance::ListAll;
 using conformance::MakeBatch;
 using conformance::MakeEntry;
@@ -111,6 +112,10 @@ class SqliteLedgerHarness : public LedgerHarness {
     return other_->Exec("BEGIN IMMEDIATE; " + sql);
   }
   Status RollbackConcurrentAppend() override { return other_->Exec("ROLLBACK"); }
+  Store& store() override {
+    if (store_ == nullptr) store_ = MigratedStore(path_);
+    return *store_;
+  }
 
  private:
   std::string path_;
@@ -120,6 +125,9 @@ class SqliteLedgerHarness : public LedgerHarness {
 };
 
 INSTANTIATE_TEST_SUITE_P(Sqlite, LedgerConformanceTest,
+                         ::testing::Values(conformance::HarnessParam<SqliteLedgerHarness>("File")),
+                         conformance::LedgerTestParamName);
+INSTANTIATE_TEST_SUITE_P(Sqlite, ResignConformanceTest,
                          ::testing::Values(conformance::HarnessParam<SqliteLedgerHarness>("File")),
                          conformance::LedgerTestParamName);
 
@@ -380,154 +388,6 @@ TEST_F(SqliteLedgerTest, ThroughputSanityAndCheckpointsLeftToStore) {
   std::vector<LedgerEntry> after = MakeBatch("acme", "k", 1, 0, "after");
   ASSERT_TRUE(IsOk(ledger_->AppendBatch(after)));
   EXPECT_EQ(after[0].seq, 2 * int64_t{kBatches} * kRows + 1);
-}
-
-// --- mass re-sign (migration v7) -----------------------------------------------------
-
-class SqliteResignTest : public SqliteLedgerTest {
- protected:
-  void SetUp() override {
-    SqliteLedgerTest::SetUp();
-    PolicyRecord policy{"acme", 1, "{}", std::string(64, 'a'), "admin", T(0)};
-    KeyRecord key;
-    key.key_id = "old";
-    key.tenant_id = "acme";
-    key.version = 1;
-    key.algorithm = "ES256";
-    key.provider = "software";
-    key.key_uri = "software:old";
-    key.state = "compromised";
-    ASSERT_TRUE(IsOk(store_->CreateTenant(policy, key)));
-    ResignJobRecord job;
-    job.job_id = "job-1";
-    job.tenant_id = "acme";
-    job.compromised_key_id = "old";
-    job.new_key_id = "new";
-    job.state = "running";
-    job.created_by = "officer";
-    ASSERT_TRUE(IsOk(store_->InsertResignJob(job)));
-    originals_ = MakeBatch("acme", "old", 10, 0, "o-");
-    originals_[7].kind = "cose";
-    ASSERT_TRUE(IsOk(ledger_->AppendBatch(originals_)));
-  }
-
-  // A batch re-signing originals_[from, to) (cose ones are needs_client).
-  ResignBatch Batch(int64_t expected_cursor, size_t from, size_t to) {
-    ResignBatch b;
-    b.job_id = "job-1";
-    b.expected_cursor = expected_cursor;
-    b.new_cursor = originals_[to - 1].seq;
-    b.at = T(100);
-    for (size_t i = from; i < to; ++i) {
-      const LedgerEntry& o = originals_[i];
-      ResignResult r;
-      r.job_id = "job-1";
-      r.original_seq = o.seq;
-      r.original_kind = o.kind;
-      r.asset_id = o.asset_id;
-      r.digest_hex = o.digest_hex;
-      r.key_id = "new";
-      r.key_version = 2;
-      if (o.kind == "cose") {
-        r.status = "needs_client";
-        r.detail = "payload not stored";
-      } else {
-        r.status = "resigned";
-        r.signature_b64 = "c2ln";
-        r.signature_format = "der";
-        LedgerEntry row = MakeEntry("acme", "new", 100, "job-1");
-        row.kind = "resign";
-        row.asset_id = o.asset_id;
-        row.resign_of_seq = o.seq;
-        b.rows.push_back(row);
-      }
-      b.results.push_back(r);
-    }
-    return b;
-  }
-
-  std::vector<LedgerEntry> originals_;
-};
-
-TEST_F(SqliteResignTest, BatchWritesRowsResultsAndCursorTogether) {
-  ResignScan scan{"acme", "old", std::nullopt, 0, "new", 1000};
-  StatusOr<std::vector<ResignCandidate>> cands = ledger_->ListResignCandidates(scan);
-  ASSERT_TRUE(IsOk(cands.status()));
-  ASSERT_EQ(cands->size(), 10u);
-  EXPECT_EQ((*cands)[0].entry.seq, originals_[0].seq);
-  EXPECT_EQ((*cands)[0].existing_resign_seq, 0);
-  EXPECT_EQ(*ledger_->CountResignCandidates(scan), 10);
-
-  ResignBatch b = Batch(0, 0, 8);
-  ASSERT_TRUE(IsOk(ledger_->AppendResignBatch(b)));
-  ASSERT_EQ(b.rows.size(), 7u);
-  for (const auto& row : b.rows) EXPECT_GT(row.seq, originals_.back().seq);
-  StatusOr<ResignJobRecord> job = store_->GetResignJob("job-1");
-  EXPECT_EQ(job->cursor_seq, originals_[7].seq);
-  EXPECT_EQ(job->processed, 8);
-  EXPECT_EQ(job->resigned, 7);
-  EXPECT_EQ(job->needs_client, 1);
-  EXPECT_EQ(job->updated_at, T(100));
-
-  StatusOr<std::vector<ResignResult>> results = ledger_->ListResignResults("job-1", 0, 1000);
-  ASSERT_TRUE(IsOk(results.status()));
-  ASSERT_EQ(results->size(), 8u);
-  EXPECT_EQ((*results)[0].status, "resigned");
-  EXPECT_EQ((*results)[0].new_seq, b.rows[0].seq);
-  EXPECT_EQ((*results)[0].asset_id, originals_[0].asset_id);
-  EXPECT_EQ((*results)[7].status, "needs_client");
-  EXPECT_EQ((*results)[7].new_seq, 0);
-  EXPECT_EQ(ledger_->ListResignResults("job-1", originals_[5].seq, 1000)->size(), 2u);
-
-  // The new rows carry their linkage, readable through the ordinary listing.
-  std::vector<LedgerEntry> fresh = ListAll(*ledger_, LedgerQuery{.tenant_id = "acme", .key_id = "new"});
-  ASSERT_EQ(fresh.size(), 7u);
-  EXPECT_EQ(fresh[0].kind, "resign");
-  EXPECT_EQ(fresh[0].resign_of_seq, originals_[0].seq);
-  EXPECT_EQ(fresh[0].asset_id, originals_[0].asset_id);
-
-  // A rescan from 0 now reports the existing re-signatures.
-  cands = ledger_->ListResignCandidates(scan);
-  EXPECT_EQ((*cands)[0].existing_resign_seq, b.rows[0].seq);
-  EXPECT_EQ((*cands)[7].existing_resign_seq, 0);  // needs_client: no row
-  // Re-sign rows are no client signatures: not counted for issuance windows.
-  StatusOr<std::vector<MinuteCount>> counts = ledger_->CountByMinuteSince(T(-1000));
-  int64_t total = 0;
-  for (const auto& c : *counts) total += c.count;
-  EXPECT_EQ(total, 10);
-}
-
-TEST_F(SqliteResignTest, RetriedOrRacingBatchesCannotDuplicate) {
-  ResignBatch first = Batch(0, 0, 5);
-  ASSERT_TRUE(IsOk(ledger_->AppendResignBatch(first)));
-  // The same batch again (a retry after a lost acknowledgement): stale cursor.
-  ResignBatch again = Batch(0, 0, 5);
-  EXPECT_TRUE(HasCode(ledger_->AppendResignBatch(again), StatusCode::kAborted));
-  for (const auto& row : again.rows) EXPECT_EQ(row.seq, 0);
-  // Even with the cursor forced back (a second runner that never saw the
-  // first commit), the unique linkage refuses the duplicate and nothing lands.
-  {
-    RawDb raw(path_);
-    ASSERT_TRUE(IsOk(raw.Exec("UPDATE resign_jobs SET cursor_seq = 0 WHERE job_id = 'job-1'")));
-  }
-  ResignBatch racing = Batch(0, 0, 5);
-  EXPECT_TRUE(HasCode(ledger_->AppendResignBatch(racing), StatusCode::kAlreadyExists));
-  RawDb raw(path_);
-  EXPECT_EQ(raw.Count("SELECT COUNT(*) FROM ledger WHERE kind = 'resign'"), 5);
-  EXPECT_EQ(raw.Count("SELECT COUNT(*) FROM resign_results"), 5);
-  EXPECT_EQ(raw.Count("SELECT cursor_seq FROM resign_jobs"), 0);  // unchanged by the refused batch
-
-  // A job that is not running takes no batches.
-  ASSERT_TRUE(IsOk(raw.Exec("UPDATE resign_jobs SET cursor_seq = " + std::to_string(originals_[4].seq) +
-                            ", state = 'paused'")));
-  ResignBatch paused = Batch(originals_[4].seq, 5, 10);
-  EXPECT_TRUE(HasCode(ledger_->AppendResignBatch(paused), StatusCode::kAborted));
-  // Rows outside the batch's range are refused before anything is written.
-  ResignBatch bad = Batch(originals_[4].seq, 5, 10);
-  bad.rows[0].resign_of_seq = originals_[0].seq;
-  EXPECT_TRUE(HasCode(ledger_->AppendResignBatch(bad), StatusCode::kInvalidArgument));
-  EXPECT_TRUE(HasCode(ledger_->ListResignCandidates(ResignScan{"acme", "", std::nullopt, 0, "new", 10}).status(),
-                      StatusCode::kInvalidArgument));
 }
 
 }  // namespace
