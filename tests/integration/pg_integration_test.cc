@@ -1,6 +1,7 @@
 // The real keyctl binary on a real PostgreSQL server started by this binary
-// (PgEnvironment): `keyctl migrate` / `keyctl serve` with --database-url, and
-// PostgreSQL stopped under signing load and started again.
+// (PgEnvironment): `keyctl migrate` / `keyctl serve` with --database-url,
+// PostgreSQL stopped under signing load and started again, and incident
+// response (incident, webhook outbox, key-compromise playbook, re-sign job).
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <signal.h>
@@ -363,6 +364,107 @@ TEST(PgIntegrationTest, BackupFromSqliteRestoresIntoPostgresAndBack) {
   EXPECT_NE(cut.exit_code, 0);
   EXPECT_NE(cut.output.find("truncated"), std::string::npos) << cut.output;
   EXPECT_FALSE(std::filesystem::exists(dir.File("e")));
+}
+
+
+// Incident response on PostgreSQL through the real server: an incident opened,
+// listed and notified (webhook outbox), then its key-compromise playbook
+// (pause, rotate, re-sign every entry the key signed, resume) with the
+// re-sign job's batches in the PostgreSQL ledger, and the job's results.
+TEST(PgIntegrationTest, IncidentResponseAndResignJobOnPostgres) {
+  const std::string url = NewDatabase("concierge_incidents");
+  testing::TempDir dir;
+  const std::string data = dir.File("data");
+  testing::ServerProcess server;
+  ASSERT_TRUE(server.Start(data, {"--database-url", url})) << server.error();
+  client::HttpClient admin(server.url(), testing::ReadBootstrapToken(data));
+  auto call = [&](const std::string& method, const std::string& path, const std::string& body = "") {
+    auto r = admin.Request(method, path, body);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : client::HttpResult{};
+  };
+  auto get_json = [&](const std::string& path) {
+    client::HttpResult r = call("GET", path);
+    EXPECT_EQ(r.status, 200) << path << ": " << r.body;
+    return json::parse(r.body, nullptr, false);
+  };
+  ASSERT_EQ(call("POST", "/api/v1/ca", "{}").status, 201);
+  client::HttpResult policy = call("POST", "/api/v1/tenants/acme-news/policy", R"({"algorithm":"ES256"})");
+  ASSERT_EQ(policy.status, 201) << policy.body;
+  const std::string old_key_id = json::parse(policy.body)["key"]["key_id"];
+  constexpr int kSigned = 30;
+  for (int i = 0; i < kSigned; ++i) {
+    const std::string digest = crypto::Sha256Hex(crypto::AsBytes("pg-incident-" + std::to_string(i)));
+    client::HttpResult r = call("POST", "/api/v1/tenants/acme-news/sign",
+                                json({{"digest", digest}, {"asset_id", "a-" + std::to_string(i)}}).dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  // Nothing listens there: deliveries stay in the outbox, which is the point.
+  client::HttpResult hook = call("POST", "/api/v1/webhooks",
+                                 json({{"tenant_id", "acme-news"}, {"url", "https://127.0.0.1:9/hook"}}).dump());
+  ASSERT_EQ(hook.status, 201) << hook.body;
+
+  client::HttpResult opened = call("POST", "/api/v1/incidents",
+                                   json({{"tenant_id", "acme-news"},
+                                         {"type", "key_compromise"},
+                                         {"severity", "critical"},
+                                         {"title", "key found in a leaked backup"},
+                                         {"key_id", old_key_id}})
+                                       .dump());
+  ASSERT_EQ(opened.status, 201) << opened.body;
+  const std::string incident = json::parse(opened.body)["incident_id"];
+  json listed = get_json("/api/v1/incidents?tenant_id=acme-news&open=true");
+  ASSERT_EQ(listed["incidents"].size(), 1u) << listed.dump();
+  EXPECT_EQ(listed["incidents"][0]["incident_id"], incident);
+  EXPECT_GE(CountRows(url, "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'"), 1);
+
+  ASSERT_EQ(call("POST", "/api/v1/incidents/" + incident + "/respond", "{}").status, 202);
+  json inc;
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // poll gently, 2 cores
+        inc = get_json("/api/v1/incidents/" + incident);
+        return inc["state"] == "resolved" || (inc["playbook"].is_object() && inc["playbook"]["status"] == "failed");
+      },
+      120));
+  ASSERT_EQ(inc["state"], "resolved") << inc.dump();
+  const std::string job_id = inc["playbook"]["job_id"];
+  json job = get_json("/api/v1/jobs/" + job_id);
+  EXPECT_EQ(job["state"], "completed") << job.dump();
+  EXPECT_EQ(job["resigned"], kSigned) << job.dump();
+
+  client::HttpResult results = call("GET", "/api/v1/jobs/" + job_id + "/results");
+  ASSERT_EQ(results.status, 200) << results.body;
+  // Every re-signature verifies under the new key with the openssl command line.
+  const std::string new_key_id = inc["playbook"]["new_key_id"];
+  json new_key = get_json("/api/v1/tenants/acme-news/keys/" + new_key_id);
+  testing::WriteFile(dir.File("new.pem"), new_key["public_key_pem"].get<std::string>());
+  std::istringstream lines(results.body);
+  int resigned = 0, verified = 0;
+  for (std::string text; std::getline(lines, text);) {
+    if (text.empty()) continue;
+    const json line = json::parse(text);
+    if (line["status"] != "resigned" || line["key_id"] != new_key_id) continue;
+    ++resigned;
+    testing::WriteFile(dir.File("d.bin"), crypto::AsString(*crypto::HexDecode(line["digest"].get<std::string>())));
+    testing::WriteFile(dir.File("s.der"),
+                       crypto::AsString(*crypto::Base64Decode(line["signature"].get<std::string>())));
+    testing::CommandResult v = testing::RunCommand("openssl pkeyutl -verify -pubin -inkey " + dir.File("new.pem") +
+                                                   " -in " + dir.File("d.bin") + " -sigfile " + dir.File("s.der") +
+                                                   " 2>&1");
+    if (v.output.find("Signature Verified Successfully") != std::string::npos) ++verified;
+  }
+  EXPECT_EQ(resigned, kSigned);
+  EXPECT_EQ(verified, kSigned);
+  // In PostgreSQL: one re-signature per original, linked to it, by the new key.
+  EXPECT_EQ(CountRows(url, "SELECT COUNT(*) FROM ledger WHERE kind = 'resign' AND resign_of_seq IS NOT NULL"),
+            kSigned);
+  EXPECT_EQ(CountRows(url, "SELECT COUNT(*) FROM ledger WHERE kind = 'resign' AND key_id = '" + old_key_id + "'"), 0);
+  EXPECT_EQ(CountRows(url, "SELECT COUNT(*) FROM resign_results WHERE job_id = '" + job_id + "'"), kSigned);
+  EXPECT_EQ(CountRows(url, "SELECT COUNT(*) FROM resign_jobs WHERE cursor_seq > 0 AND job_id = '" + job_id + "'"), 1);
+  json timeline = get_json("/api/v1/incidents/" + incident + "/timeline");
+  EXPECT_GE(timeline["timeline"].size(), 3u) << timeline.dump();
+  EXPECT_GE(CountRows(url, "SELECT COUNT(*) FROM webhook_events WHERE tenant_id = 'acme-news'"), 2);
 }
 
 }  // namespace
