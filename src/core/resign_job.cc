@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <future>
+#include <thread>
 
 #include "core/incident.h"
 #include "core/webhook.h"
@@ -328,6 +329,20 @@ Status ResignJobEngine::Throttle(const std::string& provider, int n) {
   }
 }
 
+bool ResignJobEngine::InteractiveActive() {
+  if (options_.busy_batch_size <= 0) return false;
+  const uint64_t rows = writer_.stats().rows;  // interactive rows only: re-sign batches are not counted
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mu_);
+  if (rows != interactive_rows_seen_) {
+    // Rows committed since the last look (on the first look: ever) are activity.
+    interactive_rows_seen_ = rows;
+    interactive_seen_at_ = now;
+    return true;
+  }
+  return rows > 0 && now - interactive_seen_at_ < options_.busy_window;
+}
+
 StatusOr<bool> ResignJobEngine::Step(const std::string& job_id) {
   ASSIGN_OR_RETURN(ResignJobRecord job, store_.GetResignJob(job_id));
   if (job.state == "queued") {
@@ -378,10 +393,13 @@ StatusOr<bool> ResignJobEngine::Step(const std::string& job_id) {
   };
   int64_t cursor = job.cursor_seq;
   Status first_error;
-  const int depth = std::max(1, options_.pipeline_batches);
+  const bool busy = InteractiveActive();
+  const auto step_start = std::chrono::steady_clock::now();
+  const int depth = busy ? 1 : std::max(1, options_.pipeline_batches);
+  const int batch_size = std::clamp(busy ? std::min(options_.batch_size, options_.busy_batch_size) : options_.batch_size, 1,
+                                    1000);
   for (int k = 0; k < depth; ++k) {
-    ResignScan scan{job.tenant_id, job.compromised_key_id, job.since, cursor, job.new_key_id,
-                    std::clamp(options_.batch_size, 1, 1000)};
+    ResignScan scan{job.tenant_id, job.compromised_key_id, job.since, cursor, job.new_key_id, batch_size};
     auto candidates = ledger_.ListResignCandidates(scan);
     if (!candidates.ok()) {
       first_error = candidates.status();
@@ -418,6 +436,17 @@ StatusOr<bool> ResignJobEngine::Step(const std::string& job_id) {
     if (f->result && f->result->ok()) job.processed += static_cast<int64_t>(f->batch->results.size());
   }
   if (!flights.empty()) NoteProgress(job);
+  if (busy && options_.busy_pause_ratio > 0 && first_error.ok()) {
+    // Leave the CPU and the writer to requests for a while; Stop() is honoured within 10 ms.
+    auto pause = std::chrono::duration_cast<std::chrono::microseconds>(
+        (std::chrono::steady_clock::now() - step_start) * options_.busy_pause_ratio);
+    pause = std::min<std::chrono::microseconds>(pause, std::chrono::milliseconds(200));
+    const auto until = std::chrono::steady_clock::now() + pause;
+    while (!loop_.stopping() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+          until - std::chrono::steady_clock::now(), std::chrono::milliseconds(10)));
+    }
+  }
   if (first_error.code() == StatusCode::kAborted || first_error.code() == StatusCode::kAlreadyExists) {
     // Paused, cancelled, or another runner got there: nothing was written; re-read.
     return true;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <map>
 #include <set>
 #include <thread>
@@ -394,6 +395,41 @@ TEST_F(ResignJobTest, YieldsWhileInteractiveSigningIsBusyButStillProgresses) {
   ResignJobRecord done = RunToEnd(*engine, job->job_id);
   EXPECT_EQ(done.resigned, 200);
   EXPECT_GE(asked.load(), 20);  // consulted before every chunk of 10
+  ExpectExactlyOnce(originals, new_key.key_id);
+}
+
+TEST_F(ResignJobTest, InteractiveSigningShrinksBatchesUntilItStops) {
+  auto originals = Seed(old_key_, 300);
+  KeyRecord new_key = Rotate();
+  ResignJobOptions o;
+  o.batch_size = 100;
+  o.pipeline_batches = 3;
+  o.busy_batch_size = 10;
+  o.busy_pause_ratio = 0;
+  o.busy_window = std::chrono::milliseconds(0);  // busy only when rows committed since the last step
+  auto engine = Engine(o);
+  auto job = engine->Create({"acme", old_key_.key_id, "", std::nullopt, "", "officer"});
+  ASSERT_TRUE(job.ok());
+  KeyRecord other = CreateTenant("other");  // interactive traffic of another tenant
+  auto sign_interactively = [&] {
+    LedgerEntry e = originals.front();
+    e.tenant_id = other.tenant_id;
+    e.key_id = other.key_id;
+    e.request_id = "interactive";
+    std::promise<Status> committed;
+    writer_->Submit({e}, [&](const Status& st, std::vector<LedgerEntry>&) { committed.set_value(st); });
+    ASSERT_TRUE(committed.get_future().get().ok());
+  };
+  sign_interactively();
+  ASSERT_TRUE(*engine->Step(job->job_id));
+  EXPECT_EQ(store_->GetResignJob(job->job_id)->processed, 10);  // one small batch, no pipeline
+  ASSERT_TRUE(*engine->Step(job->job_id));
+  EXPECT_EQ(store_->GetResignJob(job->job_id)->processed, 10 + 300 - 10);  // quiet again: full batches, depth 3
+  sign_interactively();
+  EXPECT_FALSE(*engine->Step(job->job_id));  // nothing left: completes
+  ResignJobRecord done = *store_->GetResignJob(job->job_id);
+  EXPECT_EQ(done.state, "completed");
+  EXPECT_EQ(done.resigned, 300);
   ExpectExactlyOnce(originals, new_key.key_id);
 }
 

@@ -168,6 +168,10 @@ class Pkcs11Module final : public Pkcs11Api {
   }
   CK_RV FindObjectsFinal(CK_SESSION_HANDLE s) override { return fl_->C_FindObjectsFinal(s); }
   CK_RV DestroyObject(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o) override { return fl_->C_DestroyObject(s, o); }
+  CK_RV CopyObject(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE* a, CK_ULONG n,
+                   CK_OBJECT_HANDLE* copy) override {
+    return fl_->C_CopyObject(s, o, a, n, copy);
+  }
   CK_RV SignInit(CK_SESSION_HANDLE s, CK_MECHANISM* m, CK_OBJECT_HANDLE k) override {
     return fl_->C_SignInit(s, m, k);
   }

@@ -50,6 +50,8 @@ class Pkcs11Api {
                             CK_ULONG* count) = 0;
   virtual CK_RV FindObjectsFinal(CK_SESSION_HANDLE session) = 0;
   virtual CK_RV DestroyObject(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object) = 0;
+  virtual CK_RV CopyObject(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE* attrs, CK_ULONG count,
+                           CK_OBJECT_HANDLE* copy) = 0;
   virtual CK_RV SignInit(CK_SESSION_HANDLE session, CK_MECHANISM* mechanism, CK_OBJECT_HANDLE key) = 0;
   virtual CK_RV Sign(CK_SESSION_HANDLE session, CK_BYTE* data, CK_ULONG data_len, CK_BYTE* signature,
                      CK_ULONG* signature_len) = 0;

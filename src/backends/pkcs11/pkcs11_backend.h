@@ -4,6 +4,9 @@
 // leave the token; signing hashes locally and uses CKM_ECDSA / CKM_RSA_PKCS_PSS /
 // CKM_EDDSA on the digest.
 //
+// On SoftHSM2 signing uses an in-memory session copy of the key (C_CopyObject,
+// CKA_TOKEN=false; see Token::sign_with_session_copy and docs/pkcs11.md).
+//
 // Keys are named by RFC 7512 URIs (see pkcs11_uri.h):
 //   pkcs11:token=custody;object=acme-news/v3;id=%..;type=private?module-path=/usr/lib/...
 // A generated key's URI never contains pin-value. PINs are resolved, per token,

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <thread>
+#include <vector>
 
 #include "backends/pkcs11/pkcs11_api.h"
 #include "backends/pkcs11/pkcs11_uri.h"
@@ -88,11 +89,9 @@ void ExpectVerifies(KeyBackend& b, const GeneratedKey& key, Algorithm alg, const
   EXPECT_NE(r.output.find("Verified"), std::string::npos) << r.output;
 }
 
-// Reads a boolean attribute of the private key named by `uri` with a fresh session.
-CK_BBOOL ReadBool(const TestToken& t, const std::string& uri, CK_ATTRIBUTE_TYPE type) {
+// A fresh logged-in session on the test token (CK_INVALID_HANDLE if missing).
+CK_SESSION_HANDLE OpenUserSession(const TestToken& t) {
   Pkcs11Api& api = SoftHsmEnv::Get()->api();
-  auto parsed = ParsePkcs11Uri(uri);
-  EXPECT_TRUE(parsed.ok());
   CK_ULONG n = 16;
   CK_SLOT_ID slots[16];
   EXPECT_EQ(api.GetSlotList(CK_TRUE, slots, &n), CKR_OK);
@@ -108,22 +107,49 @@ CK_BBOOL ReadBool(const TestToken& t, const std::string& uri, CK_ATTRIBUTE_TYPE 
     CK_RV login = api.Login(s, CKU_USER, reinterpret_cast<CK_UTF8CHAR*>(const_cast<char*>(t.user_pin.data())),
                             t.user_pin.size());
     EXPECT_TRUE(login == CKR_OK || login == CKR_USER_ALREADY_LOGGED_IN) << RvName(login);
-    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-    CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_ID, parsed->id->data(), parsed->id->size()}};
-    EXPECT_EQ(api.FindObjectsInit(s, tmpl, 2), CKR_OK);
-    CK_OBJECT_HANDLE h = 0;
-    CK_ULONG found = 0;
-    api.FindObjects(s, &h, 1, &found);
-    api.FindObjectsFinal(s);
-    EXPECT_EQ(found, 1u);
-    CK_BBOOL value = CK_FALSE;
-    CK_ATTRIBUTE a = {type, &value, sizeof value};
-    EXPECT_EQ(api.GetAttributeValue(s, h, &a, 1), CKR_OK);
-    api.CloseSession(s);
-    return value;
+    return s;
   }
   ADD_FAILURE() << "token " << t.label << " not found";
-  return CK_FALSE;
+  return CK_INVALID_HANDLE;
+}
+
+// Private key objects with the CKA_ID of `uri`: token objects, or all (token
+// and this process's session objects).
+std::vector<CK_OBJECT_HANDLE> PrivateKeyObjects(Pkcs11Api& api, CK_SESSION_HANDLE s, const std::string& uri,
+                                                bool token_only) {
+  auto parsed = ParsePkcs11Uri(uri);
+  EXPECT_TRUE(parsed.ok() && parsed->id);
+  CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+  CK_BBOOL yes = CK_TRUE;
+  CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls},
+                         {CKA_ID, parsed->id->data(), parsed->id->size()},
+                         {CKA_TOKEN, &yes, sizeof yes}};
+  EXPECT_EQ(api.FindObjectsInit(s, tmpl, token_only ? 3 : 2), CKR_OK);
+  std::vector<CK_OBJECT_HANDLE> found(64);
+  CK_ULONG n = 0;
+  api.FindObjects(s, found.data(), found.size(), &n);
+  api.FindObjectsFinal(s);
+  found.resize(n);
+  return found;
+}
+
+CK_BBOOL BoolAttribute(Pkcs11Api& api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type) {
+  CK_BBOOL value = CK_FALSE;
+  CK_ATTRIBUTE a = {type, &value, sizeof value};
+  EXPECT_EQ(api.GetAttributeValue(s, h, &a, 1), CKR_OK);
+  return value;
+}
+
+// Reads a boolean attribute of the private key named by `uri` with a fresh session.
+CK_BBOOL ReadBool(const TestToken& t, const std::string& uri, CK_ATTRIBUTE_TYPE type) {
+  Pkcs11Api& api = SoftHsmEnv::Get()->api();
+  CK_SESSION_HANDLE s = OpenUserSession(t);
+  if (s == CK_INVALID_HANDLE) return CK_FALSE;
+  auto found = PrivateKeyObjects(api, s, uri, /*token_only=*/true);
+  EXPECT_EQ(found.size(), 1u);
+  CK_BBOOL value = found.empty() ? CK_FALSE : BoolAttribute(api, s, found[0], type);
+  api.CloseSession(s);
+  return value;
 }
 
 class Pkcs11BackendTest : public ::testing::Test {
@@ -183,6 +209,38 @@ TEST_F(Pkcs11BackendTest, PrivateKeyIsSensitiveAndNeverExtractable) {
   EXPECT_EQ(ReadBool(t, key->uri, CKA_ALWAYS_SENSITIVE), CK_TRUE);
   EXPECT_EQ(ReadBool(t, key->uri, CKA_TOKEN), CK_TRUE);
   EXPECT_EQ(ReadBool(t, key->uri, CKA_PRIVATE), CK_TRUE);
+}
+
+// SoftHSM2 re-reads a token object's file on every attribute access; the
+// backend signs with an in-memory session copy instead. The copy must stay
+// sensitive, unextractable and out of the token, and go with DestroyKey.
+TEST_F(Pkcs11BackendTest, SoftHsmSignsWithASessionCopyThatNeverReachesTheToken) {
+  TestToken t = SoftHsmEnv::Get()->NewToken();
+  std::shared_ptr<FaultyApi> fake;
+  auto b = MustCreate(FaultyOptionsFor(t, &fake));
+  ASSERT_TRUE(b);
+  auto key = b->GenerateKey({Algorithm::kES256, "copy/v1", ""});
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  ExpectVerifies(*b, *key, Algorithm::kES256, dir_.path());
+  ExpectVerifies(*b, *key, Algorithm::kES256, dir_.path());
+
+  Pkcs11Api& api = SoftHsmEnv::Get()->api();
+  CK_SESSION_HANDLE s = OpenUserSession(t);
+  ASSERT_NE(s, CK_INVALID_HANDLE);
+  auto token_objects = PrivateKeyObjects(api, s, key->uri, /*token_only=*/true);
+  ASSERT_EQ(token_objects.size(), 1u);  // signing stored nothing on the token
+  CK_OBJECT_HANDLE used = fake->last_sign_key();
+  EXPECT_NE(used, token_objects[0]);
+  EXPECT_EQ(BoolAttribute(api, s, used, CKA_TOKEN), CK_FALSE);
+  EXPECT_EQ(BoolAttribute(api, s, used, CKA_SENSITIVE), CK_TRUE);
+  EXPECT_EQ(BoolAttribute(api, s, used, CKA_EXTRACTABLE), CK_FALSE);
+  EXPECT_EQ(PrivateKeyObjects(api, s, key->uri, /*token_only=*/false).size(), 2u);  // the key and one copy
+
+  ASSERT_TRUE(b->DestroyKey(key->uri).ok());
+  EXPECT_TRUE(PrivateKeyObjects(api, s, key->uri, /*token_only=*/false).empty());  // copy included
+  api.CloseSession(s);
+  auto gone = b->SignDigest(key->uri, Algorithm::kES256, crypto::Sha256(crypto::AsBytes("x")));
+  EXPECT_EQ(gone.status().code(), StatusCode::kNotFound) << gone.status().ToString();
 }
 
 TEST_F(Pkcs11BackendTest, KeysSurviveANewBackendAndDestroyWorks) {

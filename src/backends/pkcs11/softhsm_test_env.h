@@ -71,6 +71,8 @@ class FaultyApi final : public Pkcs11Api {
   // C_GetMechanismInfo reports `m` unsupported.
   void HideMechanism(CK_MECHANISM_TYPE m) { hidden_mech_ = m; }
   int sign_calls() const { return sign_calls_; }
+  // The key handle of the latest C_SignInit.
+  CK_OBJECT_HANDLE last_sign_key() const { return last_sign_key_; }
 
   CK_RV GetInfo(CK_INFO* i) override { return real_->GetInfo(i); }
   CK_RV GetSlotList(CK_BBOOL p, CK_SLOT_ID* s, CK_ULONG* c) override { return real_->GetSlotList(p, s, c); }
@@ -116,7 +118,13 @@ class FaultyApi final : public Pkcs11Api {
   }
   CK_RV FindObjectsFinal(CK_SESSION_HANDLE s) override { return real_->FindObjectsFinal(s); }
   CK_RV DestroyObject(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o) override { return real_->DestroyObject(s, o); }
+  CK_RV CopyObject(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE* a, CK_ULONG n,
+                   CK_OBJECT_HANDLE* copy) override {
+    if (all_rv_ != CKR_OK) return all_rv_;
+    return real_->CopyObject(s, o, a, n, copy);
+  }
   CK_RV SignInit(CK_SESSION_HANDLE s, CK_MECHANISM* m, CK_OBJECT_HANDLE k) override {
+    last_sign_key_ = k;
     if (all_rv_ != CKR_OK) return all_rv_;
     return real_->SignInit(s, m, k);
   }
@@ -142,6 +150,7 @@ class FaultyApi final : public Pkcs11Api {
   std::atomic<CK_RV> all_rv_{CKR_OK};
   std::atomic<CK_MECHANISM_TYPE> hidden_mech_{~CK_MECHANISM_TYPE{0}};
   std::atomic<int> sign_calls_{0};
+  std::atomic<CK_OBJECT_HANDLE> last_sign_key_{CK_INVALID_HANDLE};
 };
 
 }  // namespace concierge::backends::pkcs11::testing
