@@ -6,6 +6,8 @@
 // session's handlers never run concurrently even with N threads. A session reads
 // exactly one request, hands it to the user handler and reads the next request
 // only after the response has been written (this also makes pipelining safe).
+// Responses given from other threads are queued and written in bursts by one
+// drain handler (see ServerCore::deliveries).
 //
 // Lifetime: everything the io threads and the responders touch lives in a
 // ServerCore held by shared_ptr. Sessions and in-flight responders keep the core
@@ -173,13 +175,24 @@ bool SafeHeaderText(std::string_view s) {
 
 class Session;
 
+struct Delivery {
+  std::shared_ptr<Session> session;
+  HttpResponse response;
+  bool keep_alive;
+  unsigned version;
+};
+
+// The ServerCore whose io_context the calling thread runs, if any.
+thread_local const void* tls_io_core = nullptr;
+
 // State shared by the server object, the io threads, every session and every
 // outstanding responder. See the file comment for why it is reference counted.
 struct ServerCore {
   ServerCore(const HttpServerOptions& opts, HttpHandler h, int threads)
-      : options(opts), handler(std::move(h)), ioc(threads) {}
+      : options(opts), thread_count(threads), handler(std::move(h)), ioc(threads) {}
 
   const HttpServerOptions options;
+  const int thread_count;
   // Called only on io threads; cleared by Stop() once they are joined, so the
   // handler's captures are released even if a responder outlives the server.
   HttpHandler handler;
@@ -190,6 +203,13 @@ struct ServerCore {
   std::mutex mu;
   std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions;
   uint64_t next_session_id = 0;
+  // Responses from threads other than the io threads (the ledger writer
+  // answers a whole group commit in one burst) wait here, guarded by `mu`, for
+  // one drain handler on an io thread: one post and one wake-up per burst
+  // instead of per response. Each wake-up is a futex call plus a context
+  // switch, several microseconds on a VM; see DrainDeliveries.
+  std::vector<Delivery> deliveries;
+  bool drain_posted = false;
 
   // Declared after the fields above so it is destroyed first: destroying the
   // io_context destroys queued handlers, which may touch `mu`/`sessions`.
@@ -224,11 +244,13 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // Any thread. Queues the response onto the strand unless the server stops.
-  void Deliver(HttpResponse response, bool keep_alive, unsigned version) {
-    std::lock_guard<std::mutex> lock(core_->mu);
-    if (core_->stopping.load()) return;
-    asio::post(executor_, [self = shared_from_this(), response = std::move(response), keep_alive,
-                           version]() mutable {
+  void Deliver(HttpResponse response, bool keep_alive, unsigned version);
+
+  // On an io thread: writes now if the strand is idle (it is: the session
+  // waits for this response), else queues on the strand.
+  void WriteOnStrand(HttpResponse response, bool keep_alive, unsigned version) {
+    asio::dispatch(executor_, [self = shared_from_this(), response = std::move(response), keep_alive,
+                               version]() mutable {
       self->Write(std::move(response), keep_alive, version);
     });
   }
@@ -411,6 +433,55 @@ class Session : public std::enable_shared_from_this<Session> {
   std::array<char, 4096> drain_buffer_;
 };
 
+// Responses queued by a burst are written by one io thread, or split with a
+// second one when there are many: each write is a sendmsg that also runs the
+// loopback receive path, too much to serialise behind one thread.
+constexpr size_t kSplitDeliveries = 8;
+
+void WriteDeliveries(std::vector<Delivery> batch) {
+  for (Delivery& d : batch) {
+    d.session->WriteOnStrand(std::move(d.response), d.keep_alive, d.version);
+  }
+}
+
+void DrainDeliveries(ServerCore* core) {
+  std::vector<Delivery> batch;
+  {
+    std::lock_guard<std::mutex> lock(core->mu);
+    batch.swap(core->deliveries);
+    core->drain_posted = false;
+  }
+  if (batch.size() >= kSplitDeliveries && core->thread_count > 1) {
+    std::vector<Delivery> rest(std::make_move_iterator(batch.begin() + batch.size() / 2),
+                               std::make_move_iterator(batch.end()));
+    batch.resize(batch.size() / 2);
+    asio::post(core->ioc, [rest = std::move(rest)]() mutable { WriteDeliveries(std::move(rest)); });
+  }
+  WriteDeliveries(std::move(batch));
+}
+
+void Session::Deliver(HttpResponse response, bool keep_alive, unsigned version) {
+  if (tls_io_core == core_.get()) {
+    // Answered on an io thread (refusals, reads): nothing to batch. Posted,
+    // not dispatched, so the write never runs inside the handler call.
+    std::lock_guard<std::mutex> lock(core_->mu);
+    if (core_->stopping.load()) return;
+    asio::post(executor_, [self = shared_from_this(), response = std::move(response), keep_alive,
+                           version]() mutable {
+      self->Write(std::move(response), keep_alive, version);
+    });
+    return;
+  }
+  std::lock_guard<std::mutex> lock(core_->mu);
+  if (core_->stopping.load()) return;
+  core_->deliveries.push_back(Delivery{shared_from_this(), std::move(response), keep_alive, version});
+  if (core_->drain_posted) return;
+  core_->drain_posted = true;
+  // Raw pointer: the handler runs on core->ioc, which the core owns, so the
+  // core outlives it; a shared_ptr here would be a cycle through the queue.
+  asio::post(core_->ioc, [core = core_.get()] { DrainDeliveries(core); });
+}
+
 void DoAccept(const std::shared_ptr<ServerCore>& core) {
   // Each socket gets its own strand; the acceptor itself only ever has one
   // operation outstanding, so it needs none.
@@ -507,6 +578,7 @@ void HttpServer::Start() {
   DoAccept(core);
   for (int i = 0; i < impl_->thread_count; ++i) {
     impl_->threads.emplace_back([core] {
+      tls_io_core = core.get();
       // Backstop only: handler exceptions are caught per request. Anything that
       // still escapes must not take the process down with std::terminate.
       for (;;) {
@@ -569,8 +641,17 @@ void HttpServer::Stop() {
   }
   for (auto& session : live) session->Close();
   live.clear();  // may run Session destructors, which take core->mu
+  std::vector<Delivery> live_deliveries;
   core->ioc.restart();
   core->ioc.poll();
+  {
+    // Nothing can be left here (every queued delivery has its drain handler,
+    // which poll() just ran), but a leftover would pin its session, and with
+    // it the core, forever.
+    std::lock_guard<std::mutex> lock(core->mu);
+    live_deliveries.swap(core->deliveries);
+  }
+  live_deliveries.clear();
   core->handler = nullptr;
 }
 
