@@ -89,8 +89,15 @@ StatusOr<AuditHash> HexHashField(const json& j, const char* field) {
 void AppendJsonString(std::string& out, std::string_view value) {
   static constexpr char kHex[] = "0123456789abcdef";
   out.push_back('"');
-  for (char ch : value) {
-    const auto c = static_cast<unsigned char>(ch);
+  // Runs of bytes that need no escape are appended whole: this serialises
+  // every audit record on the ledger writer thread, and a push_back per byte
+  // was the largest single symbol of our own code in its profile.
+  size_t run = 0;
+  for (size_t i = 0; i < value.size(); ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(value.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -100,15 +107,12 @@ void AppendJsonString(std::string& out, std::string_view value) {
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 0xf]);
-        } else {
-          out.push_back(ch);
-        }
+        out += "\\u00";
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 0xf]);
     }
   }
+  out.append(value.data() + run, value.size() - run);
   out.push_back('"');
 }
 

@@ -94,6 +94,8 @@ class Api {
   HttpResponse GetKey(Call& call, const std::string& tenant, const std::string& key_id);
   HttpResponse PublicKey(Call& call, const std::string& tenant);
   std::optional<HttpResponse> Sign(const std::shared_ptr<Call>& call, const std::string& tenant, bool batch);
+  // Fills `req` from a /sign or /sign/batch body; the error response if it is invalid.
+  std::optional<HttpResponse> ParseSignBody(Call& call, bool batch, core::SignRequest& req);
   std::optional<HttpResponse> SignCose(const std::shared_ptr<Call>& call, const std::string& tenant);
   std::optional<HttpResponse> SignRaw(const std::shared_ptr<Call>& call, const std::string& tenant);
   HttpResponse C2paSignerInfo(Call& call, const std::string& tenant);

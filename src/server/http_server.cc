@@ -1,11 +1,17 @@
 // The only translation unit that includes Boost.Beast: it is slow to compile, so
 // the rest of the server talks to HttpRequest / HttpResponse instead.
 //
-// Shape: one io_context run by N threads; the acceptor chains one accept at a
-// time; every connection is a Session whose socket lives on its own strand, so a
-// session's handlers never run concurrently even with N threads. A session reads
+// Shape: N io threads, each running its own io_context (an IoLane: its own
+// epoll set and handler queue); the acceptor (on lane 0) chains one accept at a
+// time and hands connections to the lanes in turn. A session lives on one lane,
+// so its handlers never run concurrently and need no strand. One io_context
+// shared by N threads was measured to spend several microseconds per request
+// contending on its scheduler lock (futex wait/wake on every handler), more
+// than the strand bookkeeping and epoll wake-ups it balanced. A session reads
 // exactly one request, hands it to the user handler and reads the next request
 // only after the response has been written (this also makes pipelining safe).
+// Responses given from other threads are queued and written in bursts by one
+// drain handler per lane (see IoLane::deliveries).
 //
 // Lifetime: everything the io threads and the responders touch lives in a
 // ServerCore held by shared_ptr. Sessions and in-flight responders keep the core
@@ -34,8 +40,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -173,11 +179,44 @@ bool SafeHeaderText(std::string_view s) {
 
 class Session;
 
+struct Delivery {
+  std::shared_ptr<Session> session;
+  HttpResponse response;
+  bool keep_alive;
+  unsigned version;
+};
+
+// One io thread's share of the server: its own io_context, run by exactly that
+// thread (concurrency hint 1), and the responses other threads queued for its
+// sessions.
+struct IoLane {
+  IoLane() : ioc(1) {}
+
+  asio::io_context ioc;
+  // Responses from threads other than this lane's (the ledger writer answers a
+  // whole group commit in one burst) wait here for one drain handler: one post
+  // and one wake-up per burst instead of per response. Each wake-up is a futex
+  // call plus a context switch, several microseconds on a VM.
+  std::mutex mu;  // guards the three fields below
+  std::vector<Delivery> deliveries;
+  bool drain_posted = false;
+  bool closed = false;  // set by Stop() after the threads are joined: drop, don't queue
+};
+
+// The lane whose io_context the calling thread runs, if any.
+thread_local const IoLane* tls_io_lane = nullptr;
+
+std::vector<std::unique_ptr<IoLane>> MakeLanes(int n) {
+  std::vector<std::unique_ptr<IoLane>> lanes;
+  for (int i = 0; i < n; ++i) lanes.push_back(std::make_unique<IoLane>());
+  return lanes;
+}
+
 // State shared by the server object, the io threads, every session and every
 // outstanding responder. See the file comment for why it is reference counted.
 struct ServerCore {
   ServerCore(const HttpServerOptions& opts, HttpHandler h, int threads)
-      : options(opts), handler(std::move(h)), ioc(threads) {}
+      : options(opts), handler(std::move(h)), lanes(MakeLanes(threads)) {}
 
   const HttpServerOptions options;
   // Called only on io threads; cleared by Stop() once they are joined, so the
@@ -185,25 +224,25 @@ struct ServerCore {
   HttpHandler handler;
 
   std::atomic<bool> stopping{false};
-  // Guards `sessions`, and orders Deliver()'s stopping-check-then-post against
-  // Stop(): anything posted before `stopping` flips is drained by Stop().
+  // Guards `sessions`.
   std::mutex mu;
   std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions;
   uint64_t next_session_id = 0;
 
-  // Declared after the fields above so it is destroyed first: destroying the
+  // Declared after the fields above so they are destroyed first: destroying an
   // io_context destroys queued handlers, which may touch `mu`/`sessions`.
-  asio::io_context ioc;
-  tcp::acceptor acceptor{ioc};
-  asio::steady_timer accept_backoff{ioc};
+  std::vector<std::unique_ptr<IoLane>> lanes;
+  size_t next_lane = 0;  // used only by the accept chain
+  tcp::acceptor acceptor{lanes[0]->ioc};
+  asio::steady_timer accept_backoff{lanes[0]->ioc};
 };
 
-// One TCP connection. All members are used only on the session's strand, except
+// One TCP connection. All members are used only on its lane's thread, except
 // Deliver() (any thread) and Close() (also from Stop() once io threads are joined).
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(std::shared_ptr<ServerCore> core, tcp::socket socket)
-      : core_(std::move(core)), executor_(socket.get_executor()), stream_(std::move(socket)) {
+  Session(std::shared_ptr<ServerCore> core, IoLane* lane, tcp::socket socket)
+      : core_(std::move(core)), lane_(lane), executor_(socket.get_executor()), stream_(std::move(socket)) {
     beast::error_code ec;
     tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_address_ = remote.address().to_string();
@@ -223,12 +262,13 @@ class Session : public std::enable_shared_from_this<Session> {
     asio::dispatch(executor_, [self = shared_from_this()] { self->DoRead(); });
   }
 
-  // Any thread. Queues the response onto the strand unless the server stops.
-  void Deliver(HttpResponse response, bool keep_alive, unsigned version) {
-    std::lock_guard<std::mutex> lock(core_->mu);
-    if (core_->stopping.load()) return;
-    asio::post(executor_, [self = shared_from_this(), response = std::move(response), keep_alive,
-                           version]() mutable {
+  // Any thread. Queues the response for the session's lane unless the server stops.
+  void Deliver(HttpResponse response, bool keep_alive, unsigned version);
+
+  // On the lane's thread (a drain): writes now.
+  void WriteOnLane(HttpResponse response, bool keep_alive, unsigned version) {
+    asio::dispatch(executor_, [self = shared_from_this(), response = std::move(response), keep_alive,
+                               version]() mutable {
       self->Write(std::move(response), keep_alive, version);
     });
   }
@@ -324,6 +364,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void Write(HttpResponse response, bool keep_alive, unsigned version) {
     if (core_->stopping.load()) return Close();
     if (response.status < 100 || response.status > 999) response = InternalErrorResponse();
+    if (BuildPlainResponse(response, keep_alive, version)) {
+      return StartWrite(AfterWrite::kReadNext, /*plain=*/true);
+    }
     try {
       BuildResponse(std::move(response), keep_alive, version);
     } catch (const std::exception&) {
@@ -332,6 +375,38 @@ class Session : public std::enable_shared_from_this<Session> {
       BuildResponse(InternalErrorResponse(), keep_alive, version);
     }
     StartWrite(keep_alive ? AfterWrite::kReadNext : AfterWrite::kClose);
+  }
+
+  // The common reply (200, HTTP/1.1, keep-alive, ordinary headers) written by
+  // hand into one buffer, with the bytes Beast writes for it: status line,
+  // Server, Content-Type, the extra headers in order, Content-Length. Beast's
+  // header container and serializer cost several allocations and buffer walks
+  // per response on the durable sign path. Anything unusual returns false and
+  // goes through Beast.
+  bool BuildPlainResponse(const HttpResponse& response, bool keep_alive, unsigned version) {
+    if (response.status != 200 || version != 11 || !keep_alive || !SafeHeaderText(response.content_type)) {
+      return false;
+    }
+    auto ordinary = [](std::string_view text) {
+      return !text.empty() && text.size() < 1024 && SafeHeaderText(text) && text.front() != ' ' &&
+             text.front() != '\t' && text.back() != ' ' && text.back() != '\t';
+    };
+    for (const auto& [name, value] : response.headers) {
+      if (!ordinary(name) || !ordinary(value) || name.find_first_of(": \t") != std::string::npos) return false;
+      const std::string lower = ToLower(name);
+      if (lower == "content-length" || lower == "transfer-encoding" || lower == "connection" ||
+          lower == "server" || lower == "content-type") {
+        return false;
+      }
+    }
+    plain_.clear();
+    plain_.reserve(160 + response.body.size());
+    plain_ += "HTTP/1.1 200 OK\r\nServer: keyctl\r\n";
+    if (!response.content_type.empty()) plain_.append("Content-Type: ").append(response.content_type).append("\r\n");
+    for (const auto& [name, value] : response.headers) plain_.append(name).append(": ").append(value).append("\r\n");
+    plain_.append("Content-Length: ").append(std::to_string(response.body.size())).append("\r\n\r\n");
+    plain_ += response.body;
+    return true;
   }
 
   void BuildResponse(HttpResponse response, bool keep_alive, unsigned version) {
@@ -365,9 +440,16 @@ class Session : public std::enable_shared_from_this<Session> {
     StartWrite(AfterWrite::kLingerClose);
   }
 
-  void StartWrite(AfterWrite after) {
+  void StartWrite(AfterWrite after, bool plain = false) {
     // A client that stops reading must not hold the session forever.
     stream_.expires_after(std::chrono::seconds(core_->options.idle_timeout_seconds));
+    if (plain) {
+      asio::async_write(stream_, asio::buffer(plain_),
+                        [self = shared_from_this(), after](beast::error_code ec, size_t) {
+                          self->OnWrite(ec, after);
+                        });
+      return;
+    }
     http::async_write(stream_, response_,
                       [self = shared_from_this(), after](beast::error_code ec, size_t) {
                         self->OnWrite(ec, after);
@@ -401,21 +483,56 @@ class Session : public std::enable_shared_from_this<Session> {
   // core_ is declared first so it is destroyed last: stream_'s destructor needs
   // the io_context that core_ owns.
   std::shared_ptr<ServerCore> core_;
+  IoLane* lane_;  // owned by core_
   uint64_t id_ = 0;
-  asio::any_io_executor executor_;  // the strand; copied so Deliver need not touch stream_
+  asio::any_io_executor executor_;  // the lane's; copied so Deliver need not touch stream_
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> response_;  // must outlive async_write
+  std::string plain_;  // BuildPlainResponse's bytes; must outlive async_write
   std::string remote_address_;
   std::array<char, 4096> drain_buffer_;
 };
 
+void DrainDeliveries(IoLane* lane) {
+  std::vector<Delivery> batch;
+  {
+    std::lock_guard<std::mutex> lock(lane->mu);
+    batch.swap(lane->deliveries);
+    lane->drain_posted = false;
+  }
+  for (Delivery& d : batch) d.session->WriteOnLane(std::move(d.response), d.keep_alive, d.version);
+}
+
+void Session::Deliver(HttpResponse response, bool keep_alive, unsigned version) {
+  if (core_->stopping.load()) return;
+  if (tls_io_lane == lane_) {
+    // Answered on the lane's own thread (refusals, reads): nothing to batch.
+    // Posted, not dispatched, so the write never runs inside the handler
+    // call. Stop() joins this thread before it polls, so the post is run.
+    asio::post(executor_, [self = shared_from_this(), response = std::move(response), keep_alive,
+                           version]() mutable {
+      self->Write(std::move(response), keep_alive, version);
+    });
+    return;
+  }
+  std::lock_guard<std::mutex> lock(lane_->mu);
+  if (lane_->closed) return;
+  lane_->deliveries.push_back(Delivery{shared_from_this(), std::move(response), keep_alive, version});
+  if (lane_->drain_posted) return;
+  lane_->drain_posted = true;
+  // Raw pointer: the handler runs on the lane's io_context, which the lane
+  // owns; a shared_ptr here would be a cycle through the queue.
+  asio::post(lane_->ioc, [lane = lane_] { DrainDeliveries(lane); });
+}
+
 void DoAccept(const std::shared_ptr<ServerCore>& core) {
-  // Each socket gets its own strand; the acceptor itself only ever has one
-  // operation outstanding, so it needs none.
+  // Connections go to the lanes in turn; the acceptor itself only ever has one
+  // operation outstanding.
+  IoLane* lane = core->lanes[core->next_lane++ % core->lanes.size()].get();
   core->acceptor.async_accept(
-      asio::make_strand(core->ioc), [core](beast::error_code ec, tcp::socket socket) {
+      lane->ioc, [core, lane](beast::error_code ec, tcp::socket socket) {
         if (core->stopping.load() || ec == asio::error::operation_aborted) return;
         if (ec) {
           core->accept_backoff.expires_after(kAcceptBackoff);
@@ -427,7 +544,7 @@ void DoAccept(const std::shared_ptr<ServerCore>& core) {
         beast::error_code ignored;
         // Without this, small responses wait on delayed ACKs (~40 ms stalls).
         socket.set_option(tcp::no_delay(true), ignored);
-        std::make_shared<Session>(core, std::move(socket))->Start();
+        std::make_shared<Session>(core, lane, std::move(socket))->Start();
         DoAccept(core);
       });
 }
@@ -444,7 +561,7 @@ struct HttpServer::Impl {
   bool stop_requested = false;
   std::vector<std::thread> threads;
   std::vector<std::thread::id> thread_ids;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;  // one per lane
 
   // Serialises the blocking part of Stop() so a second caller waits for the first.
   std::mutex join_mu;
@@ -467,7 +584,7 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(const HttpServerOptions
                             std::to_string(options.port) + ": " + ec.message());
   };
   beast::error_code ec;
-  tcp::resolver resolver(core.ioc);
+  tcp::resolver resolver(core.lanes[0]->ioc);
   auto results = resolver.resolve(options.host, std::to_string(options.port),
                                   tcp::resolver::passive | tcp::resolver::numeric_service, ec);
   if (ec) return fail(ec);
@@ -503,15 +620,16 @@ void HttpServer::Start() {
   if (impl_->started || impl_->stop_requested) return;
   impl_->started = true;
   std::shared_ptr<ServerCore> core = impl_->core;
-  impl_->work.emplace(core->ioc.get_executor());
+  for (auto& lane : core->lanes) impl_->work.emplace_back(lane->ioc.get_executor());
   DoAccept(core);
   for (int i = 0; i < impl_->thread_count; ++i) {
-    impl_->threads.emplace_back([core] {
+    impl_->threads.emplace_back([core, lane = core->lanes[i].get()] {
+      tls_io_lane = lane;
       // Backstop only: handler exceptions are caught per request. Anything that
       // still escapes must not take the process down with std::terminate.
       for (;;) {
         try {
-          core->ioc.run();
+          lane->ioc.run();
           return;
         } catch (const std::exception& e) {
           std::fprintf(stderr, "http server: exception escaped the io loop: %s\n", e.what());
@@ -534,8 +652,8 @@ void HttpServer::Stop() {
       std::lock_guard<std::mutex> core_lock(core->mu);
       core->stopping.store(true);
     }
-    impl_->work.reset();
-    core->ioc.stop();
+    impl_->work.clear();
+    for (auto& lane : core->lanes) lane->ioc.stop();
     // A handler calling Stop() cannot join its own thread; the io threads stop
     // anyway and a later Stop() (or the destructor) finishes the cleanup.
     auto self = std::this_thread::get_id();
@@ -569,8 +687,18 @@ void HttpServer::Stop() {
   }
   for (auto& session : live) session->Close();
   live.clear();  // may run Session destructors, which take core->mu
-  core->ioc.restart();
-  core->ioc.poll();
+  for (auto& lane : core->lanes) {
+    lane->ioc.restart();
+    lane->ioc.poll();
+    // From here Deliver() drops responses. Queued ones are released now: they
+    // pin their sessions, and with them the core, until written.
+    std::vector<Delivery> left;
+    {
+      std::lock_guard<std::mutex> lock(lane->mu);
+      lane->closed = true;
+      left.swap(lane->deliveries);
+    }
+  }
   core->handler = nullptr;
 }
 

@@ -108,6 +108,26 @@ TEST_F(ApiTest, EcdsaP1363Format) {
   EXPECT_TRUE(json::parse(v.body)["valid"].get<bool>()) << v.body;
 }
 
+// The single-signature reply is written without a JSON DOM (and the plain
+// {"digest"} body read without one): it must be exactly what dumping the
+// parsed reply gives (keys in byte order, nlohmann's escapes), with or without
+// an asset id that needs escaping.
+TEST_F(ApiTest, SignReplyIsCanonicalJson) {
+  CreatePolicy("acme-news", "ES256");
+  const std::string sign = "/api/v1/tenants/acme-news/sign";
+  const std::string digest = crypto::HexEncode(crypto::Sha256(crypto::AsBytes("canonical")));
+  auto plain = Call(admin_token_, "POST", sign, " {\n\"digest\" : \"" + digest + "\"\t} ");
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  EXPECT_EQ(plain.body, json::parse(plain.body).dump());
+  EXPECT_GT(json::parse(plain.body)["ledger_seq"].get<int64_t>(), 0);
+  EXPECT_FALSE(json::parse(plain.body).contains("asset_id"));
+  const std::string asset = "caf\xc3\xa9 \"q\" \\ \n\x01\x7f/\xe2\x82\xac";
+  auto r = Admin("POST", sign, {{"digest", digest}, {"asset_id", asset}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, json::parse(r.body).dump());
+  EXPECT_EQ(json::parse(r.body)["asset_id"], asset);
+}
+
 TEST_F(ApiTest, BadInputGetsClearErrorsAndServerKeepsServing) {
   CreatePolicy("acme-news", "ES256");
   std::string sign = "/api/v1/tenants/acme-news/sign";
