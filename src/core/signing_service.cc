@@ -46,6 +46,15 @@ Status SigningService::CheckAssetId(const std::string& field, const std::string&
 }
 
 void SigningService::SignAsync(const std::string& tenant_id, SignRequest request, SignCallback done) {
+  Sign(tenant_id, std::move(request), std::move(done), false);
+}
+
+void SigningService::SignMessageAsync(const std::string& tenant_id, MessageSignRequest request,
+                                      MessageCallback done) {
+  SignMessage(tenant_id, std::move(request), std::move(done), false);
+}
+
+void SigningService::Sign(const std::string& tenant_id, SignRequest request, SignCallback done, bool retried) {
   auto refuse = [&](Status st) { done(std::move(st)); };
   auto state_or = tenants_.Active(tenant_id);
   if (!state_or.ok()) return refuse(state_or.status());
@@ -133,10 +142,16 @@ void SigningService::SignAsync(const std::string& tenant_id, SignRequest request
     rows.push_back(std::move(e));
     results.push_back(std::move(r));
   }
-  ledger_.Submit(std::move(rows), [this, tenant_id, n, now, results = std::move(results),
+  ledger_.Submit(std::move(rows), [this, tenant_id, n, now, results = std::move(results), retried,
+                                   request = std::move(request),
                                    done = std::move(done)](const Status& st, std::vector<LedgerEntry>& committed) mutable {
     if (!st.ok()) {
       limiter_.Release(tenant_id, n, now);
+      if (IsKeyFenced(st) && !retried) {
+        // Rare (a cutover elsewhere): a blocking reload on the writer thread is acceptable.
+        Status reloaded = tenants_.Reload(tenant_id);
+        if (reloaded.ok()) return Sign(tenant_id, std::move(request), std::move(done), true);
+      }
       // The signatures were produced but are never revealed: nothing unrecorded leaves.
       done(UnavailableError("signing ledger unavailable, no signature issued: " + st.message()));
       return;
@@ -146,8 +161,8 @@ void SigningService::SignAsync(const std::string& tenant_id, SignRequest request
   });
 }
 
-void SigningService::SignMessageAsync(const std::string& tenant_id, MessageSignRequest request,
-                                      MessageCallback done) {
+void SigningService::SignMessage(const std::string& tenant_id, MessageSignRequest request, MessageCallback done,
+                                 bool retried) {
   std::shared_ptr<const TenantState> state = std::move(request.state);
   if (!state || state->active_key.tenant_id != tenant_id) {
     auto state_or = tenants_.Active(tenant_id);
@@ -202,10 +217,15 @@ void SigningService::SignMessageAsync(const std::string& tenant_id, MessageSignR
   e.asset_id = request.asset_id;
   std::vector<LedgerEntry> rows;
   rows.push_back(std::move(e));
-  ledger_.Submit(std::move(rows), [this, tenant_id, now, r = std::move(r), done = std::move(done)](
-                                      const Status& st, std::vector<LedgerEntry>& committed) mutable {
+  ledger_.Submit(std::move(rows), [this, tenant_id, now, r = std::move(r), retried, request = std::move(request),
+                                   done = std::move(done)](const Status& st,
+                                                           std::vector<LedgerEntry>& committed) mutable {
     if (!st.ok()) {
       limiter_.Release(tenant_id, 1, now);
+      if (IsKeyFenced(st) && !retried) {
+        Status reloaded = tenants_.Reload(tenant_id);
+        if (reloaded.ok()) return SignMessage(tenant_id, std::move(request), std::move(done), true);
+      }
       done(UnavailableError("signing ledger unavailable, no signature issued: " + st.message()));
       return;
     }
