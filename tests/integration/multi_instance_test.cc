@@ -39,8 +39,6 @@ using json = nlohmann::json;
 
 testing::PgCluster& Cluster() { return testing::PgEnvironment::Cluster(); }
 
-std::string NewDatabase(const std::string& name) { return Cluster().NewDatabase(name); }
-
 json Parse(const StatusOr<client::HttpResult>& r, int want_status) {
   EXPECT_TRUE(r.ok()) << r.status().ToString();
   if (!r.ok()) return json();
@@ -137,7 +135,7 @@ TEST_P(MultiInstanceRotationTest, FollowerTakesOverAndSettlesTheRotationTheLeade
   const bool crash = point != "none";
   std::string db = "mi_" + (crash ? point.substr(std::string("rotation.").size()) : point);
   for (char& c : db) c = c == '.' ? '_' : c;
-  const std::string url = NewDatabase(db);
+  const std::string url = Cluster().NewDatabase(db);
   testing::TempDir dir;
   const std::string keystore = dir.File("keystore");
   auto env = SharedEnv(url, keystore);
@@ -274,7 +272,7 @@ INSTANTIATE_TEST_SUITE_P(LeaderDiesMidRotation, MultiInstanceRotationTest,
 // Leadership moves only when the leader goes: killed (PostgreSQL ends its
 // session and releases the lock) or stopped.
 TEST(MultiInstanceTest, OneLeaderAndAStoppedLeaderHandsOver) {
-  const std::string url = NewDatabase("mi_handover");
+  const std::string url = Cluster().NewDatabase("mi_handover");
   testing::TempDir dir;
   auto env = SharedEnv(url, dir.File("keystore"));
   testing::ServerProcess a, b;
