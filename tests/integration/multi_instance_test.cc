@@ -291,5 +291,64 @@ TEST(MultiInstanceTest, OneLeaderAndAStoppedLeaderHandsOver) {
   c.Kill(SIGTERM);
 }
 
+// PostgreSQL crashes (immediate shutdown) under signing load on two
+// instances and comes back: both answer 503 while it is down and sign again
+// after, without a restart; one of them leads again; every signature a client
+// got is in the ledger, and the audit log both appended to verifies.
+TEST(MultiInstanceTest, PostgresStoppedUnderLoadOnTwoInstances) {
+  testing::PgRestartGuard guard(Cluster());
+  const std::string url = Cluster().NewDatabase("mi_outage");
+  testing::TempDir dir;
+  auto env = SharedEnv(url, dir.File("keystore"));
+  testing::ServerProcess a, b;
+  ASSERT_TRUE(a.Start(dir.File("a"), {}, env)) << a.error();
+  ASSERT_TRUE(b.Start(dir.File("b"), {}, env)) << b.error();
+  const std::string token = testing::ReadBootstrapToken(dir.File("a"));
+  {
+    client::HttpClient admin(a.url(), token);
+    ASSERT_NO_FATAL_FAILURE(testing::CreateEs256Tenant(admin, "acme-news"));
+  }
+  testing::SigningLoad load_a(a.url(), token, "acme-news", 3);
+  testing::SigningLoad load_b(b.url(), token, "acme-news", 3);
+  ASSERT_TRUE(testing::WaitUntil([&] { return load_a.acked() >= 200 && load_b.acked() >= 200; }, 60))
+      << load_a.acked() << " / " << load_b.acked();
+
+  ASSERT_TRUE(Cluster().Stop(/*immediate=*/true));
+  const int a_503 = load_a.unavailable();
+  const int b_503 = load_b.unavailable();
+  EXPECT_TRUE(testing::WaitUntil([&] { return load_a.unavailable() > a_503 + 50 && load_b.unavailable() > b_503 + 50; },
+                                 30));
+  // Without the database nobody can prove it holds the lock: no leader.
+  EXPECT_TRUE(testing::WaitUntil([&] { return !IsLeader(a.url()) && !IsLeader(b.url()); }, 30));
+  ASSERT_TRUE(Cluster().Restart()) << Cluster().error();
+  const int a_acked = load_a.acked();
+  const int b_acked = load_b.acked();
+  EXPECT_TRUE(testing::WaitUntil([&] { return load_a.acked() > a_acked + 200 && load_b.acked() > b_acked + 200; },
+                                 60))
+      << load_a.acked() - a_acked << " / " << load_b.acked() - b_acked;
+  EXPECT_TRUE(testing::WaitUntil([&] { return IsLeader(a.url()) != IsLeader(b.url()); }, 30))
+      << "exactly one leader after the database came back";
+  load_a.Stop();
+  load_b.Stop();
+  EXPECT_NE(IsLeader(a.url()), IsLeader(b.url()));
+
+  for (testing::SigningLoad* load : {&load_a, &load_b}) {
+    EXPECT_EQ(load->transport_errors(), 0) << "the servers must stay up throughout";
+    EXPECT_EQ(load->other_statuses(), 0) << load->first_other();
+  }
+  // The two loads use the same request ids for the same digests, so the
+  // union of what they got is checked against the ledger.
+  client::HttpClient admin(b.url(), token);
+  std::map<std::string, std::string> acknowledged = load_a.acknowledged();
+  for (const auto& [id, digest] : load_b.acknowledged()) acknowledged[id] = digest;
+  const std::map<std::string, std::string> ledger = testing::ReadLedgerDigests(admin, "acme-news");
+  EXPECT_EQ(testing::MissingFromLedger(acknowledged, ledger), 0u) << "of " << acknowledged.size();
+  auto verify = testing::RunCommand(testing::KeyctlBinary() + " --url " + b.url() + " --token " + token +
+                                    " audit verify 2>&1");
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  a.Kill(SIGTERM);
+  b.Kill(SIGTERM);
+}
+
 }  // namespace
 }  // namespace concierge
