@@ -45,6 +45,15 @@ Status SigningService::CheckAssetId(const std::string& field, const std::string&
   return Status::Ok();
 }
 
+// Runs on the ledger writer thread, rarely (a cutover on another instance):
+// a blocking read there is acceptable. Every request of a fenced batch comes
+// here; only the first finds the snapshot still on the fenced key and reloads.
+Status SigningService::RefreshAfterFence(const std::string& tenant_id, const std::string& fenced_key_id) {
+  auto current = tenants_.Active(tenant_id);
+  if (current.ok() && (*current)->active_key.key_id != fenced_key_id) return Status::Ok();
+  return tenants_.Reload(tenant_id);
+}
+
 void SigningService::SignAsync(const std::string& tenant_id, SignRequest request, SignCallback done) {
   Sign(tenant_id, std::move(request), std::move(done), false);
 }
@@ -147,10 +156,8 @@ void SigningService::Sign(const std::string& tenant_id, SignRequest request, Sig
                                    done = std::move(done)](const Status& st, std::vector<LedgerEntry>& committed) mutable {
     if (!st.ok()) {
       limiter_.Release(tenant_id, n, now);
-      if (IsKeyFenced(st) && !retried) {
-        // Rare (a cutover elsewhere): a blocking reload on the writer thread is acceptable.
-        Status reloaded = tenants_.Reload(tenant_id);
-        if (reloaded.ok()) return Sign(tenant_id, std::move(request), std::move(done), true);
+      if (IsKeyFenced(st) && !retried && RefreshAfterFence(tenant_id, results.front().key_id).ok()) {
+        return Sign(tenant_id, std::move(request), std::move(done), true);
       }
       // The signatures were produced but are never revealed: nothing unrecorded leaves.
       done(UnavailableError("signing ledger unavailable, no signature issued: " + st.message()));
@@ -222,9 +229,8 @@ void SigningService::SignMessage(const std::string& tenant_id, MessageSignReques
                                                            std::vector<LedgerEntry>& committed) mutable {
     if (!st.ok()) {
       limiter_.Release(tenant_id, 1, now);
-      if (IsKeyFenced(st) && !retried) {
-        Status reloaded = tenants_.Reload(tenant_id);
-        if (reloaded.ok()) return SignMessage(tenant_id, std::move(request), std::move(done), true);
+      if (IsKeyFenced(st) && !retried && RefreshAfterFence(tenant_id, r.key_id).ok()) {
+        return SignMessage(tenant_id, std::move(request), std::move(done), true);
       }
       done(UnavailableError("signing ledger unavailable, no signature issued: " + st.message()));
       return;

@@ -141,6 +141,9 @@ class SigningService {
   // which PostgreSQL cannot hold NUL in (one bad row would fail its whole
   // group commit). kInvalidArgument naming `field`.
   Status CheckAssetId(const std::string& field, const std::string& asset_id) const;
+  // After a fenced commit: reloads the tenant's snapshot unless it already
+  // moved on from `fenced_key_id`.
+  Status RefreshAfterFence(const std::string& tenant_id, const std::string& fenced_key_id);
   // `retried`: this is the one attempt after a fenced commit.
   void Sign(const std::string& tenant_id, SignRequest request, SignCallback done, bool retried);
   void SignMessage(const std::string& tenant_id, MessageSignRequest request, MessageCallback done, bool retried);

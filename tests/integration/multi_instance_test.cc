@@ -156,6 +156,7 @@ TEST_P(MultiInstanceRotationTest, FollowerTakesOverAndSettlesTheRotationTheLeade
   json created = Parse(admin_b.Post("/api/v1/tenants/acme-news/policy",
                                     json({{"algorithm", "ES256"}, {"canary_count", 2}}).dump()),
                        201);
+  ASSERT_TRUE(created.is_object() && created.contains("key")) << created.dump();
   const std::string old_key = created["key"]["key_id"];
 
   // Both instances sign the whole time.
@@ -196,6 +197,11 @@ TEST_P(MultiInstanceRotationTest, FollowerTakesOverAndSettlesTheRotationTheLeade
   }
   load_a.Stop();
   load_b.Stop();
+  // No request failed on either instance: not at the cutover (the fence's
+  // retry signs again with the new key), not for the audit tree (a writer
+  // that fell behind the other's appends catches up inside its transaction).
+  EXPECT_EQ(load_a.first_error(), "");
+  EXPECT_EQ(load_b.first_error(), "");
 
   json keys = Parse(admin_b.Get("/api/v1/tenants/acme-news/keys"), 200);
   std::map<std::string, std::string> states;
