@@ -20,7 +20,15 @@ PgLeaderLock::PgLeaderLock(PrivateTag, std::unique_ptr<PgPool> connector) : conn
 PgLeaderLock::~PgLeaderLock() { Release(); }
 
 void PgLeaderLock::Release() {
-  conn_.reset();  // the session ends, and with it the lock
+  if (conn_ != nullptr && held_) {
+    // Unlocked before we return, so a follower's next poll can win; closing
+    // alone would leave it to the server's asynchronous session end.
+    PgExec(conn_.get(), "SELECT pg_advisory_unlock(" + std::to_string(kLeaderLockKey) + ")",
+           "releasing the leader lock")
+        .status()
+        .IgnoreError();
+  }
+  conn_.reset();  // the session ends, and with it the lock in any case
   held_ = false;
 }
 
