@@ -71,6 +71,11 @@ struct AuditNode {
 struct AuditAppend {
   std::vector<AuditRecord> entries;  // consecutive indexes
   std::vector<AuditNode> nodes;
+  // Set by the store before it calls the builder, when other processes may
+  // append to the same log (PostgreSQL): the log's committed size, read under
+  // the append lock. A builder whose in-memory tree differs reloads it first.
+  // -1: the caller is the only writer (SQLite), nothing was read.
+  int64_t stored_size = -1;
 };
 
 // The key that signs checkpoints, and the log name (origin) it signs for.

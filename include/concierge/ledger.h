@@ -115,6 +115,15 @@ struct ResignBatch {
   std::vector<LedgerEntry> rows;       // kind "resign", resign_of_seq set; seq filled on success
   std::vector<ResignResult> results;   // new_seq filled from `rows` on success
 };
+// The commit fence (several instances on one database): a store shared by
+// several `keyctl serve` processes refuses, in AppendBatch's transaction, a
+// batch naming a key that may no longer sign (another instance cut over to a
+// new key after this one signed). Nothing of the batch is stored. The status
+// is kAborted with a recognisable message; the signer reloads its tenant
+// snapshot and signs again with the current key.
+Status KeyFencedError(const std::string& key_id, const std::string& state);
+bool IsKeyFenced(const Status& status);
+
 // Called inside AppendBatch's transaction with the ledger rows (seq filled in).
 // Fills `out` with the audit records and nodes to commit with them.
 using AuditBuilder = std::function<Status(const std::vector<LedgerEntry>& rows, AuditAppend& out)>;

@@ -37,6 +37,8 @@ constexpr std::array<std::string_view, 3> kManualTargets = {"retired", "compromi
 
 }  // namespace
 
+bool MaySign(std::string_view state) { return state == "active" || state == "standby"; }
+
 const std::vector<std::string_view>& KeyStates() {
   static const std::vector<std::string_view> kStates = {"pending",     "active",    "retiring", "retired",
                                                         "compromised", "destroyed", "disabled"};

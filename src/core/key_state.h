@@ -29,6 +29,12 @@ const std::vector<std::string_view>& KeyStates();
 
 bool KeyTransitionAllowed(std::string_view from, std::string_view to);
 
+// Whether a key in `state` may produce new signatures: "active", and
+// "standby" (a failover secondary key). The PostgreSQL ledger's commit fence
+// (store/postgres/postgres_ledger.cc, kSigningKeyStatesSql) checks the same
+// list in SQL; key_state_test keeps the two in step.
+bool MaySign(std::string_view state);
+
 // FailedPrecondition naming the key and both states when the move is not in
 // the table (InvalidArgument naming "state" for an unknown state name).
 Status CheckKeyTransition(const std::string& key_id, std::string_view from, std::string_view to);

@@ -61,5 +61,18 @@ TEST(KeyStateTest, OperatorsMayOnlyRetireCompromiseOrDestroy) {
   EXPECT_FALSE(ManualKeyTransitionAllowed("destroyed", "compromised"));
 }
 
+TEST(KeyStateTest, OnlyActiveAndStandbyKeysMaySign) {
+  EXPECT_TRUE(MaySign("active"));
+  EXPECT_TRUE(MaySign("standby"));
+  // Every other state, including the ones that still verify.
+  for (std::string_view state : KeyStates()) {
+    if (state != "active" && state != "standby") {
+      EXPECT_FALSE(MaySign(state)) << state;
+    }
+  }
+  EXPECT_FALSE(MaySign(""));
+  EXPECT_FALSE(MaySign("Active"));
+}
+
 }  // namespace
 }  // namespace concierge::core

@@ -154,6 +154,20 @@ void LedgerWriter::RestoreTree(const audit::CompactRange& before) {
   }
 }
 
+// Several instances on one database: the store read the log's size under its
+// append lock; if another instance appended since our tree was built, our
+// right edge is stale and is re-read before we extend it.
+Status LedgerWriter::CatchUpTree(int64_t stored_size) {
+  if (stored_size < 0 || static_cast<uint64_t>(stored_size) == tree_.size()) return Status::Ok();
+  if (!reload_) return FailedPreconditionError("audit log was appended by another writer and cannot be reloaded");
+  ASSIGN_OR_RETURN(audit::CompactRange reloaded, reload_());
+  if (reloaded.size() != static_cast<uint64_t>(stored_size)) {
+    return UnavailableError("audit log size changed while reloading it; retry");
+  }
+  tree_ = std::move(reloaded);
+  return Status::Ok();
+}
+
 void LedgerWriter::Run() {
   std::vector<Pending> batch;
   std::vector<LedgerEntry> rows;
@@ -173,6 +187,7 @@ void LedgerWriter::Run() {
         const audit::CompactRange before = tree_;
         size_t audit_records = 0;
         AuditBuilder builder = [&](const std::vector<LedgerEntry>& rows, AuditAppend& out) -> Status {
+          RETURN_IF_ERROR(CatchUpTree(out.stored_size));
           for (const LedgerEntry& row : rows) AppendAuditLeaf(SignatureAuditRecord(row), out);
           audit_records = out.entries.size();
           return Status::Ok();
@@ -214,6 +229,7 @@ void LedgerWriter::Run() {
     const audit::CompactRange before = tree_;
     size_t audit_records = 0;
     AuditBuilder builder = [&](const std::vector<LedgerEntry>& committed_rows, AuditAppend& out) -> Status {
+      RETURN_IF_ERROR(CatchUpTree(out.stored_size));
       out.entries.reserve(committed_rows.size() + batch.size());
       size_t row = 0;
       for (auto& p : batch) {
@@ -248,14 +264,28 @@ void LedgerWriter::Run() {
       }
       committed_ = tree_;
     }
+    // A fenced batch (another instance retired one of its keys) is the
+    // signers' to redo; its state-change records were not at fault and go
+    // back to the front of the queue.
+    const bool fenced = IsKeyFenced(st);
     for (auto& p : batch) {
-      if (p.audit) {
-        p.audit_done(st, *p.audit);
-      } else {
+      if (!p.audit) {
         p.done(st, p.entries);
+      } else if (!fenced) {
+        p.audit_done(st, *p.audit);
       }
     }
+    if (fenced) RequeueAuditRecords(batch);
     batch.clear();
+  }
+}
+
+void LedgerWriter::RequeueAuditRecords(std::vector<Pending>& batch) {
+  std::lock_guard lock(mu_);
+  for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+    if (!it->audit) continue;
+    queue_.push_front(std::move(*it));
+    ++queued_rows_;
   }
 }
 

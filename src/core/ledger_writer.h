@@ -14,7 +14,13 @@
 // (LedgerStore::AppendBatch's AuditBuilder), so no signature is released
 // without its audit record and the log order is the commit order. If the
 // commit fails, the tree is rolled back (and re-read from storage when a
-// reload function is given) and every submitter gets the error.
+// reload function is given) and every submitter gets the error. Several
+// instances on one PostgreSQL database each have a writer: the store tells
+// the builder the log's committed size under its append lock, and a writer
+// whose tree is behind reloads it first (CatchUpTree), so the log stays one
+// tree. A batch the store fenced (IsKeyFenced: its key was retired by another
+// instance) fails for its signers, who sign again; state-change records
+// caught in that batch are queued again instead of failing.
 // While one commit is in flight the next batch accumulates, so throughput grows
 // with load without adding latency at low load. A caller must not reveal a
 // signature before its callback reported OK: that is what makes "every
@@ -132,6 +138,11 @@ class LedgerWriter {
   };
   void Run();
   void RestoreTree(const audit::CompactRange& before);  // writer thread only
+  // Reloads the tree when the store's log (AuditAppend::stored_size) is ahead
+  // of it: another instance appended (writer thread only).
+  Status CatchUpTree(int64_t stored_size);
+  // After a fenced commit: the batch's state-change records, queued again.
+  void RequeueAuditRecords(std::vector<Pending>& batch);
   // Assigns the next index, hashes the leaf and extends the tree; the record
   // and completed nodes at stored levels go to `out` (writer thread only).
   const AuditRecord& AppendAuditLeaf(AuditRecord record, AuditAppend& out);

@@ -70,9 +70,11 @@ void RotationScheduler::Loop() {
     }
     if (std::chrono::steady_clock::now() >= next_tick) {
       lock.unlock();
-      TickReport r = engine_.Tick();
-      RecordEvidence(r);
-      if (on_report_) on_report_("tick", r);
+      if (!gate_ || gate_()) {
+        TickReport r = engine_.Tick();
+        RecordEvidence(r);
+        if (on_report_) on_report_("tick", r);
+      }
       next_tick = std::chrono::steady_clock::now() + interval_;
       lock.lock();
       continue;

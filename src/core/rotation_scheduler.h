@@ -36,6 +36,12 @@ class RotationScheduler {
   RotationScheduler(const RotationScheduler&) = delete;
   RotationScheduler& operator=(const RotationScheduler&) = delete;
 
+  // `gate` (optional, set before Start) is asked before every timed tick of
+  // the thread; false skips it. Several instances on one database tick only
+  // on the leader (core::Leadership). Submitted runs and Tick() are not gated:
+  // an operator's "execute now" runs where it was asked (the engine's
+  // optimistic writes keep two runners of one rotation from both advancing it).
+  void SetTickGate(std::function<bool()> gate) { gate_ = std::move(gate); }
   // Starts the thread (first tick right away). Idempotent.
   void Start();
   // Finishes the rotation step in progress, then joins. Idempotent.
@@ -55,6 +61,7 @@ class RotationScheduler {
   const std::chrono::milliseconds interval_;
   ReportFn on_report_;
   RotationEvidenceRecorder* evidence_;
+  std::function<bool()> gate_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::string> queue_;  // guarded by mu_

@@ -45,7 +45,25 @@ Status SigningService::CheckAssetId(const std::string& field, const std::string&
   return Status::Ok();
 }
 
+// Runs on the ledger writer thread, rarely (a cutover on another instance):
+// a blocking read there is acceptable. Every request of a fenced batch comes
+// here; only the first finds the snapshot still on the fenced key and reloads.
+Status SigningService::RefreshAfterFence(const std::string& tenant_id, const std::string& fenced_key_id) {
+  auto current = tenants_.Active(tenant_id);
+  if (current.ok() && (*current)->active_key.key_id != fenced_key_id) return Status::Ok();
+  return tenants_.Reload(tenant_id);
+}
+
 void SigningService::SignAsync(const std::string& tenant_id, SignRequest request, SignCallback done) {
+  Sign(tenant_id, std::move(request), std::move(done), false);
+}
+
+void SigningService::SignMessageAsync(const std::string& tenant_id, MessageSignRequest request,
+                                      MessageCallback done) {
+  SignMessage(tenant_id, std::move(request), std::move(done), false);
+}
+
+void SigningService::Sign(const std::string& tenant_id, SignRequest request, SignCallback done, bool retried) {
   auto refuse = [&](Status st) { done(std::move(st)); };
   auto state_or = tenants_.Active(tenant_id);
   if (!state_or.ok()) return refuse(state_or.status());
@@ -133,10 +151,14 @@ void SigningService::SignAsync(const std::string& tenant_id, SignRequest request
     rows.push_back(std::move(e));
     results.push_back(std::move(r));
   }
-  ledger_.Submit(std::move(rows), [this, tenant_id, n, now, results = std::move(results),
+  ledger_.Submit(std::move(rows), [this, tenant_id, n, now, results = std::move(results), retried,
+                                   request = std::move(request),
                                    done = std::move(done)](const Status& st, std::vector<LedgerEntry>& committed) mutable {
     if (!st.ok()) {
       limiter_.Release(tenant_id, n, now);
+      if (IsKeyFenced(st) && !retried && RefreshAfterFence(tenant_id, results.front().key_id).ok()) {
+        return Sign(tenant_id, std::move(request), std::move(done), true);
+      }
       // The signatures were produced but are never revealed: nothing unrecorded leaves.
       done(UnavailableError("signing ledger unavailable, no signature issued: " + st.message()));
       return;
@@ -146,8 +168,8 @@ void SigningService::SignAsync(const std::string& tenant_id, SignRequest request
   });
 }
 
-void SigningService::SignMessageAsync(const std::string& tenant_id, MessageSignRequest request,
-                                      MessageCallback done) {
+void SigningService::SignMessage(const std::string& tenant_id, MessageSignRequest request, MessageCallback done,
+                                 bool retried) {
   std::shared_ptr<const TenantState> state = std::move(request.state);
   if (!state || state->active_key.tenant_id != tenant_id) {
     auto state_or = tenants_.Active(tenant_id);
@@ -202,10 +224,14 @@ void SigningService::SignMessageAsync(const std::string& tenant_id, MessageSignR
   e.asset_id = request.asset_id;
   std::vector<LedgerEntry> rows;
   rows.push_back(std::move(e));
-  ledger_.Submit(std::move(rows), [this, tenant_id, now, r = std::move(r), done = std::move(done)](
-                                      const Status& st, std::vector<LedgerEntry>& committed) mutable {
+  ledger_.Submit(std::move(rows), [this, tenant_id, now, r = std::move(r), retried, request = std::move(request),
+                                   done = std::move(done)](const Status& st,
+                                                           std::vector<LedgerEntry>& committed) mutable {
     if (!st.ok()) {
       limiter_.Release(tenant_id, 1, now);
+      if (IsKeyFenced(st) && !retried && RefreshAfterFence(tenant_id, r.key_id).ok()) {
+        return SignMessage(tenant_id, std::move(request), std::move(done), true);
+      }
       done(UnavailableError("signing ledger unavailable, no signature issued: " + st.message()));
       return;
     }

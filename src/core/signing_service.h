@@ -117,7 +117,12 @@ class SigningService {
       : tenants_(tenants), ledger_(ledger), limiter_(limiter), clock_(clock), options_(options) {}
 
   // Calls `done` exactly once: right away on a refusal, or from the ledger
-  // writer thread once the rows are durable (or failed to be).
+  // writer thread once the rows are durable (or failed to be). When the
+  // ledger fences the rows (IsKeyFenced: another instance sharing the
+  // database retired the key after this one's snapshot was taken), both
+  // methods reload the tenant's snapshot and sign once more with the current
+  // key, so the client gets a success signed by the key now active; the
+  // signatures of the fenced attempt are never revealed.
   void SignAsync(const std::string& tenant_id, SignRequest request, SignCallback done);
   // Same policy checks, reservation and ledger-before-response contract as
   // SignAsync, for one whole message. kAborted when expected_key_id is no
@@ -136,6 +141,12 @@ class SigningService {
   // which PostgreSQL cannot hold NUL in (one bad row would fail its whole
   // group commit). kInvalidArgument naming `field`.
   Status CheckAssetId(const std::string& field, const std::string& asset_id) const;
+  // After a fenced commit: reloads the tenant's snapshot unless it already
+  // moved on from `fenced_key_id`.
+  Status RefreshAfterFence(const std::string& tenant_id, const std::string& fenced_key_id);
+  // `retried`: this is the one attempt after a fenced commit.
+  void Sign(const std::string& tenant_id, SignRequest request, SignCallback done, bool retried);
+  void SignMessage(const std::string& tenant_id, MessageSignRequest request, MessageCallback done, bool retried);
 
   TenantService& tenants_;
   LedgerWriter& ledger_;

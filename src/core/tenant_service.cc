@@ -204,6 +204,21 @@ StatusOr<std::shared_ptr<const TenantState>> TenantService::Load(const std::stri
   return state;
 }
 
+Status TenantService::ReloadAll() {
+  std::vector<std::string> ids;
+  {
+    std::shared_lock lock(mu_);
+    ids.reserve(cache_.size());
+    for (const auto& [id, state] : cache_) ids.push_back(id);
+  }
+  Status first;
+  for (const std::string& id : ids) {
+    Status st = Reload(id);
+    if (first.ok() && !st.ok()) first = st;
+  }
+  return first;
+}
+
 Status TenantService::Reload(const std::string& tenant_id) {
   uint64_t generation = 0;
   {

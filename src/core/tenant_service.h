@@ -77,6 +77,10 @@ class TenantService {
   // it started with; every later Active() returns the new one. Unlike an
   // invalidation, no request ever finds the cache empty.
   Status Reload(const std::string& tenant_id);
+  // Reload() of every cached tenant: after another instance's changes may
+  // have been missed (several instances on one database). The first error,
+  // after trying them all.
+  Status ReloadAll();
 
   // An operator's manual key state change (retired, compromised, destroyed),
   // checked against the key lifecycle (core/key_state.h). Destroying also

@@ -204,7 +204,12 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
   return ErrorResponse(NotFoundError("no route for " + call.req.path), call.request_id);
 }
 
-HttpResponse Api::Health(Call&) { return JsonResponse(200, {{"status", "ok"}}); }
+HttpResponse Api::Health(Call&) {
+  // "leader": whether this instance runs the singleton background work
+  // (rotations, audit checkpoints, playbooks, re-sign jobs); see docs/postgres.md.
+  const bool leader = d_.leadership == nullptr || d_.leadership->is_leader();
+  return JsonResponse(200, {{"status", "ok"}, {"leader", leader}});
+}
 
 HttpResponse Api::Ready(Call&) {
   json components = json::object();

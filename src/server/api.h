@@ -26,6 +26,7 @@
 #include "core/incident.h"
 #include "core/incident_detectors.h"
 #include "core/incident_playbook.h"
+#include "core/leadership.h"
 #include "core/ledger_writer.h"
 #include "core/resign_job.h"
 #include "core/webhook.h"
@@ -62,6 +63,9 @@ struct ApiDeps {
   // Every state change is recorded here before it is applied (api_audit.cc);
   // without it those routes answer 503.
   core::AuditLog* audit = nullptr;
+  // Leader election among instances sharing a database: GET /health reports
+  // "leader" (null: a single instance, always leader).
+  const core::Leadership* leadership = nullptr;
 };
 
 struct AuditedChange;

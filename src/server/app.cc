@@ -24,6 +24,7 @@
 #include "core/incident_detectors.h"
 #include "core/incident_playbook.h"
 #include "core/issuance.h"
+#include "core/leadership.h"
 #include "core/resign_job.h"
 #include "core/webhook.h"
 #include "crypto/hash.h"
@@ -37,6 +38,8 @@
 #include "server/health_probe.h"
 #include "server/http_server.h"
 #include "server/log.h"
+#include "store/postgres/pg_leader.h"
+#include "store/postgres/pg_notify.h"
 #include "store/postgres/postgres_ledger.h"
 #include "store/postgres/postgres_store.h"
 #include "server/webhook_transport.h"
@@ -221,6 +224,13 @@ struct App::Impl {
   std::unique_ptr<CurlWebhookTransport> webhook_transport;
   std::unique_ptr<core::WebhookService> webhooks;
   std::unique_ptr<core::WebhookDispatcher> dispatcher;
+  // Several instances on one PostgreSQL database (docs/postgres.md): the
+  // leader lock, the election that runs the leader-only work, and the
+  // listener that reloads tenants other instances changed. SQLite: no lock
+  // and no listener, the election says "leader" from the start.
+  std::unique_ptr<store::PgLeaderLock> leader_lock;
+  std::unique_ptr<core::Leadership> leadership;
+  std::unique_ptr<store::PgNotifyListener> tenant_listener;
   std::unique_ptr<Api> api;
   std::unique_ptr<HttpServer> http;
   std::string bootstrap_token_path;
@@ -232,6 +242,9 @@ struct App::Impl {
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
+
+  // Leader election and tenant change notifications (see the members).
+  Status SetUpInstances(const ServerConfig& config);
 
   void MaintenanceLoop() {
     std::unique_lock lock(mu);
@@ -252,6 +265,51 @@ struct App::Impl {
     }
   }
 };
+
+Status App::Impl::SetUpInstances(const ServerConfig& config) {
+  core::LeadershipHooks hooks;
+  if (!config.database_url.has_value()) {
+    leadership = std::make_unique<core::Leadership>(nullptr, std::move(hooks));
+    return Status::Ok();
+  }
+  const std::string url(config.database_url->RevealString(SecretAccess::Grant()));
+  ASSIGN_OR_RETURN(leader_lock, store::PgLeaderLock::Create(url));
+  store::PgLeaderLock* lock = leader_lock.get();
+  core::Leadership::Poll poll = [lock] { return lock->Poll(); };
+  App::Impl* i = this;
+  // Gaining leadership is what start-up does for a single instance: settle
+  // the rotations the previous leader left half done, then start the
+  // leader-only workers.
+  hooks.on_gain = [i] {
+    LogRotationReport("recover", i->rotations->Recover());
+    if (i->options.background_workers) {
+      i->jobs->Start();
+      i->playbooks->Start();
+    }
+  };
+  hooks.on_loss = [i] {
+    i->playbooks->Stop();
+    i->jobs->Stop();
+  };
+  hooks.while_leader = [i] { i->audit->Tick(); };
+  hooks.on_change = [lock](bool leader) {
+    if (leader) {
+      Log(LogLevel::kInfo, "leadership_gained", {});
+    } else {
+      Log(LogLevel::kWarn, "leadership_lost", {{"error", lock->last_error()}});
+    }
+  };
+  leadership = std::make_unique<core::Leadership>(std::move(poll), std::move(hooks));
+  core::TenantService* tenant_service = tenants.get();
+  ASSIGN_OR_RETURN(tenant_listener,
+                   store::PgNotifyListener::Create(url, [tenant_service](const std::string& tenant_id) {
+                     Status st = tenant_id.empty() ? tenant_service->ReloadAll() : tenant_service->Reload(tenant_id);
+                     if (!st.ok()) {
+                       Log(LogLevel::kWarn, "tenant_reload_failed", {{"tenant_id", tenant_id}, {"error", st.message()}});
+                     }
+                   }));
+  return Status::Ok();
+}
 
 App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 App::~App() { Stop(); }
@@ -379,6 +437,8 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
     dispatcher->Wake();
   });
 
+  RETURN_IF_ERROR(impl->SetUpInstances(config));
+
   ApiDeps deps{impl->store.get(), &impl->backends, impl->auth.get(), impl->tenants.get(), impl->signing.get(),
                impl->ledger.get(), impl->ledger_writer.get(), impl->prober.get(), &clock, impl->certs.get()};
   deps.incidents = impl->incidents.get();
@@ -390,6 +450,7 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
   deps.rotation_scheduler = impl->rotation_scheduler.get();
   deps.evidence = impl->evidence.get();
   deps.audit = impl->audit.get();
+  deps.leadership = impl->leadership.get();
   impl->api = std::make_unique<Api>(deps);
 
   // First start: mint an admin key, write its token (0600) before storing the
@@ -430,25 +491,44 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
 }
 
 void App::Start() {
-  // Before serving: a rotation a crash interrupted is finished (or rolled
-  // back) first, so the first request already sees a settled active key.
-  LogRotationReport("recover", impl_->rotations->Recover());
-  impl_->audit->Start();
+  core::Leadership& leadership = *impl_->leadership;
+  if (leadership.elected()) {
+    // Several instances: the leader's work (rotation recovery and ticks,
+    // checkpoints, jobs, playbooks) starts when this instance wins the lock.
+    // One round before serving, so a lone instance still recovers first.
+    impl_->tenant_listener->Start();
+    leadership.Tick();
+    Log(LogLevel::kInfo, leadership.is_leader() ? "leadership_gained" : "leadership_follower", {});
+  } else {
+    // Before serving: a rotation a crash interrupted is finished (or rolled
+    // back) first, so the first request already sees a settled active key.
+    LogRotationReport("recover", impl_->rotations->Recover());
+    impl_->audit->Start();
+  }
   impl_->http->Start();
+  core::Leadership* gate = &leadership;
+  impl_->rotation_scheduler->SetTickGate([gate] { return gate->is_leader(); });
   impl_->rotation_scheduler->Start();
   impl_->maintenance = std::thread([impl = impl_.get()] { impl->MaintenanceLoop(); });
   if (impl_->options.background_workers) {
-    // Jobs and playbooks left running by a crash resume here.
-    impl_->jobs->Start();
-    impl_->playbooks->Start();
-    impl_->dispatcher->Start();
+    if (!leadership.elected()) {
+      // Jobs and playbooks left running by a crash resume here.
+      impl_->jobs->Start();
+      impl_->playbooks->Start();
+    }
+    impl_->dispatcher->Start();  // every instance: deliveries are leased
   }
+  if (leadership.elected()) leadership.Start(std::chrono::milliseconds(impl_->config.leader_poll_ms));
   Log(LogLevel::kInfo, "listening", {{"url", url()}, {"data_dir", impl_->config.data_dir}});
 }
 
 void App::Stop() {
   if (!impl_) return;
   if (impl_->http) impl_->http->Stop();
+  // Leader work stops (jobs, playbooks); the lock is released below, once
+  // this instance has stopped writing.
+  if (impl_->leadership) impl_->leadership->Stop();
+  if (impl_->tenant_listener) impl_->tenant_listener->Stop();
   // A rotation step in progress finishes (each step is persisted, so even an
   // abrupt stop would only be resumed at the next start).
   if (impl_->rotation_scheduler) impl_->rotation_scheduler->Stop();
@@ -466,6 +546,7 @@ void App::Stop() {
   }
   impl_->cv.notify_all();
   if (impl_->maintenance.joinable()) impl_->maintenance.join();
+  if (impl_->leader_lock) impl_->leader_lock->Release();  // a follower takes over now
 }
 
 uint16_t App::port() const { return impl_->http->port(); }
@@ -480,6 +561,8 @@ std::string App::url() const {
 const std::string& App::bootstrap_token_path() const { return impl_->bootstrap_token_path; }
 
 core::TickReport App::RunRotationTick() { return impl_->rotation_scheduler->Tick(); }
+bool App::RunLeadershipTick() { return impl_->leadership->Tick(); }
+bool App::is_leader() const { return impl_->leadership->is_leader(); }
 AppServices App::services() {
   Impl& i = *impl_;
   return AppServices{i.store.get(),     i.ledger.get(),    &i.backends,       i.tenants.get(),

@@ -72,6 +72,11 @@ class App {
   // due/interrupted ones, calendar, key retirement) on the calling thread.
   // Tests drive time with a FakeClock and call this instead of waiting.
   core::TickReport RunRotationTick();
+  // One leader-election round (core::Leadership::Tick) on the calling thread:
+  // tests take or check leadership without waiting for the poll interval.
+  // Returns whether this instance is the leader.
+  bool RunLeadershipTick();
+  bool is_leader() const;
   AppServices services();
 
  private:

@@ -111,6 +111,9 @@ Status Apply(ServerConfig& c, const std::string& key, const std::string& value) 
     c.database_path = value;
   } else if (key == "database_url") {
     return SetDatabaseUrl(c, value, /*password_allowed=*/false, "config key 'database_url'");
+  } else if (key == "leader_poll_ms") {
+    RETURN_IF_ERROR(SetUint(key, value, 60000, &c.leader_poll_ms));
+    if (c.leader_poll_ms < 50) return FieldError(key, "config key 'leader_poll_ms' must be at least 50");
   } else if (key == "database_pool_size") {
     RETURN_IF_ERROR(SetUint(key, value, 1000, &c.database_pool_size));
     if (c.database_pool_size < 1) return FieldError(key, "config key 'database_pool_size' must be at least 1");
@@ -282,6 +285,7 @@ StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<s
       {"KEYCTL_LOG_LEVEL", "log_level"},
       {"KEYCTL_DATABASE_PATH", "database_path"},
       {"KEYCTL_DATABASE_POOL_SIZE", "database_pool_size"},
+      {"KEYCTL_LEADER_POLL_MS", "leader_poll_ms"},
       {"KEYCTL_KEYSTORE_DIR", "keystore_dir"},
       {"KEYCTL_MASTER_KEY_FILE", "master_key_file"},
       {"KEYCTL_ARGON2_TIME_COST", "argon2_time_cost"},

@@ -50,6 +50,9 @@ struct ServerSettings {
   std::string log_level = "info";
   std::string database_path;      // SQLite file; default <data_dir>/concierge.db
   int database_pool_size = 8;     // PostgreSQL connections of the store
+  // PostgreSQL, several instances (docs/postgres.md): how often a follower
+  // tries the leader lock and the leader checks it still holds it.
+  int leader_poll_ms = 1000;
   std::string keystore_dir;       // default <data_dir>/keystore
   std::string master_key_file;    // default <keystore_dir>/master.key
   uint32_t argon2_time_cost = 3;

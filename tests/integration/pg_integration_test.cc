@@ -36,23 +36,11 @@ using json = nlohmann::json;
 
 testing::PgCluster& Cluster() { return testing::PgEnvironment::Cluster(); }
 
-// A new, empty database; returns its URL.
-std::string NewDatabase(const std::string& name) {
-  EXPECT_EQ(Cluster().Exec("CREATE DATABASE " + name), "");
-  return Cluster().Url(name);
-}
+std::string NewDatabase(const std::string& name) { return Cluster().NewDatabase(name); }
 
 int64_t CountRows(const std::string& url, const std::string& sql) {
-  PGconn* conn = PQconnectdb(url.c_str());
-  int64_t n = -1;
-  if (PQstatus(conn) == CONNECTION_OK) {
-    PGresult* r = PQexec(conn, sql.c_str());
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-      n = std::stoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
-  }
-  PQfinish(conn);
-  return n;
+  const auto rows = testing::PgQuery(url, sql);
+  return rows.size() == 1 && rows[0].size() == 1 ? std::stoll(rows[0][0]) : -1;
 }
 
 TEST(PgIntegrationTest, MigrateAndServeSelectPostgresByUrl) {

@@ -232,6 +232,34 @@ std::string PgCluster::Exec(const std::string& sql) {
   return err;
 }
 
+std::string PgCluster::NewDatabase(const std::string& name) {
+  const std::string err = Exec("CREATE DATABASE " + name);
+  if (!err.empty()) ADD_FAILURE() << "CREATE DATABASE " << name << ": " << err;
+  return Url(name);
+}
+
+std::vector<std::vector<std::string>> PgQuery(const std::string& url, const std::string& sql) {
+  std::vector<std::vector<std::string>> out;
+  PGconn* conn = PQconnectdb(url.c_str());
+  if (PQstatus(conn) != CONNECTION_OK) {
+    ADD_FAILURE() << PQerrorMessage(conn);
+  } else {
+    PGresult* r = PQexec(conn, sql.c_str());
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      for (int i = 0; i < PQntuples(r); ++i) {
+        std::vector<std::string> row;
+        for (int j = 0; j < PQnfields(r); ++j) row.push_back(PQgetvalue(r, i, j));
+        out.push_back(std::move(row));
+      }
+    } else {
+      ADD_FAILURE() << sql << ": " << PQresultErrorMessage(r);
+    }
+    PQclear(r);
+  }
+  PQfinish(conn);
+  return out;
+}
+
 std::string PgCluster::FreshSchemaUrl() {
   if (!running()) ADD_FAILURE() << "the PostgreSQL test cluster is not running: " << error_;
   const std::string schema = "t" + std::to_string(++schemas_);

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "testing/test_util.h"
 
@@ -53,6 +54,8 @@ class PgCluster {
   std::string FreshSchemaUrl();
   // Runs SQL as the superuser on database "postgres"; "" on success, else the error.
   std::string Exec(const std::string& sql);
+  // CREATE DATABASE `name` (a test failure if that fails); returns its URL.
+  std::string NewDatabase(const std::string& name);
 
   const std::string& error() const { return error_; }
   // The server's log (stderr), for failure messages.
@@ -69,6 +72,10 @@ class PgCluster {
   std::string error_;
   std::atomic<int> schemas_{0};
 };
+
+// The rows of a query on `url`, as text (a test failure, and no rows, if the
+// connection or the query fails).
+std::vector<std::vector<std::string>> PgQuery(const std::string& url, const std::string& sql);
 
 // Restarts a stopped cluster when the scope ends, so a test that stops the
 // shared cluster cannot leave it down for the next test, whatever fails.

@@ -53,6 +53,9 @@ inline constexpr int64_t kStoreWriteLockKey = kPgLockKeyBase + 2;
 // Transaction lock taken by every ledger append, so seq follows commit order
 // across instances (see postgres_ledger.h).
 inline constexpr int64_t kLedgerAppendLockKey = kPgLockKeyBase + 3;
+// Session lock held by the leader of several instances on one database, on a
+// connection of its own (see pg_leader.h).
+inline constexpr int64_t kLeaderLockKey = kPgLockKeyBase + 8;
 
 // Maps a failed result (or a broken connection when `result` is null) to our
 // error conventions. `operation` says what we were doing ("inserting key").

@@ -132,16 +132,53 @@ Status InsertAudit(PGconn* conn, const AuditAppend& audit) {
   return Status::Ok();
 }
 
-// One transaction: the ledger rows (seq filled in), then the builder's audit
-// records, then COMMIT. Any failure, the builder's included, rolls back (the
-// Session's transaction does on every early return).
+// The signing states of core::MaySign, in SQL (key_state_test compares them).
+constexpr char kSigningKeyStatesSql[] = "('active', 'standby')";
+
+// The commit fence (see the header): the batch's keys, share-locked in key id
+// order, must all still be allowed to sign. A key id without a keys row is
+// not governed by this database (ledger-only tests) and passes.
+Status CheckKeysMaySign(PGconn* conn, const std::vector<LedgerEntry>& entries) {
+  std::vector<std::string_view> ids;
+  ids.reserve(entries.size());
+  for (const LedgerEntry& e : entries) ids.push_back(e.key_id);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  std::string array = "{";
+  for (std::string_view id : ids) {
+    if (array.size() > 1) array.push_back(',');
+    array.push_back('"');
+    for (char c : id) {
+      if (c == '"' || c == '\\') array.push_back('\\');
+      array.push_back(c);
+    }
+    array.push_back('"');
+  }
+  array.push_back('}');
+  ASSIGN_OR_RETURN(PgResult r,
+                   PgExec(conn,
+                          std::string("SELECT key_id, state, state IN ") + kSigningKeyStatesSql +
+                              " FROM keys WHERE key_id = ANY($1::text[]) ORDER BY key_id COLLATE \"C\" FOR SHARE",
+                          PgParams().Text(array), "checking the batch's keys"));
+  for (int i = 0; i < r.rows(); ++i) {
+    const PgRow row = r.row(i);
+    if (row.ColumnText(2) != "t") return KeyFencedError(row.ColumnText(0), row.ColumnText(1));
+  }
+  return Status::Ok();
+}
+
+// One transaction: the fence, the ledger rows (seq filled in), then the
+// builder's audit records, then COMMIT. Any failure, the builder's included,
+// rolls back (the Session's transaction does on every early return).
 Status InsertBatch(PgPool& writer, std::vector<LedgerEntry>& entries, const AuditBuilder& audit,
-                   std::chrono::milliseconds lock_timeout) {
+                   const PostgresLedgerOptions& opts) {
+  const std::chrono::milliseconds lock_timeout = opts.lock_timeout;
   constexpr std::string_view kOp = "appending to ledger";
   ASSIGN_OR_RETURN(
       PgPool::Session session,
       writer.Begin(PgTxOptions{.lock_key = kLedgerAppendLockKey, .lock_timeout = lock_timeout},
                    kOp));
+  if (opts.fence_keys && !entries.empty()) RETURN_IF_ERROR(CheckKeysMaySign(session.conn(), entries));
   if (!entries.empty()) {
     ColumnArrays arrays(entries.size());
     for (const LedgerEntry& e : entries) arrays.Add(e);
@@ -160,6 +197,10 @@ Status InsertBatch(PgPool& writer, std::vector<LedgerEntry>& entries, const Audi
   }
   if (audit) {
     AuditAppend out;
+    // Under the append lock: no other instance can append until we commit.
+    ASSIGN_OR_RETURN(PgResult size, PgExec(session.conn(), "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries",
+                                           "reading audit log size"));
+    out.stored_size = size.row(0).ColumnInt(0);
     RETURN_IF_ERROR(audit(entries, out));
     RETURN_IF_ERROR(InsertAudit(session.conn(), out));
   }
@@ -254,7 +295,7 @@ Status PostgresLedger::AppendBatch(std::vector<LedgerEntry>& entries, const Audi
   for (LedgerEntry& e : entries) e.seq = 0;
   if (entries.empty() && !audit) return Status::Ok();
   RETURN_IF_ERROR(ValidateLedgerEntries(entries));
-  Status s = InsertBatch(*writer_, entries, audit, opts_.lock_timeout);
+  Status s = InsertBatch(*writer_, entries, audit, opts_);
   if (!s.ok()) {
     // Rolled back (or never sent): none of these rows may be reported stored.
     for (LedgerEntry& e : entries) e.seq = 0;

@@ -22,6 +22,18 @@
 // paging by cursor past 11 would never see 10. Identity values are drawn in
 // the SELECT's order, so sorting the returned seqs gives each entry its own.
 //
+// Several instances (docs/postgres.md): inside that transaction, before the
+// INSERT, AppendBatch locks the keys its rows name (SELECT ... FOR SHARE) and
+// refuses the batch with KeyFencedError if one is no longer "active" or
+// "standby" (core::MaySign): a cutover on another instance (SwapActiveKey
+// updates those rows) either committed before - the batch is refused - or
+// waits for this commit - the rows precede the swap in commit order. So no
+// row committed after a cutover names the retired key, whatever the timing
+// of the other instances' snapshot reloads. It also reads the audit log's
+// size under the append lock and hands it to the AuditBuilder
+// (AuditAppend::stored_size), so a writer whose in-memory tree fell behind
+// another instance's appends reloads it before extending it.
+//
 // Durability: AppendBatch returning OK means COMMIT returned, which with
 // PostgreSQL's default synchronous_commit=on means the WAL is flushed. The
 // writer connection turns synchronous_commit back on if the database or role
@@ -52,6 +64,10 @@ struct PostgresLedgerOptions {
   // How long AppendBatch waits for the append lock held by another instance
   // before kUnavailable.
   std::chrono::milliseconds lock_timeout{5000};
+  // The commit fence: AppendBatch refuses (KeyFencedError) rows whose key is
+  // no longer in a signing state (see postgres_ledger.cc). Off only for
+  // tests that append rows without keys.
+  bool fence_keys = true;
 };
 
 class PostgresLedger : public LedgerStore, public AuditStore {

@@ -4,6 +4,7 @@
 
 #include "store/common/sql_records.h"
 #include "store/migrations/migrations.h"
+#include "store/postgres/pg_notify.h"
 #include "store/postgres/postgres_store_internal.h"
 
 namespace concierge::store::pg_internal {
@@ -60,11 +61,13 @@ Status ChangeKeyState(PGconn* c, const std::string& key_id, const std::string& e
       .Text(new_state)
       .OptionalTime(ActivatedStamp(new_state, at))
       .OptionalTime(RetiredStamp(new_state, at));
-  return PgExec(c,
-                "UPDATE keys SET state = $2, activated_at = COALESCE(activated_at, $3), "
-                "retired_at = COALESCE(retired_at, $4) WHERE key_id = $1",
-                p, "updating key state")
-      .status();
+  RETURN_IF_ERROR(PgExec(c,
+                         "UPDATE keys SET state = $2, activated_at = COALESCE(activated_at, $3), "
+                         "retired_at = COALESCE(retired_at, $4) WHERE key_id = $1",
+                         p, "updating key state")
+                      .status());
+  // Other instances reload the tenant's snapshot when this commits (pg_notify.h).
+  return NotifyTenantChanged(c, tenant_id);
 }
 
 Status SupersedeActiveCertificateRow(PGconn* c, const std::string& key_id) {
@@ -326,6 +329,7 @@ Status PostgresStore::AddPolicyVersion(const PolicyRecord& policy,
              PgParams().Text(policy.tenant_id).Int(policy.version).Time(policy.created_at),
              "activating policy version")
           .status());
+  RETURN_IF_ERROR(NotifyTenantChanged(c, policy.tenant_id));
   return session.tx.Commit();
 }
 
@@ -386,6 +390,7 @@ Status PostgresStore::DeleteTenant(const std::string& tenant_id, TimePoint at,
                              .OptionalTime(RetiredStamp(new_key_state, at)),
                          "moving keys of deleted tenant")
                       .status());
+  RETURN_IF_ERROR(NotifyTenantChanged(c, tenant_id));
   return session.tx.Commit();
 }
 

@@ -5,13 +5,21 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "store/common/sql_records.h"
+#include "store/postgres/pg_leader.h"
+#include "store/postgres/pg_notify.h"
+#include "store/postgres/postgres_ledger.h"
 #include "store/migrations/migrations.h"
 #include "store/store_test_suite.h"
 #include "testing/pg_cluster.h"
@@ -400,6 +408,168 @@ TEST(PostgresStoreTest, OutageIsUnavailableAndThePoolReconnects) {
   EXPECT_TRUE(IsOk(s->InsertKey(MakeKey("acme", 2, "pending"))));
   EXPECT_EQ(s->ListKeys("acme")->size(), 2u);
   EXPECT_GT(s->pool_stats().connects, connects_before);
+}
+
+
+// --- several instances: leader lock, tenant notifications, commit fence ---
+
+// Waits (bounded) for `done`, yielding: for progress made by another thread
+// or the database, never for time to pass.
+bool Eventually(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!done() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  return done();
+}
+
+TEST(PgLeaderLockTest, OneHolderAtATimeAndADeadSessionHandsOver) {
+  const std::string url = Cluster().FreshSchemaUrl();
+  auto a = PgLeaderLock::Create(url);
+  auto b = PgLeaderLock::Create(url);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE((*a)->Poll());
+  EXPECT_FALSE((*b)->Poll());
+  EXPECT_TRUE((*a)->Poll()) << "the holder keeps the lock";
+  (*a)->Release();
+  EXPECT_TRUE((*b)->Poll());
+  EXPECT_FALSE((*a)->Poll());
+  // The holder's session dies (as when its process is killed): PostgreSQL
+  // releases the lock, the holder notices at its next poll, the other takes it.
+  ASSERT_EQ(Cluster().Exec("SELECT pg_terminate_backend(pid, 10000) FROM pg_locks WHERE locktype = 'advisory' AND "
+                           "granted AND objid = " + std::to_string(kLeaderLockKey & 0xffffffff)),
+            "");
+  EXPECT_FALSE((*b)->Poll());
+  EXPECT_FALSE((*b)->last_error().empty());
+  EXPECT_TRUE((*a)->Poll());
+  EXPECT_FALSE((*b)->Poll());
+}
+
+class PgInstancesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = Cluster().FreshSchemaUrl();
+    store_ = MustOpen(url_);
+    ASSERT_NE(store_, nullptr);
+    ASSERT_TRUE(IsOk(store_->Migrate()));
+    ASSERT_TRUE(IsOk(store_->CreateTenant(MakePolicy("acme", 1), MakeKey("acme", 1, "active"))));
+    ASSERT_TRUE(IsOk(store_->InsertKey(MakeKey("acme", 2, "pending"))));
+    auto ledger = PostgresLedger::Open(url_);
+    ASSERT_TRUE(IsOk(ledger.status()));
+    ledger_ = *std::move(ledger);
+  }
+  static std::vector<LedgerEntry> Rows(const std::string& key_id, int n) {
+    std::vector<LedgerEntry> rows(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      LedgerEntry& e = rows[static_cast<size_t>(i)];
+      e.tenant_id = "acme";
+      e.key_id = key_id;
+      e.key_version = 1;
+      e.algorithm = "ES256";
+      e.digest_hex = std::string(64, 'e');
+      e.request_id = key_id + "-" + std::to_string(i);
+      e.api_key_id = "ak-1";
+      e.signed_at = T(1000 + i);
+    }
+    return rows;
+  }
+  int64_t LedgerRows() {
+    auto page = ledger_->ListLedger(LedgerQuery{.tenant_id = "acme", .limit = 1000});
+    EXPECT_TRUE(IsOk(page.status()));
+    return page.ok() ? static_cast<int64_t>(page->entries.size()) : -1;
+  }
+
+  std::string url_;
+  std::unique_ptr<PostgresStore> store_;
+  std::unique_ptr<PostgresLedger> ledger_;
+};
+
+TEST_F(PgInstancesTest, LedgerRefusesRowsOfAKeyThatMayNoLongerSign) {
+  std::vector<LedgerEntry> rows = Rows("acme-v1", 2);
+  ASSERT_TRUE(IsOk(ledger_->AppendBatch(rows)));
+  // Another instance cut over: v1 leaves "active", v2 enters it.
+  ASSERT_TRUE(IsOk(store_->UpdateKeyState("acme-v1", "active", "retiring", T(5))));
+  std::vector<LedgerEntry> stale = Rows("acme-v1", 3);
+  Status fenced = ledger_->AppendBatch(stale);
+  EXPECT_TRUE(IsKeyFenced(fenced)) << fenced.ToString();
+  EXPECT_NE(fenced.message().find("acme-v1"), std::string::npos) << fenced.message();
+  for (const LedgerEntry& e : stale) EXPECT_EQ(e.seq, 0);
+  // A key not yet active may not sign either; a mixed batch fails whole.
+  std::vector<LedgerEntry> pending = Rows("acme-v2", 1);
+  EXPECT_TRUE(IsKeyFenced(ledger_->AppendBatch(pending)));
+  EXPECT_EQ(LedgerRows(), 2);
+  ASSERT_TRUE(IsOk(store_->UpdateKeyState("acme-v2", "pending", "active", T(6))));
+  std::vector<LedgerEntry> fresh = Rows("acme-v2", 2);
+  EXPECT_TRUE(IsOk(ledger_->AppendBatch(fresh)));
+  std::vector<LedgerEntry> mixed = Rows("acme-v2", 1);
+  mixed.push_back(Rows("acme-v1", 1).front());
+  mixed.back().request_id = "mixed";
+  EXPECT_TRUE(IsKeyFenced(ledger_->AppendBatch(mixed)));
+  EXPECT_EQ(LedgerRows(), 4);
+  // Other errors are not mistaken for the fence.
+  EXPECT_FALSE(IsKeyFenced(AbortedError("expected version 3")));
+  EXPECT_TRUE(IsKeyFenced(KeyFencedError("k", "retired").Annotate("committing")));
+}
+
+// The fence is ordered with the cutover, not merely checked before it: an
+// append that reads the key while a swap is uncommitted waits for it and then
+// sees the new state.
+TEST_F(PgInstancesTest, AppendWaitsForAnUncommittedCutoverAndIsFenced) {
+  PgConnPtr other(PQconnectdb(url_.c_str()));
+  ASSERT_EQ(PQstatus(other.get()), CONNECTION_OK);
+  ASSERT_TRUE(IsOk(PgExecScript(other.get(),
+                                "BEGIN; UPDATE keys SET state = 'retiring' WHERE key_id = 'acme-v1'",
+                                "cutover elsewhere")));
+  std::promise<Status> result;
+  std::thread append([&] {
+    std::vector<LedgerEntry> rows = Rows("acme-v1", 2);
+    result.set_value(ledger_->AppendBatch(rows));
+  });
+  std::future<Status> done = result.get_future();
+  // The append is blocked on the key's row lock.
+  ASSERT_TRUE(Eventually([&] {
+    PgConnPtr probe(PQconnectdb(url_.c_str()));
+    StatusOr<PgResult> r = PgExec(probe.get(),
+                                  "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+                                  "application_name = 'keyctl-ledger'",
+                                  "probing locks");
+    return r.ok() && r->row(0).ColumnInt(0) == 1;
+  }));
+  EXPECT_EQ(done.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  ASSERT_TRUE(IsOk(PgExecScript(other.get(), "COMMIT", "cutover commits")));
+  append.join();
+  Status st = done.get();
+  EXPECT_TRUE(IsKeyFenced(st)) << st.ToString();
+  EXPECT_EQ(LedgerRows(), 0);
+}
+
+TEST_F(PgInstancesTest, CommittedTenantChangesAreNotifiedAndRolledBackOnesAreNot) {
+  std::mutex mu;
+  std::vector<std::string> seen;
+  auto listener = PgNotifyListener::Create(url_, [&](const std::string& tenant) {
+    std::lock_guard lock(mu);
+    seen.push_back(tenant);
+  });
+  ASSERT_TRUE(IsOk(listener.status()));
+  (*listener)->Start();
+  auto count = [&](const std::string& what) {
+    std::lock_guard lock(mu);
+    return std::count(seen.begin(), seen.end(), what);
+  };
+  // Connecting announces "reload everything": whatever happened before is unknown.
+  ASSERT_TRUE(Eventually([&] { return count("") == 1; }));
+  // A failed write (wrong expected state) sends nothing.
+  EXPECT_FALSE(IsOk(store_->UpdateKeyState("acme-v2", "active", "retired", T(5))));
+  ASSERT_TRUE(IsOk(store_->UpdateKeyState("acme-v2", "pending", "destroyed", T(5))));
+  ASSERT_TRUE(Eventually([&] { return count("acme") == 1; }));
+  ASSERT_TRUE(IsOk(store_->AddPolicyVersion(MakePolicy("acme", 2), 1)));
+  ASSERT_TRUE(Eventually([&] { return count("acme") == 2; }));
+  // A dropped listening session reconnects and announces "everything" again.
+  ASSERT_EQ(Cluster().Exec("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = "
+                           "'keyctl-listen'"),
+            "");
+  ASSERT_TRUE(Eventually([&] { return count("") == 2; }));
+  EXPECT_EQ((*listener)->connects(), 2u);
+  (*listener)->Stop();
+  EXPECT_EQ(count("acme"), 2);
 }
 
 }  // namespace
