@@ -167,6 +167,20 @@ Status CheckKeysMaySign(PGconn* conn, const std::vector<LedgerEntry>& entries) {
   return Status::Ok();
 }
 
+// The builder's audit records for `rows`, inserted in the caller's transaction.
+// The stored log size is read under the append lock (no other instance can
+// append until we commit), so a builder whose tree another instance has moved
+// on catches up first (AuditAppend::stored_size).
+Status BuildAndInsertAudit(PGconn* conn, const std::vector<LedgerEntry>& rows, const AuditBuilder& audit) {
+  if (!audit) return Status::Ok();
+  AuditAppend out;
+  ASSIGN_OR_RETURN(PgResult size, PgExec(conn, "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries",
+                                         "reading audit log size"));
+  out.stored_size = size.row(0).ColumnInt(0);
+  RETURN_IF_ERROR(audit(rows, out));
+  return InsertAudit(conn, out);
+}
+
 // One transaction: the fence, the ledger rows (seq filled in), then the
 // builder's audit records, then COMMIT. Any failure, the builder's included,
 // rolls back (the Session's transaction does on every early return).
@@ -195,15 +209,7 @@ Status InsertBatch(PgPool& writer, std::vector<LedgerEntry>& entries, const Audi
     std::sort(seqs.begin(), seqs.end());
     for (size_t i = 0; i < entries.size(); ++i) entries[i].seq = seqs[i];
   }
-  if (audit) {
-    AuditAppend out;
-    // Under the append lock: no other instance can append until we commit.
-    ASSIGN_OR_RETURN(PgResult size, PgExec(session.conn(), "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries",
-                                           "reading audit log size"));
-    out.stored_size = size.row(0).ColumnInt(0);
-    RETURN_IF_ERROR(audit(entries, out));
-    RETURN_IF_ERROR(InsertAudit(session.conn(), out));
-  }
+  RETURN_IF_ERROR(BuildAndInsertAudit(session.conn(), entries, audit));
   return session.tx.Commit();
 }
 
@@ -577,12 +583,15 @@ Status InsertResignResults(PGconn* conn, const ResignBatch& b) {
 }
 
 Status InsertResignBatch(PgPool& writer, ResignBatch& b, const AuditBuilder& audit,
-                         std::chrono::milliseconds lock_timeout) {
+                         const PostgresLedgerOptions& opts) {
   constexpr std::string_view kOp = "appending re-sign batch";
   ASSIGN_OR_RETURN(
       PgPool::Session session,
-      writer.Begin(PgTxOptions{.lock_key = kLedgerAppendLockKey, .lock_timeout = lock_timeout}, kOp));
+      writer.Begin(PgTxOptions{.lock_key = kLedgerAppendLockKey, .lock_timeout = opts.lock_timeout}, kOp));
   PGconn* c = session.conn();
+  // The same commit fence as AppendBatch: re-signing with a key that another
+  // instance has since retired would hand out signatures by a retired key.
+  if (opts.fence_keys && !b.rows.empty()) RETURN_IF_ERROR(CheckKeysMaySign(c, b.rows));
   {
     ASSIGN_OR_RETURN(PgResult job, PgExec(c, "SELECT state, cursor_seq FROM resign_jobs WHERE job_id = $1 FOR UPDATE",
                                           PgParams().Text(b.job_id), "reading re-sign job"));
@@ -602,11 +611,7 @@ Status InsertResignBatch(PgPool& writer, ResignBatch& b, const AuditBuilder& aud
                          "already_resigned = already_resigned + $6, updated_at = $7 WHERE job_id = $1",
                          u, "advancing re-sign job")
                       .status());
-  if (audit) {
-    AuditAppend out;
-    RETURN_IF_ERROR(audit(b.rows, out));
-    RETURN_IF_ERROR(InsertAudit(c, out));
-  }
+  RETURN_IF_ERROR(BuildAndInsertAudit(c, b.rows, audit));
   return session.tx.Commit();
 }
 
@@ -650,7 +655,7 @@ StatusOr<int64_t> PostgresLedger::CountResignCandidates(const ResignScan& scan) 
 Status PostgresLedger::AppendResignBatch(ResignBatch& batch, const AuditBuilder& audit) {
   for (LedgerEntry& e : batch.rows) e.seq = 0;
   RETURN_IF_ERROR(ValidateResignBatch(batch));
-  Status s = InsertResignBatch(*writer_, batch, audit, opts_.lock_timeout);
+  Status s = InsertResignBatch(*writer_, batch, audit, opts_);
   if (!s.ok()) ClearResignSeqs(batch);  // rolled back (or never sent)
   return s;
 }

@@ -541,6 +541,83 @@ TEST_F(PgInstancesTest, AppendWaitsForAnUncommittedCutoverAndIsFenced) {
   EXPECT_EQ(LedgerRows(), 0);
 }
 
+// A re-sign batch takes the same commit fence as an interactive batch, and
+// its audit builder learns the stored log size, so an instance whose tree
+// another instance moved on catches up before it appends.
+TEST_F(PgInstancesTest, ResignBatchesAreFencedAndSeeTheStoredAuditSize) {
+  // One audit record per row, continuing from the size the store read.
+  std::vector<int64_t> sizes;
+  AuditBuilder builder = [&sizes](const std::vector<LedgerEntry>& rows, AuditAppend& out) {
+    sizes.push_back(out.stored_size);
+    for (const LedgerEntry& e : rows) {
+      AuditRecord r;
+      r.index = out.stored_size + static_cast<int64_t>(out.entries.size());
+      r.time = e.signed_at;
+      r.actor = "test";
+      r.tenant_id = e.tenant_id;
+      r.action = "sign." + e.kind;
+      r.target = e.key_id;
+      r.outcome = "success";
+      r.detail_json = "{}";
+      r.leaf_hash.fill(static_cast<uint8_t>(r.index + 1));
+      out.entries.push_back(r);
+    }
+    return Status::Ok();
+  };
+  std::vector<LedgerEntry> originals = Rows("acme-v1", 3);
+  ASSERT_TRUE(IsOk(ledger_->AppendBatch(originals, builder)));
+  ResignJobRecord job;
+  job.job_id = "job-1";
+  job.tenant_id = "acme";
+  job.compromised_key_id = "acme-v1";
+  job.new_key_id = "acme-v2";
+  job.state = "running";
+  job.created_by = "officer";
+  ASSERT_TRUE(IsOk(store_->InsertResignJob(job)));
+  auto batch = [&] {
+    ResignBatch b;
+    b.job_id = "job-1";
+    b.new_cursor = originals.back().seq;
+    b.at = T(100);
+    for (const LedgerEntry& o : originals) {
+      LedgerEntry row = Rows("acme-v2", 1).front();
+      row.kind = "resign";
+      row.request_id = "re-" + std::to_string(o.seq);
+      row.resign_of_seq = o.seq;
+      b.rows.push_back(row);
+      ResignResult r;
+      r.job_id = "job-1";
+      r.original_seq = o.seq;
+      r.original_kind = o.kind;
+      r.digest_hex = o.digest_hex;
+      r.key_id = "acme-v2";
+      r.key_version = 2;
+      r.status = "resigned";
+      r.signature_b64 = "c2ln";
+      r.signature_format = "der";
+      b.results.push_back(r);
+    }
+    return b;
+  };
+  // acme-v2 is still pending: it may not sign, so its re-signatures are refused.
+  ResignBatch early = batch();
+  Status fenced = ledger_->AppendResignBatch(early, builder);
+  EXPECT_TRUE(IsKeyFenced(fenced)) << fenced.ToString();
+  EXPECT_EQ(LedgerRows(), 3);
+  // Another instance appends audit records meanwhile (here: a second ledger).
+  auto other = PostgresLedger::Open(url_);
+  ASSERT_TRUE(IsOk(other.status()));
+  std::vector<LedgerEntry> more = Rows("acme-v1", 2);
+  for (LedgerEntry& e : more) e.request_id += "-other";
+  ASSERT_TRUE(IsOk((*other)->AppendBatch(more, builder)));
+  ASSERT_TRUE(IsOk(store_->UpdateKeyState("acme-v1", "active", "retiring", T(5))));
+  ASSERT_TRUE(IsOk(store_->UpdateKeyState("acme-v2", "pending", "active", T(6))));
+  ResignBatch b = batch();
+  ASSERT_TRUE(IsOk(ledger_->AppendResignBatch(b, builder)));
+  EXPECT_EQ(sizes.back(), 5) << "the re-sign batch saw the other instance's records";
+  EXPECT_EQ(LedgerRows(), 8);
+}
+
 TEST_F(PgInstancesTest, CommittedTenantChangesAreNotifiedAndRolledBackOnesAreNot) {
   std::mutex mu;
   std::vector<std::string> seen;
