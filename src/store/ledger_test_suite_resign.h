@@ -22,7 +22,7 @@ class ResignConformanceTest : public LedgerConformanceTest {
     key.algorithm = "ES256";
     key.provider = "software";
     key.key_uri = "software:old";
-    key.state = "compromised";
+    key.state = "active";
     ASSERT_TRUE(IsOk(h_->store().CreateTenant(policy, key)));
     ResignJobRecord job;
     job.job_id = "job-1";
@@ -35,6 +35,9 @@ class ResignConformanceTest : public LedgerConformanceTest {
     originals_ = MakeBatch("acme", "old", 10, 0, "o-");
     originals_[7].kind = "cose";
     ASSERT_TRUE(IsOk(ledger().AppendBatch(originals_)));
+    // Signed while active, then declared compromised (PostgreSQL's commit
+    // fence refuses rows of a key that may no longer sign).
+    ASSERT_TRUE(IsOk(h_->store().UpdateKeyState("old", "active", "compromised", T(50))));
   }
 
   // A batch re-signing originals_[from, to) (cose ones are needs_client).
