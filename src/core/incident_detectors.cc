@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/fault_point.h"
+
 namespace concierge::core {
 namespace {
 
@@ -26,12 +28,6 @@ NewIncident Detection(std::string detector, std::string tenant, std::string type
   n.dedup_key = std::move(dedup_key);
   n.title = std::move(title);
   return n;
-}
-
-// Backend failures that say something about the backend (not about the request).
-bool IsBackendFault(StatusCode code) {
-  return code == StatusCode::kUnavailable || code == StatusCode::kInternal || code == StatusCode::kDataLoss ||
-         code == StatusCode::kDeadlineExceeded || code == StatusCode::kUnknown;
 }
 
 }  // namespace
@@ -194,15 +190,39 @@ void IncidentDetectors::CheckCertificates(TimePoint now) {
   }
 }
 
+void IncidentDetectors::CheckBackendLatency() {
+  if (options_.backend_latency_p99.count() <= 0) return;
+  for (const std::string& provider : health_.Providers()) {
+    const LatencyStats stats = health_.ProviderLatency(provider);
+    if (stats.samples < options_.backend_latency_min_samples || stats.p99 < options_.backend_latency_p99) continue;
+    const auto p99_ms = std::chrono::duration_cast<std::chrono::milliseconds>(stats.p99).count();
+    NewIncident n = Detection("backend_latency", "", "backend_outage", options_.backend_latency_severity,
+                              "backend-latency:" + provider,
+                              "backend " + provider + " is slow: p99 signing latency " + std::to_string(p99_ms) +
+                                  " ms over the last " + std::to_string(options_.backend_latency_window.count()) +
+                                  "s (threshold " + std::to_string(options_.backend_latency_p99.count()) + " ms)");
+    n.details = {{"provider", provider},
+                 {"p99_ms", p99_ms},
+                 {"max_ms", std::chrono::duration_cast<std::chrono::milliseconds>(stats.max).count()},
+                 {"samples", stats.samples},
+                 {"threshold_ms", options_.backend_latency_p99.count()},
+                 {"window_seconds", options_.backend_latency_window.count()}};
+    Report(std::move(n));
+  }
+}
+
 void IncidentDetectors::Tick() {
   if (!options_.enabled) return;
   TimePoint now = clock_.Now();
   CheckSigningRates(now);
   CheckCertificates(now);
+  CheckBackendLatency();
   FlushRepeats();
 }
 
-void ObservedBackend::Note(const Status& st) {
+void ObservedBackend::Note(std::string_view key_uri, const Status& st, TimePoint started) {
+  const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(detectors_.clock().Now() - started);
+  detectors_.health().Record(inner_->provider(), key_uri, st, std::max(latency, std::chrono::microseconds(0)));
   const auto slice_len = std::max<int64_t>(1, detectors_.options().backend_window.count() / kSlices);
   const int64_t now_s =
       std::chrono::duration_cast<std::chrono::seconds>(detectors_.clock().Now().time_since_epoch()).count();
@@ -228,14 +248,18 @@ void ObservedBackend::Note(const Status& st) {
 }
 
 StatusOr<Bytes> ObservedBackend::SignDigest(std::string_view key_uri, Algorithm alg, ByteView digest) {
-  auto r = inner_->SignDigest(key_uri, alg, digest);
-  Note(r.status());
+  const TimePoint started = detectors_.clock().Now();
+  Status fault = BackendSignFault(inner_->provider(), key_uri);
+  StatusOr<Bytes> r = fault.ok() ? inner_->SignDigest(key_uri, alg, digest) : StatusOr<Bytes>(fault);
+  Note(key_uri, r.status(), started);
   return r;
 }
 
 StatusOr<Bytes> ObservedBackend::SignMessage(std::string_view key_uri, Algorithm alg, ByteView message) {
-  auto r = inner_->SignMessage(key_uri, alg, message);
-  Note(r.status());
+  const TimePoint started = detectors_.clock().Now();
+  Status fault = BackendSignFault(inner_->provider(), key_uri);
+  StatusOr<Bytes> r = fault.ok() ? inner_->SignMessage(key_uri, alg, message) : StatusOr<Bytes>(fault);
+  Note(key_uri, r.status(), started);
   return r;
 }
 
