@@ -70,13 +70,17 @@ class BackendHealthTracker {
     size_t next = 0;
     int64_t consecutive_failures = 0;
   };
-  LatencyStats Stats(const std::string& name) const;
+  using SeriesMap = std::map<std::string, std::unique_ptr<Series>, std::less<>>;
+  // Adds the sample to `map[name]`, creating the series on first use.
+  void Add(SeriesMap& map, std::string_view name, TimePoint at, std::chrono::microseconds latency, bool ok,
+           bool fault);
+  LatencyStats Stats(const SeriesMap& map, std::string_view name) const;
 
   Clock& clock_;
   const std::chrono::seconds latency_window_;
-  mutable std::shared_mutex mu_;
-  std::map<std::string, std::unique_ptr<Series>, std::less<>>
-      series_;  // "p:<provider>" / "k:<key uri>"
+  mutable std::shared_mutex mu_;  // guards the maps' structure; each series has its own lock
+  SeriesMap providers_;
+  SeriesMap keys_;  // by key URI
 };
 
 }  // namespace concierge::core

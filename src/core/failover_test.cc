@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "core/incident_detectors.h"
 #include "core/incident_test_env.h"
 #include "crypto/keys.h"
@@ -193,6 +195,49 @@ TEST_F(FailoverTest, ConsecutiveFaultsFailOverOnceAndProbesFailBack) {
   EXPECT_NE(std::find(actions.begin(), actions.end(), "failback"), actions.end());
   EXPECT_EQ(failover_->FailBack("fo-news", "again", "admin-test").code(),
             StatusCode::kFailedPrecondition);
+}
+
+TEST_F(FailoverTest, FailoverAndFailbackAreWebhookEvents) {
+  WebhookRecord hook;
+  hook.webhook_id = "wh_0000000000000001";
+  hook.tenant_id = "fo-news";
+  hook.url = "https://hooks.example/fo";
+  hook.secret_sealed = "c2VhbGVk";
+  hook.event_types = "incident.action";
+  hook.created_by = "test";
+  hook.created_at = clock_.Now();
+  ASSERT_TRUE(store_->InsertWebhook(hook).ok());
+  ASSERT_TRUE(failover_->FailOver("fo-news", "maintenance", "officer", "").ok());
+  ASSERT_TRUE(failover_->FailBack("fo-news", "done", "officer").ok());
+  auto deliveries = store_->ListWebhookDeliveries(hook.webhook_id, 100);
+  ASSERT_TRUE(deliveries.ok());
+  std::vector<std::string> details;
+  for (const auto& d : *deliveries) {
+    auto event = store_->GetWebhookEvent(d.event_id);
+    ASSERT_TRUE(event.ok());
+    EXPECT_EQ(event->type, "incident.action");
+    details.push_back(event->payload_json);
+  }
+  ASSERT_EQ(details.size(), 2u);
+  const std::string all = details[0] + details[1];
+  EXPECT_NE(all.find("\"failover\""), std::string::npos) << all;
+  EXPECT_NE(all.find("\"failback\""), std::string::npos) << all;
+}
+
+TEST_F(FailoverTest, StandbyCertificateExpiryIsDetected) {
+  IncidentDetectors detectors(*incidents_, *store_, *ledger_, clock_, DetectorOptions{});
+  // Default policy validity is 365 days; warn 30 days before.
+  clock_.Advance(std::chrono::hours(24) * 340);
+  detectors.Tick();
+  IncidentQuery q;
+  q.tenant_id = "fo-news";
+  auto list = incidents_->List(q);
+  ASSERT_TRUE(list.ok());
+  std::set<std::string> keys;
+  for (const auto& r : *list) {
+    if (r.detector == "cert_expiry") keys.insert(r.key_id);
+  }
+  EXPECT_EQ(keys, (std::set<std::string>{primary_.key_id, standby_.key_id}));
 }
 
 TEST_F(FailoverTest, SlowPrimaryFailsOverOnTickNotWithinAWindowOfFailback) {

@@ -172,22 +172,31 @@ void IncidentDetectors::CheckCertificates(TimePoint now) {
   auto tenants = store_.ListTenants(false);
   if (!tenants.ok()) return;
   for (const auto& t : *tenants) {
-    auto key = store_.GetActiveKey(t.tenant_id);
-    if (!key.ok()) continue;
-    auto cert = store_.GetActiveCertificate(key->key_id);
-    if (!cert.ok()) continue;
-    const auto left = cert->not_after - now;
-    const int64_t days = std::chrono::duration_cast<std::chrono::hours>(left).count() / 24;
-    const bool critical = left <= std::chrono::hours(24) * options_.cert_expiry_critical_days;
-    if (!critical && left > std::chrono::hours(24) * options_.cert_expiry_warn_days) continue;
-    NewIncident n = Detection("cert_expiry", t.tenant_id, "compliance_failure", critical ? "high" : "medium",
-                              std::string(critical ? "cert-expiry-critical:" : "cert-expiry-warn:") + cert->serial,
-                              "certificate " + cert->serial + " of key " + key->key_id +
-                                  (left.count() <= 0 ? " has expired" : " expires in " + std::to_string(days) + " days"));
-    n.key_id = key->key_id;
-    n.details = {{"serial", cert->serial}, {"not_after", FormatRfc3339(cert->not_after)}, {"days_left", days}};
-    Report(std::move(n));
+    // The keys that sign or may sign at any moment: the active key and the
+    // standby keys (core/failover.h), whose certificates expire on their own.
+    auto keys = store_.ListKeys(t.tenant_id);
+    if (!keys.ok()) continue;
+    for (const KeyRecord& k : *keys) {
+      if (k.state == "active" || k.state == "standby") CheckCertificate(t.tenant_id, k, now);
+    }
   }
+}
+
+void IncidentDetectors::CheckCertificate(const std::string& tenant_id, const KeyRecord& key, TimePoint now) {
+  auto cert = store_.GetActiveCertificate(key.key_id);
+  if (!cert.ok()) return;
+  const auto left = cert->not_after - now;
+  const int64_t days = std::chrono::duration_cast<std::chrono::hours>(left).count() / 24;
+  const bool critical = left <= std::chrono::hours(24) * options_.cert_expiry_critical_days;
+  if (!critical && left > std::chrono::hours(24) * options_.cert_expiry_warn_days) return;
+  NewIncident n = Detection("cert_expiry", tenant_id, "compliance_failure", critical ? "high" : "medium",
+                            std::string(critical ? "cert-expiry-critical:" : "cert-expiry-warn:") + cert->serial,
+                            "certificate " + cert->serial + " of " + (key.state == "standby" ? "standby " : "") +
+                                "key " + key.key_id +
+                                (left.count() <= 0 ? " has expired" : " expires in " + std::to_string(days) + " days"));
+  n.key_id = key.key_id;
+  n.details = {{"serial", cert->serial}, {"not_after", FormatRfc3339(cert->not_after)}, {"days_left", days}};
+  Report(std::move(n));
 }
 
 void IncidentDetectors::CheckBackendLatency() {

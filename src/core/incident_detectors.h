@@ -12,7 +12,7 @@
 //                    backend_latency_window reaches backend_latency_p99 with at
 //                    least backend_latency_min_samples calls
 //                                                        -> backend_outage, backend_latency_severity (global)
-//   cert_expiry      an active key's certificate expires within
+//   cert_expiry      an active (or standby) key's certificate expires within
 //                    cert_expiry_warn_days (medium) / cert_expiry_critical_days
 //                    (high)                              -> compliance_failure
 //   signing_rate     a tenant's signatures in the last complete minute exceed
@@ -108,6 +108,7 @@ class IncidentDetectors {
   void FlushRepeats();
   void CheckSigningRates(TimePoint now);
   void CheckCertificates(TimePoint now);
+  void CheckCertificate(const std::string& tenant_id, const KeyRecord& key, TimePoint now);
   void CheckBackendLatency();
 
   IncidentService& incidents_;

@@ -301,5 +301,30 @@ TEST_F(FailoverApiTest, StandbyCanBeProvisionedLater) {
             "retired");
 }
 
+TEST_F(FailoverApiTest, KeyctlCommands) {
+  json created = CreateFailoverPolicy(/*auto_respond=*/false);
+  const std::string primary = created["key"]["key_id"];
+  const std::string standby = created["standby_key"]["key_id"];
+  const std::string keyctl = testing::KeyctlBinary() + " --url " + app_->url() + " --token " + admin_token_ + " ";
+  auto status = testing::RunCommand(keyctl + "key failover-status --tenant-id " + kTenant + " 2>&1");
+  EXPECT_EQ(status.exit_code, 0) << status.output;
+  EXPECT_NE(status.output.find("is on its primary: signing key " + primary), std::string::npos) << status.output;
+  auto over = testing::RunCommand(keyctl + "key failover --tenant-id " + kTenant + " --reason 'HSM maintenance' 2>&1");
+  EXPECT_EQ(over.exit_code, 0) << over.output;
+  EXPECT_NE(over.output.find("is FAILED OVER: signing key " + standby), std::string::npos) << over.output;
+  auto json_status = testing::RunCommand(keyctl + "-o json key failover-status --tenant-id " + kTenant);
+  ASSERT_EQ(json_status.exit_code, 0) << json_status.output;
+  EXPECT_EQ(json::parse(json_status.output)["reason"], "HSM maintenance");
+  auto back = testing::RunCommand(keyctl + "key failback --tenant-id " + kTenant + " 2>&1");
+  EXPECT_EQ(back.exit_code, 0) << back.output;
+  // Failing back twice: one readable line, non-zero exit.
+  auto twice = testing::RunCommand(keyctl + "key failback --tenant-id " + kTenant + " 2>&1");
+  EXPECT_NE(twice.exit_code, 0);
+  EXPECT_NE(twice.output.find("is not failed over"), std::string::npos) << twice.output;
+  auto renewed = testing::RunCommand(keyctl + "key standby --tenant-id " + kTenant + " 2>&1");
+  EXPECT_EQ(renewed.exit_code, 0) << renewed.output;
+  EXPECT_NE(renewed.output.find("(software) for tenant fo-news"), std::string::npos) << renewed.output;
+}
+
 }  // namespace
 }  // namespace concierge
