@@ -31,7 +31,9 @@ StatusOr<IncidentRecord> PlaybookRunner::Respond(const std::string& incident_id,
     if (!IsOpenIncidentState(inc.state)) {
       return FailedPreconditionError("incident " + incident_id + " is " + inc.state);
     }
-    RETURN_IF_ERROR(failover_.load()->RespondToIncident(inc, actor, /*auto_only=*/false).status());
+    ASSIGN_OR_RETURN(std::vector<std::string> tenants,
+                     failover_.load()->RespondToIncident(inc, actor, /*auto_only=*/false));
+    RETURN_IF_ERROR(RecordFailoverPlaybook(inc, actor, tenants));
     return incidents_.Get(incident_id);
   }
   if (inc.type != kKeyCompromise) {
@@ -78,13 +80,27 @@ StatusOr<IncidentRecord> PlaybookRunner::Respond(const std::string& incident_id,
   return incidents_.Get(incident_id);
 }
 
+Status PlaybookRunner::RecordFailoverPlaybook(const IncidentRecord& inc, const std::string& actor,
+                                              const std::vector<std::string>& tenants) {
+  // One step, already done: what `incident respond --wait` and the report read.
+  json pb = {{"name", "failover"},   {"status", "done"},  {"step", "done"},
+             {"actor", actor},       {"tenants", tenants}, {"finished_at", FormatRfc3339(clock_.Now())}};
+  std::string list;
+  for (const auto& t : tenants) list += (list.empty() ? "" : ", ") + t;
+  IncidentEvent e{inc.incident_id, 0, clock_.Now(), actor, "playbook", "", "",
+                  "playbook failover: " + (list.empty() ? std::string("nothing to fail over") : "failed over " + list)};
+  return incidents_.store().UpdateIncidentPlaybook(inc.incident_id, pb.dump(), e);
+}
+
 void PlaybookRunner::OnIncidentOpened(const IncidentRecord& inc) {
   if (inc.severity != "high" && inc.severity != "critical") return;
   if (IsBackendIncident(inc.type)) {
     FailoverService* failover = failover_.load();
     if (failover == nullptr) return;
     auto done = failover->RespondToIncident(inc, "system:auto-respond", /*auto_only=*/true);
-    if (!done.ok()) {
+    if (done.ok() && !done->empty()) {
+      RecordFailoverPlaybook(inc, "system:auto-respond", *done).IgnoreError();
+    } else if (!done.ok()) {
       incidents_
           .RecordAction(inc.incident_id, "system:auto-respond", "playbook_failed",
                         "automatic failover did not happen: " + done.status().message(), true)

@@ -32,6 +32,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "concierge/clock.h"
 #include "concierge/status.h"
@@ -91,6 +92,9 @@ class PlaybookRunner {
   void Wake();
 
  private:
+  // Stores the (one-step, finished) failover playbook of a backend incident.
+  Status RecordFailoverPlaybook(const IncidentRecord& incident, const std::string& actor,
+                                const std::vector<std::string>& tenants);
   // Runs steps of one incident's playbook until it waits, fails or finishes.
   bool Advance(const IncidentRecord& incident);
 

@@ -236,6 +236,9 @@ TEST_F(FailoverApiTest, RespondForcesFailoverAndFailbackResolves) {
   auto responded = Admin("POST", "/api/v1/incidents/" + id + "/respond", json::object());
   ASSERT_EQ(responded.status, 202) << responded.body;
   EXPECT_EQ(json::parse(responded.body)["state"], "contained");
+  EXPECT_EQ(json::parse(responded.body)["playbook"]["name"], "failover");
+  EXPECT_EQ(json::parse(responded.body)["playbook"]["status"], "done");
+  EXPECT_EQ(json::parse(responded.body)["playbook"]["tenants"], json::array({kTenant}));
   auto r = Sign("forced");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(json::parse(r.body)["key_id"], standby);
@@ -321,6 +324,14 @@ TEST_F(FailoverApiTest, KeyctlCommands) {
   auto twice = testing::RunCommand(keyctl + "key failback --tenant-id " + kTenant + " 2>&1");
   EXPECT_NE(twice.exit_code, 0);
   EXPECT_NE(twice.output.find("is not failed over"), std::string::npos) << twice.output;
+  // `incident respond --wait` on a backend incident returns once failed over.
+  auto opened = Admin("POST", "/api/v1/incidents",
+                      {{"tenant_id", kTenant}, {"type", "hsm_failure"}, {"severity", "medium"}, {"title", "slow"}});
+  ASSERT_EQ(opened.status, 201) << opened.body;
+  const std::string id = json::parse(opened.body)["incident_id"];
+  auto responded = testing::RunCommand("timeout 30 " + keyctl + "incident respond " + id + " --wait 2>&1");
+  EXPECT_EQ(responded.exit_code, 0) << responded.output;
+  EXPECT_EQ(json::parse(Get(std::string("/api/v1/tenants/") + kTenant + "/failover"))["failed_over"], true);
   auto renewed = testing::RunCommand(keyctl + "key standby --tenant-id " + kTenant + " 2>&1");
   EXPECT_EQ(renewed.exit_code, 0) << renewed.output;
   EXPECT_NE(renewed.output.find("(software) for tenant fo-news"), std::string::npos) << renewed.output;
