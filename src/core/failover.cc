@@ -100,7 +100,21 @@ StatusOr<std::optional<KeyRecord>> FailoverService::EnsureStandby(const std::str
                                                                   const std::string& actor) {
   ASSIGN_OR_RETURN(std::shared_ptr<const TenantState> state, tenants_.Active(tenant_id));
   const Policy& policy = state->policy.policy;
-  if (policy.failover.empty()) return std::optional<KeyRecord>();
+  if (policy.failover.empty()) {
+    // Failover removed from the policy: its standby keys leave service
+    // (retired, still verifiable), and a failed-over tenant is back on its
+    // active key (the snapshot only routes to a standby the policy allows).
+    ASSIGN_OR_RETURN(auto keys, store_.ListKeys(tenant_id));
+    for (const auto& k : keys) {
+      if (k.state != "standby") continue;
+      RETURN_IF_ERROR(store_.UpdateKeyState(k.key_id, "standby", "retired", clock_.Now()));
+      Audit(actor, tenant_id, "key.standby_retired", k.key_id, state->policy.hash,
+            {{"reason", "policy failover removed"}});
+    }
+    if (tenants_.OnStandby(tenant_id))
+      RETURN_IF_ERROR(FailBack(tenant_id, "failover removed from the policy", actor));
+    return std::optional<KeyRecord>();
+  }
   if (state->has_standby()) {
     for (const std::string& entry : policy.failover) {
       if (ParseFailoverTarget(entry).provider == state->standby_key.provider)
@@ -204,7 +218,8 @@ Status FailoverService::FailBack(const std::string& tenant_id, const std::string
   {
     std::lock_guard sw(switch_mu_);
     ASSIGN_OR_RETURN(state, tenants_.Active(tenant_id));
-    if (!state->on_standby) {
+    // OnStandby too: a tenant whose standby left the policy is still marked.
+    if (!state->on_standby && !tenants_.OnStandby(tenant_id)) {
       return FailedPreconditionError("tenant '" + tenant_id +
                                      "' is not failed over; it signs with key " +
                                      state->active_key.key_id);
@@ -218,16 +233,17 @@ Status FailoverService::FailBack(const std::string& tenant_id, const std::string
     }
     failed_back_[tenant_id] = clock_.Now();
   }
+  const std::string from = ep.standby_key_id.empty() ? state->standby_key.key_id : ep.standby_key_id;
   const std::string detail = "tenant " + tenant_id + " fails back to key " +
                              state->active_key.key_id + " (" + state->active_key.provider +
-                             ") from standby key " + state->standby_key.key_id + ": " + reason;
+                             ") from standby key " + from + ": " + reason;
   if (!ep.incident_id.empty()) {
     incidents_.RecordAction(ep.incident_id, actor, "failback", detail, /*notify=*/true)
         .IgnoreError();
     incidents_.AdvanceTo(ep.incident_id, "resolved", actor, detail).status().IgnoreError();
   }
   Audit(actor, tenant_id, "key.failback", state->active_key.key_id, state->policy.hash,
-        {{"from_key_id", state->standby_key.key_id},
+        {{"from_key_id", from},
          {"to_key_id", state->active_key.key_id},
          {"reason", reason.substr(0, 200)},
          {"incident_id", ep.incident_id}});

@@ -96,7 +96,9 @@ class FailoverService {
   // backends' errors when none works.
   StatusOr<KeyRecord> ProvisionStandby(const std::string& tenant_id, const std::string& actor);
   // ProvisionStandby unless the tenant already has a standby key in one of
-  // its policy's failover backends; nullopt when nothing was needed.
+  // its policy's failover backends; nullopt when nothing was needed. When the
+  // policy lists no failover backend, retires the tenant's standby keys (and
+  // fails back if needed) instead.
   StatusOr<std::optional<KeyRecord>> EnsureStandby(const std::string& tenant_id,
                                                    const std::string& actor);
 

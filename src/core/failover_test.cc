@@ -127,6 +127,20 @@ TEST_F(FailoverTest, StandbyKeyIsCertifiedBySameCaWithSameSubject) {
   EXPECT_EQ(store_->GetKey(standby_.key_id)->state, "retired");
 }
 
+TEST_F(FailoverTest, RemovingFailoverFromThePolicyRetiresTheStandbyAndFailsBack) {
+  ASSERT_TRUE(failover_->FailOver("fo-news", "drill", "officer", "").ok());
+  ASSERT_TRUE(tenants_->UpdatePolicy("fo-news", {{"failover", nlohmann::json::array()}}, Admin(), std::nullopt).ok());
+  auto result = failover_->EnsureStandby("fo-news", "admin-test");
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_FALSE(result->has_value());
+  EXPECT_EQ(store_->GetKey(standby_.key_id)->state, "retired");
+  EXPECT_FALSE(tenants_->OnStandby("fo-news"));
+  EXPECT_EQ(State()->SigningKey().key_id, primary_.key_id);
+  auto incidents = TenantIncidents();
+  ASSERT_EQ(incidents.size(), 1u);
+  EXPECT_EQ(incidents[0].state, "resolved");
+}
+
 TEST_F(FailoverTest, ProvisioningNeedsFailoverBackends) {
   CreateTenant("plain-news");
   auto st = failover_->ProvisionStandby("plain-news", "admin-test");

@@ -19,7 +19,15 @@ namespace concierge::server {
 void Api::EnsureStandby(Call& call, const std::string& tenant, json& out) {
   if (d_.failover == nullptr) return;
   auto state = d_.tenants->Active(tenant);
-  if (!state.ok() || (*state)->policy.policy.failover.empty()) return;
+  if (!state.ok() || ((*state)->policy.policy.failover.empty() && !(*state)->has_standby())) {
+    // Nothing to provision; a standby left from an earlier policy version is
+    // retired by EnsureStandby (Active only shows it while failover is set).
+    auto keys = d_.tenants->ListKeys(tenant);
+    bool stale = false;
+    for (const auto& k : keys.ok() ? *keys : std::vector<KeyRecord>{})
+      stale = stale || k.state == "standby";
+    if (!stale) return;
+  }
   StatusOr<AuditedChange> change =
       BeginChange(call, "key.standby", tenant, tenant, {{"reason", "policy"}});
   StatusOr<std::optional<KeyRecord>> standby =
