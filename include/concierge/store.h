@@ -33,8 +33,8 @@ struct PolicyRecord {
   TimePoint created_at{};
 };
 
-// Key states: "pending", "active", "retiring", "retired", "compromised",
-// "destroyed", "disabled".
+// Key states: "pending", "standby", "active", "retiring", "retired",
+// "compromised", "destroyed", "disabled" (core/key_state.h).
 struct KeyRecord {
   std::string key_id;          // globally unique, e.g. "acme-news-v1-3f2a9c"
   std::string tenant_id;

@@ -682,6 +682,7 @@ int RunKeyctl(int argc, char** argv) {
   });
 
   AddRotationCommands(ctx);
+  AddFailoverCommands(ctx);
   AddIncidentCommands(ctx);
 
   try {

@@ -213,7 +213,7 @@ void AddIncidentGroup(CommandContext& ctx) {
         std::string line = pb.is_object() ? "step " + pb.value("step", std::string()) + " (" + status + ")" : "";
         if (line != last && g.output != "json") std::cerr << line << "\n";
         last = line;
-        if (status == "done" || status == "failed") break;
+        if (!pb.is_object() || status == "done" || status == "failed") break;
         std::this_thread::sleep_for(std::chrono::seconds(1));
         r = api.CallJson("GET", IncidentPath(*id));
       }

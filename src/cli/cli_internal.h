@@ -119,6 +119,8 @@ void AddEvidenceCommands(CommandContext& ctx);
 void AddRotationCommands(CommandContext& ctx);  // cli_rotation.cc (needs "key" registered first)
 // keyctl incident | job | webhook (cli_incident.cc).
 void AddIncidentCommands(CommandContext& ctx);
+// keyctl key standby | failover | failback | failover-status (cli_failover.cc; needs "key").
+void AddFailoverCommands(CommandContext& ctx);
 // `keyctl audit ...` (cli_audit.cc).
 void AddAuditCommands(CommandContext& ctx);
 

@@ -270,7 +270,7 @@ StatusOr<std::string> CertificateService::CsrPem(const std::string& tenant_id) {
 
 StatusOr<std::shared_ptr<const CertChain>> CertificateService::ActiveChain(const std::string& tenant_id) {
   ASSIGN_OR_RETURN(std::shared_ptr<const TenantState> state, tenants_.Active(tenant_id));
-  return ChainFor(state->active_key);
+  return ChainFor(state->SigningKey());
 }
 
 StatusOr<std::shared_ptr<const CertChain>> CertificateService::ChainFor(const KeyRecord& key) {

@@ -98,7 +98,8 @@ class CertificateService {
   // its backend, with the policy's subject; for certification by an external CA.
   StatusOr<std::string> CsrPem(const std::string& tenant_id);
 
-  // The active key's certificate chain. FailedPrecondition with guidance when
+  // The chain of the key that signs right now (the active key, or the
+  // standby key while the tenant is failed over). FailedPrecondition with guidance when
   // there is none, or it is revoked, expired or not yet valid.
   StatusOr<std::shared_ptr<const CertChain>> ActiveChain(const std::string& tenant_id);
   // The same for a given key, e.g. the active key of a snapshot the caller

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/fault_point.h"
+
 namespace concierge::core {
 namespace {
 
@@ -26,12 +28,6 @@ NewIncident Detection(std::string detector, std::string tenant, std::string type
   n.dedup_key = std::move(dedup_key);
   n.title = std::move(title);
   return n;
-}
-
-// Backend failures that say something about the backend (not about the request).
-bool IsBackendFault(StatusCode code) {
-  return code == StatusCode::kUnavailable || code == StatusCode::kInternal || code == StatusCode::kDataLoss ||
-         code == StatusCode::kDeadlineExceeded || code == StatusCode::kUnknown;
 }
 
 }  // namespace
@@ -176,20 +172,50 @@ void IncidentDetectors::CheckCertificates(TimePoint now) {
   auto tenants = store_.ListTenants(false);
   if (!tenants.ok()) return;
   for (const auto& t : *tenants) {
-    auto key = store_.GetActiveKey(t.tenant_id);
-    if (!key.ok()) continue;
-    auto cert = store_.GetActiveCertificate(key->key_id);
-    if (!cert.ok()) continue;
-    const auto left = cert->not_after - now;
-    const int64_t days = std::chrono::duration_cast<std::chrono::hours>(left).count() / 24;
-    const bool critical = left <= std::chrono::hours(24) * options_.cert_expiry_critical_days;
-    if (!critical && left > std::chrono::hours(24) * options_.cert_expiry_warn_days) continue;
-    NewIncident n = Detection("cert_expiry", t.tenant_id, "compliance_failure", critical ? "high" : "medium",
-                              std::string(critical ? "cert-expiry-critical:" : "cert-expiry-warn:") + cert->serial,
-                              "certificate " + cert->serial + " of key " + key->key_id +
-                                  (left.count() <= 0 ? " has expired" : " expires in " + std::to_string(days) + " days"));
-    n.key_id = key->key_id;
-    n.details = {{"serial", cert->serial}, {"not_after", FormatRfc3339(cert->not_after)}, {"days_left", days}};
+    // The keys that sign or may sign at any moment: the active key and the
+    // standby keys (core/failover.h), whose certificates expire on their own.
+    auto keys = store_.ListKeys(t.tenant_id);
+    if (!keys.ok()) continue;
+    for (const KeyRecord& k : *keys) {
+      if (k.state == "active" || k.state == "standby") CheckCertificate(t.tenant_id, k, now);
+    }
+  }
+}
+
+void IncidentDetectors::CheckCertificate(const std::string& tenant_id, const KeyRecord& key, TimePoint now) {
+  auto cert = store_.GetActiveCertificate(key.key_id);
+  if (!cert.ok()) return;
+  const auto left = cert->not_after - now;
+  const int64_t days = std::chrono::duration_cast<std::chrono::hours>(left).count() / 24;
+  const bool critical = left <= std::chrono::hours(24) * options_.cert_expiry_critical_days;
+  if (!critical && left > std::chrono::hours(24) * options_.cert_expiry_warn_days) return;
+  NewIncident n = Detection("cert_expiry", tenant_id, "compliance_failure", critical ? "high" : "medium",
+                            std::string(critical ? "cert-expiry-critical:" : "cert-expiry-warn:") + cert->serial,
+                            "certificate " + cert->serial + " of " + (key.state == "standby" ? "standby " : "") +
+                                "key " + key.key_id +
+                                (left.count() <= 0 ? " has expired" : " expires in " + std::to_string(days) + " days"));
+  n.key_id = key.key_id;
+  n.details = {{"serial", cert->serial}, {"not_after", FormatRfc3339(cert->not_after)}, {"days_left", days}};
+  Report(std::move(n));
+}
+
+void IncidentDetectors::CheckBackendLatency() {
+  if (options_.backend_latency_p99.count() <= 0) return;
+  for (const std::string& provider : health_.Providers()) {
+    const LatencyStats stats = health_.ProviderLatency(provider);
+    if (stats.samples < options_.backend_latency_min_samples || stats.p99 < options_.backend_latency_p99) continue;
+    const auto p99_ms = std::chrono::duration_cast<std::chrono::milliseconds>(stats.p99).count();
+    NewIncident n = Detection("backend_latency", "", "backend_outage", options_.backend_latency_severity,
+                              "backend-latency:" + provider,
+                              "backend " + provider + " is slow: p99 signing latency " + std::to_string(p99_ms) +
+                                  " ms over the last " + std::to_string(options_.backend_latency_window.count()) +
+                                  "s (threshold " + std::to_string(options_.backend_latency_p99.count()) + " ms)");
+    n.details = {{"provider", provider},
+                 {"p99_ms", p99_ms},
+                 {"max_ms", std::chrono::duration_cast<std::chrono::milliseconds>(stats.max).count()},
+                 {"samples", stats.samples},
+                 {"threshold_ms", options_.backend_latency_p99.count()},
+                 {"window_seconds", options_.backend_latency_window.count()}};
     Report(std::move(n));
   }
 }
@@ -199,10 +225,13 @@ void IncidentDetectors::Tick() {
   TimePoint now = clock_.Now();
   CheckSigningRates(now);
   CheckCertificates(now);
+  CheckBackendLatency();
   FlushRepeats();
 }
 
-void ObservedBackend::Note(const Status& st) {
+void ObservedBackend::Note(std::string_view key_uri, const Status& st, TimePoint started) {
+  const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(detectors_.clock().Now() - started);
+  detectors_.health().Record(inner_->provider(), key_uri, st, std::max(latency, std::chrono::microseconds(0)));
   const auto slice_len = std::max<int64_t>(1, detectors_.options().backend_window.count() / kSlices);
   const int64_t now_s =
       std::chrono::duration_cast<std::chrono::seconds>(detectors_.clock().Now().time_since_epoch()).count();
@@ -228,14 +257,18 @@ void ObservedBackend::Note(const Status& st) {
 }
 
 StatusOr<Bytes> ObservedBackend::SignDigest(std::string_view key_uri, Algorithm alg, ByteView digest) {
-  auto r = inner_->SignDigest(key_uri, alg, digest);
-  Note(r.status());
+  const TimePoint started = detectors_.clock().Now();
+  Status fault = BackendSignFault(inner_->provider(), key_uri);
+  StatusOr<Bytes> r = fault.ok() ? inner_->SignDigest(key_uri, alg, digest) : StatusOr<Bytes>(fault);
+  Note(key_uri, r.status(), started);
   return r;
 }
 
 StatusOr<Bytes> ObservedBackend::SignMessage(std::string_view key_uri, Algorithm alg, ByteView message) {
-  auto r = inner_->SignMessage(key_uri, alg, message);
-  Note(r.status());
+  const TimePoint started = detectors_.clock().Now();
+  Status fault = BackendSignFault(inner_->provider(), key_uri);
+  StatusOr<Bytes> r = fault.ok() ? inner_->SignMessage(key_uri, alg, message) : StatusOr<Bytes>(fault);
+  Note(key_uri, r.status(), started);
   return r;
 }
 

@@ -8,7 +8,11 @@
 //   backend_errors   a backend's error rate >= backend_error_rate over at
 //                    least backend_min_samples calls in backend_window
 //                                                        -> backend_outage, high (global)
-//   cert_expiry      an active key's certificate expires within
+//   backend_latency  the p99 of a backend's signing latency over
+//                    backend_latency_window reaches backend_latency_p99 with at
+//                    least backend_latency_min_samples calls
+//                                                        -> backend_outage, backend_latency_severity (global)
+//   cert_expiry      an active (or standby) key's certificate expires within
 //                    cert_expiry_warn_days (medium) / cert_expiry_critical_days
 //                    (high)                              -> compliance_failure
 //   signing_rate     a tenant's signatures in the last complete minute exceed
@@ -38,6 +42,7 @@
 #include "concierge/key_backend.h"
 #include "concierge/ledger.h"
 #include "concierge/store.h"
+#include "core/backend_health.h"
 #include "core/incident.h"
 
 namespace concierge::core {
@@ -50,6 +55,10 @@ struct DetectorOptions {
   double backend_error_rate = 0.5;
   int backend_min_samples = 20;
   std::chrono::seconds backend_window{60};
+  std::chrono::milliseconds backend_latency_p99{0};  // 0 = the latency detector is off
+  int backend_latency_min_samples = 20;
+  std::chrono::seconds backend_latency_window{60};
+  std::string backend_latency_severity = "high";
   int cert_expiry_warn_days = 30;
   int cert_expiry_critical_days = 7;
   std::chrono::seconds cert_check_interval{600};
@@ -63,7 +72,12 @@ class IncidentDetectors {
  public:
   IncidentDetectors(IncidentService& incidents, Store& store, LedgerStore& ledger, Clock& clock,
                     DetectorOptions options)
-      : incidents_(incidents), store_(store), ledger_(ledger), clock_(clock), options_(options) {}
+      : incidents_(incidents),
+        store_(store),
+        ledger_(ledger),
+        clock_(clock),
+        options_(options),
+        health_(clock, options.backend_latency_window) {}
 
   // Request-path hooks (cheap).
   void OnIssuanceCapRefused(const std::string& tenant_id, const std::string& message);
@@ -73,10 +87,13 @@ class IncidentDetectors {
   void OnBackendErrors(const std::string& provider, int64_t errors, int64_t calls);
 
   // Periodic checks: signing-rate anomaly (per completed minute), certificate
-  // expiry (every cert_check_interval), and flushing counted repeats.
+  // expiry (every cert_check_interval), backend latency, and flushing counted
+  // repeats.
   void Tick();
 
   const DetectorOptions& options() const { return options_; }
+  // Per-backend and per-key outcomes and latencies, fed by ObservedBackend.
+  BackendHealthTracker& health() { return health_; }
   Clock& clock() { return clock_; }
 
  private:
@@ -91,12 +108,15 @@ class IncidentDetectors {
   void FlushRepeats();
   void CheckSigningRates(TimePoint now);
   void CheckCertificates(TimePoint now);
+  void CheckCertificate(const std::string& tenant_id, const KeyRecord& key, TimePoint now);
+  void CheckBackendLatency();
 
   IncidentService& incidents_;
   Store& store_;
   LedgerStore& ledger_;
   Clock& clock_;
   const DetectorOptions options_;
+  BackendHealthTracker health_;
 
   std::mutex mu_;
   std::map<std::string, Pending> pending_;                           // by tenant|type|dedup_key
@@ -107,8 +127,10 @@ class IncidentDetectors {
   TimePoint last_cert_check_{};
 };
 
-// A KeyBackend that forwards every call to `inner` and reports the outcome of
-// signing calls to the detectors (backend error rate). Owns `inner`.
+// A KeyBackend that forwards every call to `inner` and reports the outcome and
+// latency of signing calls to the detectors (backend error rate) and their
+// BackendHealthTracker (latency, consecutive failures per key). Also where
+// the test-only "backend.sign" fault (core/fault_point.h) bites. Owns `inner`.
 class ObservedBackend : public KeyBackend {
  public:
   ObservedBackend(std::unique_ptr<KeyBackend> inner, IncidentDetectors& detectors)
@@ -131,7 +153,7 @@ class ObservedBackend : public KeyBackend {
     std::atomic<int64_t> calls{0};
     std::atomic<int64_t> errors{0};
   };
-  void Note(const Status& st);
+  void Note(std::string_view key_uri, const Status& st, TimePoint started);
 
   std::unique_ptr<KeyBackend> inner_;
   IncidentDetectors& detectors_;

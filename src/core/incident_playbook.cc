@@ -9,6 +9,8 @@ using json = nlohmann::json;
 
 constexpr char kKeyCompromise[] = "key_compromise";
 
+bool IsBackendIncident(const std::string& type) { return type == "backend_outage" || type == "hsm_failure"; }
+
 json ParsePlaybook(const IncidentRecord& r) {
   if (r.playbook_json.empty()) return json(nullptr);
   json pb = json::parse(r.playbook_json, nullptr, /*allow_exceptions=*/false);
@@ -25,6 +27,15 @@ std::string Str(const json& pb, const char* field) {
 StatusOr<IncidentRecord> PlaybookRunner::Respond(const std::string& incident_id, const std::string& actor,
                                                  std::optional<TimePoint> since) {
   ASSIGN_OR_RETURN(IncidentRecord inc, incidents_.Get(incident_id));
+  if (IsBackendIncident(inc.type) && failover_.load() != nullptr) {
+    if (!IsOpenIncidentState(inc.state)) {
+      return FailedPreconditionError("incident " + incident_id + " is " + inc.state);
+    }
+    ASSIGN_OR_RETURN(std::vector<std::string> tenants,
+                     failover_.load()->RespondToIncident(inc, actor, /*auto_only=*/false));
+    RETURN_IF_ERROR(RecordFailoverPlaybook(inc, actor, tenants));
+    return incidents_.Get(incident_id);
+  }
   if (inc.type != kKeyCompromise) {
     return UnimplementedError("there is no automatic playbook for " + inc.type +
                               " incidents yet; work the incident by hand and resolve it");
@@ -69,9 +80,35 @@ StatusOr<IncidentRecord> PlaybookRunner::Respond(const std::string& incident_id,
   return incidents_.Get(incident_id);
 }
 
+Status PlaybookRunner::RecordFailoverPlaybook(const IncidentRecord& inc, const std::string& actor,
+                                              const std::vector<std::string>& tenants) {
+  // One step, already done: what `incident respond --wait` and the report read.
+  json pb = {{"name", "failover"},   {"status", "done"},  {"step", "done"},
+             {"actor", actor},       {"tenants", tenants}, {"finished_at", FormatRfc3339(clock_.Now())}};
+  std::string list;
+  for (const auto& t : tenants) list += (list.empty() ? "" : ", ") + t;
+  IncidentEvent e{inc.incident_id, 0, clock_.Now(), actor, "playbook", "", "",
+                  "playbook failover: " + (list.empty() ? std::string("nothing to fail over") : "failed over " + list)};
+  return incidents_.store().UpdateIncidentPlaybook(inc.incident_id, pb.dump(), e);
+}
+
 void PlaybookRunner::OnIncidentOpened(const IncidentRecord& inc) {
-  if (inc.type != kKeyCompromise || inc.tenant_id.empty()) return;
   if (inc.severity != "high" && inc.severity != "critical") return;
+  if (IsBackendIncident(inc.type)) {
+    FailoverService* failover = failover_.load();
+    if (failover == nullptr) return;
+    auto done = failover->RespondToIncident(inc, "system:auto-respond", /*auto_only=*/true);
+    if (done.ok() && !done->empty()) {
+      RecordFailoverPlaybook(inc, "system:auto-respond", *done).IgnoreError();
+    } else if (!done.ok()) {
+      incidents_
+          .RecordAction(inc.incident_id, "system:auto-respond", "playbook_failed",
+                        "automatic failover did not happen: " + done.status().message(), true)
+          .IgnoreError();
+    }
+    return;
+  }
+  if (inc.type != kKeyCompromise || inc.tenant_id.empty()) return;
   auto policy = tenants_.GetPolicy(inc.tenant_id, std::nullopt);
   if (!policy.ok() || !policy->policy.incident_auto_respond) return;
   auto started = Respond(inc.incident_id, "system:auto-respond", std::nullopt);

@@ -17,6 +17,12 @@
 // The rotation itself is not done here: EmergencyRotator is the seam to the
 // rotation engine (scheduled/emergency rotations, canary, cutover).
 //
+// backend_outage / hsm_failure incidents have a one-step playbook: fail over
+// (core/failover.h) the incident's tenant, or for a global incident every
+// tenant with a standby key on the incident's backend. Failback is automatic
+// once the primary passes its health probes (or POST .../failback), and
+// resolves the failover's incident.
+//
 // Thread-safe. A worker thread advances running playbooks; Respond only
 // records the start and wakes it.
 #ifndef CONCIERGE_CORE_INCIDENT_PLAYBOOK_H_
@@ -26,12 +32,14 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "concierge/clock.h"
 #include "concierge/status.h"
 #include "concierge/store.h"
 #include "core/background_loop.h"
 #include "core/ca.h"
+#include "core/failover.h"
 #include "core/incident.h"
 #include "core/resign_job.h"
 #include "core/tenant_service.h"
@@ -59,6 +67,8 @@ class PlaybookRunner {
 
   // Not owned; null = the rotate step fails with a clear error.
   void SetRotator(EmergencyRotator* rotator) { rotator_.store(rotator); }
+  // Not owned; null = backend_outage / hsm_failure have no playbook.
+  void SetFailover(FailoverService* failover) { failover_.store(failover); }
 
   // Starts the incident's playbook, or resumes a failed one from its failed
   // step. `since` limits the re-sign to entries signed at or after it.
@@ -67,8 +77,10 @@ class PlaybookRunner {
   StatusOr<IncidentRecord> Respond(const std::string& incident_id, const std::string& actor,
                                    std::optional<TimePoint> since);
 
-  // Runs automatically for a new high/critical key_compromise incident when
-  // the tenant's policy sets incident_auto_respond. Hook for IncidentService.
+  // Runs automatically for a new high/critical key_compromise, backend_outage
+  // or hsm_failure incident when the tenant's policy sets
+  // incident_auto_respond (for a global backend incident: each tenant's
+  // policy). Hook for IncidentService.
   void OnIncidentOpened(const IncidentRecord& incident);
 
   // Advances every running playbook as far as it can go now (until done,
@@ -80,6 +92,9 @@ class PlaybookRunner {
   void Wake();
 
  private:
+  // Stores the (one-step, finished) failover playbook of a backend incident.
+  Status RecordFailoverPlaybook(const IncidentRecord& incident, const std::string& actor,
+                                const std::vector<std::string>& tenants);
   // Runs steps of one incident's playbook until it waits, fails or finishes.
   bool Advance(const IncidentRecord& incident);
 
@@ -89,6 +104,7 @@ class PlaybookRunner {
   ResignJobEngine& jobs_;
   Clock& clock_;
   std::atomic<EmergencyRotator*> rotator_{nullptr};
+  std::atomic<FailoverService*> failover_{nullptr};
 
   std::mutex advance_mu_;  // one advancer at a time (worker or a test's RunOnce)
   BackgroundLoop loop_;

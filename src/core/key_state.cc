@@ -9,11 +9,17 @@ namespace {
 
 using Edge = std::pair<std::string_view, std::string_view>;
 
-constexpr std::array<Edge, 18> kTransitions = {{
+constexpr std::array<Edge, 24> kTransitions = {{
     {"pending", "active"},        // cutover
     {"pending", "destroyed"},     // rotation aborted before cutover
     {"pending", "compromised"},
     {"pending", "disabled"},      // tenant deleted
+    {"pending", "standby"},       // a standby key provisioned in two steps
+    {"standby", "active"},        // promotion: an operator makes the standby the primary
+    {"standby", "retired"},       // replaced by a newer standby, or failover removed from the policy
+    {"standby", "compromised"},
+    {"standby", "destroyed"},
+    {"standby", "disabled"},      // tenant deleted
     {"active", "retiring"},       // cutover: the old key verifies during the grace period
     {"active", "retired"},        // rollback: the new key is withdrawn
     {"active", "compromised"},
@@ -40,8 +46,8 @@ constexpr std::array<std::string_view, 3> kManualTargets = {"retired", "compromi
 bool MaySign(std::string_view state) { return state == "active" || state == "standby"; }
 
 const std::vector<std::string_view>& KeyStates() {
-  static const std::vector<std::string_view> kStates = {"pending",     "active",    "retiring", "retired",
-                                                        "compromised", "destroyed", "disabled"};
+  static const std::vector<std::string_view> kStates = {"pending", "standby",     "active",    "retiring",
+                                                        "retired", "compromised", "destroyed", "disabled"};
   return kStates;
 }
 

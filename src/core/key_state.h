@@ -7,9 +7,15 @@
 //      +--> destroyed (aborted rotation)               |                       |
 //   pending/active/retiring/retired/disabled --> compromised --> destroyed     |
 //   pending/active/retiring --> disabled (tenant deleted)       retired --> destroyed
+//   pending --> standby --promotion--> active
+//   standby --> retired / compromised / destroyed / disabled
 //
-// "active" signs; "retiring" and "retired" only verify (old signatures stay
-// verifiable); "compromised" verifies but is flagged; "destroyed" is gone from
+// "active" signs; "standby" is a tenant's failover key in a secondary backend
+// (core/failover.h): it signs only while the tenant is failed over, and stays
+// "standby" while it does (failover is a routing decision, not a state
+// change), so the primary takes over again by itself on failback.
+// "retiring" and "retired" only verify (old signatures stay verifiable);
+// "compromised" verifies but is flagged; "destroyed" is gone from
 // its backend; "disabled" belongs to a deleted tenant. Every state change made
 // by core goes through CheckKeyTransition, so a forbidden move (say, destroyed
 // -> active) is refused in one place. Pure functions; thread-safe.

@@ -16,6 +16,8 @@ TEST(KeyStateTest, TheLifecycleTableIsExactlyThis) {
       {"retiring", "active"},     {"retiring", "retired"},    {"retiring", "compromised"}, {"retiring", "disabled"},
       {"retired", "compromised"}, {"retired", "destroyed"},   {"compromised", "destroyed"},
       {"disabled", "compromised"}, {"disabled", "destroyed"}, {"disabled", "retired"},
+      {"pending", "standby"},     {"standby", "active"},      {"standby", "retired"},     {"standby", "compromised"},
+      {"standby", "destroyed"},   {"standby", "disabled"},
   };
   for (std::string_view from : KeyStates()) {
     for (std::string_view to : KeyStates()) {
@@ -34,6 +36,13 @@ TEST(KeyStateTest, DestroyedIsFinalAndNothingReturnsToPending) {
   // Compromised keys never sign again.
   EXPECT_FALSE(KeyTransitionAllowed("compromised", "active"));
   EXPECT_FALSE(KeyTransitionAllowed("retired", "active"));
+  // A standby key only enters service by promotion; nothing else becomes a standby.
+  for (std::string_view from : KeyStates()) {
+    EXPECT_EQ(KeyTransitionAllowed(from, "standby"), from == "pending") << from;
+  }
+  EXPECT_FALSE(KeyTransitionAllowed("active", "standby"));
+  EXPECT_TRUE(ManualKeyTransitionAllowed("standby", "retired"));
+  EXPECT_FALSE(ManualKeyTransitionAllowed("standby", "active"));
 }
 
 TEST(KeyStateTest, RefusalsNameTheKeyAndBothStates) {

@@ -394,19 +394,9 @@ Status RotationEngine::GenerateKey(RotationRecord& rec) {
   KeySpec spec{policy.policy.algorithm, rec.tenant_id + "/v" + std::to_string(version), policy.policy.key_uri};
   auto generated = backend->GenerateKey(spec);
   if (!generated.ok()) return generated.status().Annotate("generating key in backend '" + policy.policy.provider + "'");
-  ASSIGN_OR_RETURN(std::string pem, crypto::SpkiDerToPem(generated->public_key_spki_der));
-  KeyRecord key;
-  key.key_id = rec.new_key_id;
-  key.tenant_id = rec.tenant_id;
-  key.version = version;
-  key.algorithm = std::string(AlgorithmName(policy.policy.algorithm));
-  key.provider = policy.policy.provider;
-  key.key_uri = generated->uri;
-  key.state = "pending";
-  key.public_key_pem = pem;
-  key.fingerprint = crypto::SpkiFingerprint(generated->public_key_spki_der);
-  key.attestation = generated->attestation;
-  key.created_at = clock_.Now();
+  ASSIGN_OR_RETURN(KeyRecord key, GeneratedKeyRecord(*generated, rec.new_key_id, rec.tenant_id, version,
+                                                     policy.policy.algorithm, policy.policy.provider, "pending",
+                                                     clock_.Now()));
   if (Status st = store_.InsertKey(key); !st.ok()) {
     backend->DestroyKey(key.key_uri).IgnoreError();  // referenced by nothing
     return st;
@@ -595,7 +585,7 @@ Status RotationEngine::Validate(RotationRecord& rec) {
   if (!stored.ok() || stored->key_id != rec.new_key_id) {
     return FailedPreconditionError("the store's active key is not the new key '" + rec.new_key_id + "'");
   }
-  ASSIGN_OR_RETURN(std::shared_ptr<const CertChain> chain, certs_.ActiveChain(rec.tenant_id));
+  ASSIGN_OR_RETURN(std::shared_ptr<const CertChain> chain, certs_.ChainFor(state->active_key));
   if (chain->key_id != rec.new_key_id) {
     return FailedPreconditionError("the served certificate chain belongs to '" + chain->key_id + "'");
   }

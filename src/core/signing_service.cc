@@ -1,5 +1,9 @@
 #include "core/signing_service.h"
 
+#include <utility>
+
+#include "core/failover.h"
+#include "core/key_state.h"
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "crypto/keys.h"
@@ -15,8 +19,8 @@ LedgerEntry NewLedgerEntry(const std::string& tenant_id, const TenantState& stat
                            const std::string& client_address) {
   LedgerEntry e;
   e.tenant_id = tenant_id;
-  e.key_id = state.active_key.key_id;
-  e.key_version = state.active_key.version;
+  e.key_id = state.SigningKey().key_id;
+  e.key_version = state.SigningKey().version;
   e.algorithm = std::string(AlgorithmName(alg));
   e.request_id = request_id;
   e.api_key_id = api_key_id;
@@ -50,7 +54,7 @@ Status SigningService::CheckAssetId(const std::string& field, const std::string&
 // here; only the first finds the snapshot still on the fenced key and reloads.
 Status SigningService::RefreshAfterFence(const std::string& tenant_id, const std::string& fenced_key_id) {
   auto current = tenants_.Active(tenant_id);
-  if (current.ok() && (*current)->active_key.key_id != fenced_key_id) return Status::Ok();
+  if (current.ok() && (*current)->SigningKey().key_id != fenced_key_id) return Status::Ok();
   return tenants_.Reload(tenant_id);
 }
 
@@ -98,13 +102,13 @@ void SigningService::Sign(const std::string& tenant_id, SignRequest request, Sig
                                 item.asset_id);
     if (!asset.ok()) return refuse(asset);
   }
-  const KeyRecord& key = state->active_key;
-  if (key.state != "active") {
-    return refuse(FailedPreconditionError("key '" + key.key_id + "' is " + key.state + ", not active"));
+  const KeyRecord* key = &state->SigningKey();
+  if (!MaySign(key->state)) {
+    return refuse(FailedPreconditionError("key '" + key->key_id + "' is " + key->state + ", not active"));
   }
-  KeyBackend* backend = tenants_.backends().Find(key.provider);
+  KeyBackend* backend = tenants_.backends().Find(key->provider);
   if (backend == nullptr) {
-    return refuse(UnavailableError("backend '" + key.provider + "' for key '" + key.key_id + "' is not configured"));
+    return refuse(UnavailableError("backend '" + key->provider + "' for key '" + key->key_id + "' is not configured"));
   }
   const int64_t n = static_cast<int64_t>(request.items.size());
   TimePoint now = clock_.Now();
@@ -115,11 +119,31 @@ void SigningService::Sign(const std::string& tenant_id, SignRequest request, Sig
   std::vector<LedgerEntry> rows;
   results.reserve(request.items.size());
   rows.reserve(request.items.size());
-  for (const SignItem& item : request.items) {
-    auto signature = backend->SignDigest(key.key_uri, policy.algorithm, item.digest);
+  bool failed_over = false;  // at most one failover retry (a fence retry is `retried`)
+  std::shared_ptr<const TenantState> failed_state;  // keeps `policy` alive across a retry
+  for (size_t i = 0; i < request.items.size(); ++i) {
+    const SignItem& item = request.items[i];
+    auto signature = backend->SignDigest(key->key_uri, policy.algorithm, item.digest);
+    if (!signature.ok() && !failed_over) {
+      // A failure that fails the tenant over: sign the whole request again on
+      // the standby, so the client never sees the failing backend.
+      FailoverService* failover = failover_.load();
+      auto next = failover != nullptr ? failover->OnSignFailure(tenant_id, *state, signature.status()) : nullptr;
+      KeyBackend* next_backend = next ? tenants_.backends().Find(next->SigningKey().provider) : nullptr;
+      if (next_backend != nullptr && next->policy.policy.algorithm == policy.algorithm) {
+        failed_over = true;
+        failed_state = std::exchange(state, std::move(next));
+        key = &state->SigningKey();
+        backend = next_backend;
+        results.clear();
+        rows.clear();
+        i = static_cast<size_t>(-1);
+        continue;
+      }
+    }
     if (!signature.ok()) {
       limiter_.Release(tenant_id, n, now);
-      return refuse(signature.status().Annotate("signing with key '" + key.key_id + "'"));
+      return refuse(signature.status().Annotate("signing with key '" + key->key_id + "'"));
     }
     SignResult r;
     r.format = SignatureFormat::kRaw;
@@ -135,8 +159,8 @@ void SigningService::Sign(const std::string& tenant_id, SignRequest request, Sig
       }
     }
     r.signature = *std::move(signature);
-    r.key_id = key.key_id;
-    r.key_version = key.version;
+    r.key_id = key->key_id;
+    r.key_version = key->version;
     r.algorithm = policy.algorithm;
     r.policy_hash = state->policy.hash;
     r.asset_id = item.asset_id;
@@ -177,7 +201,7 @@ void SigningService::SignMessage(const std::string& tenant_id, MessageSignReques
     state = *std::move(state_or);
   }
   const Policy& policy = state->policy.policy;
-  const KeyRecord& key = state->active_key;
+  const KeyRecord& key = state->SigningKey();
   if (!policy.sign_enabled) {
     return done(FailedPreconditionError("signing is paused for tenant '" + tenant_id + "' (sign_enabled=false)"));
   }
@@ -185,7 +209,7 @@ void SigningService::SignMessage(const std::string& tenant_id, MessageSignReques
   if (!request.expected_key_id.empty() && request.expected_key_id != key.key_id) {
     return done(AbortedError("the active key of tenant '" + tenant_id + "' changed during the request; retry"));
   }
-  if (key.state != "active") {
+  if (!MaySign(key.state)) {
     return done(FailedPreconditionError("key '" + key.key_id + "' is " + key.state + ", not active"));
   }
   KeyBackend* backend = tenants_.backends().Find(key.provider);
@@ -204,6 +228,13 @@ void SigningService::SignMessage(const std::string& tenant_id, MessageSignReques
   }
   if (!signature.ok()) {
     limiter_.Release(tenant_id, 1, now);
+    // The message embeds the failed key's certificate chain (COSE), so it
+    // cannot simply be signed again here: the client retries on the standby.
+    FailoverService* failover = failover_.load();
+    if (failover != nullptr && failover->OnSignFailure(tenant_id, *state, signature.status()) != nullptr) {
+      return done(UnavailableError("signing with key '" + key.key_id + "' failed (" + signature.status().message() +
+                                   "); tenant '" + tenant_id + "' has failed over to its standby key, retry"));
+    }
     return done(signature.status().Annotate("signing with key '" + key.key_id + "'"));
   }
   MessageSignResult r;
@@ -276,7 +307,7 @@ StatusOr<KeyRecord> SigningService::PublicKey(const std::string& tenant_id, cons
     return key;
   }
   ASSIGN_OR_RETURN(std::shared_ptr<const TenantState> state, tenants_.Active(tenant_id));
-  return state->active_key;
+  return state->SigningKey();
 }
 
 }  // namespace concierge::core

@@ -11,6 +11,7 @@
 #ifndef CONCIERGE_CORE_SIGNING_SERVICE_H_
 #define CONCIERGE_CORE_SIGNING_SERVICE_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -25,6 +26,8 @@
 #include "core/tenant_service.h"
 
 namespace concierge::core {
+
+class FailoverService;
 
 enum class SignatureFormat { kDer, kP1363, kRaw };
 std::string_view SignatureFormatName(SignatureFormat f);
@@ -136,6 +139,11 @@ class SigningService {
 
   const SigningOptions& options() const { return options_; }
 
+  // Told about backend faults on the signing key; may fail the tenant over to
+  // its standby key (core/failover.h). A digest request whose failure trips
+  // the failover is retried once on the standby. Not owned; set before use.
+  void SetFailover(FailoverService* failover) { failover_.store(failover); }
+
  private:
   // At most max_asset_id_bytes, and no NUL byte: the ledger stores it as text,
   // which PostgreSQL cannot hold NUL in (one bad row would fail its whole
@@ -153,6 +161,7 @@ class SigningService {
   IssuanceLimiter& limiter_;
   Clock& clock_;
   SigningOptions options_;
+  std::atomic<FailoverService*> failover_{nullptr};
 };
 
 }  // namespace concierge::core

@@ -13,6 +13,25 @@ namespace concierge::core {
 
 using json = nlohmann::json;
 
+StatusOr<KeyRecord> GeneratedKeyRecord(const GeneratedKey& generated, std::string key_id, const std::string& tenant_id,
+                                       int64_t version, Algorithm algorithm, const std::string& provider,
+                                       const std::string& state, TimePoint now) {
+  ASSIGN_OR_RETURN(std::string pem, crypto::SpkiDerToPem(generated.public_key_spki_der));
+  KeyRecord key;
+  key.key_id = std::move(key_id);
+  key.tenant_id = tenant_id;
+  key.version = version;
+  key.algorithm = std::string(AlgorithmName(algorithm));
+  key.provider = provider;
+  key.key_uri = generated.uri;
+  key.state = state;
+  key.public_key_pem = std::move(pem);
+  key.fingerprint = crypto::SpkiFingerprint(generated.public_key_spki_der);
+  key.attestation = generated.attestation;
+  key.created_at = now;
+  return key;
+}
+
 StatusOr<PolicyVersion> TenantService::ToPolicyVersion(const PolicyRecord& rec) {
   json body = json::parse(rec.body_json, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return DataLossError("stored policy of tenant '" + rec.tenant_id + "' is not valid JSON");
@@ -43,21 +62,10 @@ StatusOr<TenantState> TenantService::CreatePolicy(const std::string& tenant_id, 
   KeySpec spec{policy.algorithm, tenant_id + "/v" + std::to_string(key_version), policy.key_uri};
   auto generated = backend->GenerateKey(spec);
   if (!generated.ok()) return generated.status().Annotate("generating key in backend '" + policy.provider + "'");
-  ASSIGN_OR_RETURN(std::string pem, crypto::SpkiDerToPem(generated->public_key_spki_der));
-
   TimePoint now = clock_.Now();
-  KeyRecord key;
-  key.key_id = tenant_id + "-v" + std::to_string(key_version) + "-" + crypto::RandomHex(3);
-  key.tenant_id = tenant_id;
-  key.version = key_version;
-  key.algorithm = std::string(AlgorithmName(policy.algorithm));
-  key.provider = policy.provider;
-  key.key_uri = generated->uri;
-  key.state = "active";
-  key.public_key_pem = pem;
-  key.fingerprint = crypto::SpkiFingerprint(generated->public_key_spki_der);
-  key.attestation = generated->attestation;
-  key.created_at = now;
+  const std::string key_id = tenant_id + "-v" + std::to_string(key_version) + "-" + crypto::RandomHex(3);
+  ASSIGN_OR_RETURN(KeyRecord key, GeneratedKeyRecord(*generated, key_id, tenant_id, key_version, policy.algorithm,
+                                                     policy.provider, "active", now));
   key.activated_at = now;
 
   PolicyRecord rec;
@@ -179,10 +187,7 @@ StatusOr<std::shared_ptr<const TenantState>> TenantService::Active(const std::st
   return Load(tenant_id);
 }
 
-StatusOr<std::shared_ptr<const TenantState>> TenantService::Load(const std::string& tenant_id) {
-  // A change that lands while we read must not be overwritten by our stale
-  // snapshot: only cache if no invalidation happened in between.
-  uint64_t generation = generation_.load();
+StatusOr<std::shared_ptr<const TenantState>> TenantService::Read(const std::string& tenant_id) {
   auto rec = store_.GetActivePolicy(tenant_id);
   if (!rec.ok()) {
     if (rec.status().code() == StatusCode::kNotFound) {
@@ -198,7 +203,27 @@ StatusOr<std::shared_ptr<const TenantState>> TenantService::Load(const std::stri
     }
     return key.status();
   }
-  auto state = std::make_shared<const TenantState>(TenantState{std::move(policy), *std::move(key)});
+  TenantState state{std::move(policy), *std::move(key), {}, false};
+  if (!state.policy.policy.failover.empty()) {
+    // The newest standby key; older ones are retired when a new one arrives.
+    ASSIGN_OR_RETURN(auto keys, store_.ListKeys(tenant_id));
+    for (auto& k : keys) {
+      if (k.state == "standby" && k.version > state.standby_key.version) state.standby_key = std::move(k);
+    }
+  }
+  {
+    std::shared_lock lock(mu_);
+    auto it = on_standby_.find(tenant_id);
+    state.on_standby = it != on_standby_.end() && it->second && state.has_standby();
+  }
+  return std::make_shared<const TenantState>(std::move(state));
+}
+
+StatusOr<std::shared_ptr<const TenantState>> TenantService::Load(const std::string& tenant_id) {
+  // A change that lands while we read must not be overwritten by our stale
+  // snapshot: only cache if no invalidation happened in between.
+  uint64_t generation = generation_.load();
+  ASSIGN_OR_RETURN(std::shared_ptr<const TenantState> state, Read(tenant_id));
   std::unique_lock lock(mu_);
   if (generation_.load() == generation) cache_[tenant_id] = state;
   return state;
@@ -226,26 +251,48 @@ Status TenantService::Reload(const std::string& tenant_id) {
     std::unique_lock lock(mu_);
     generation = ++generation_;
   }
-  auto rec = store_.GetActivePolicy(tenant_id);
-  auto key = rec.ok() ? store_.GetActiveKey(tenant_id) : StatusOr<KeyRecord>(rec.status());
-  std::shared_ptr<const TenantState> state;
-  if (rec.ok() && key.ok()) {
-    ASSIGN_OR_RETURN(PolicyVersion policy, ToPolicyVersion(*rec));
-    state = std::make_shared<const TenantState>(TenantState{std::move(policy), *std::move(key)});
-  }
+  auto state = Read(tenant_id);
   std::unique_lock lock(mu_);
-  if (state && generation_.load() == generation) {
-    cache_[tenant_id] = std::move(state);
+  if (state.ok() && generation_.load() == generation) {
+    cache_[tenant_id] = *std::move(state);
   } else {
     // Not loadable (no policy / no active key) or changed again meanwhile:
     // drop the entry so the next Active() reads the store and says why.
     ++generation_;
     cache_.erase(tenant_id);
   }
-  for (const Status& st : {rec.status(), key.status()}) {
-    if (!st.ok() && st.code() != StatusCode::kNotFound) return st;
+  if (!state.ok() && state.status().code() != StatusCode::kNotFound &&
+      state.status().code() != StatusCode::kFailedPrecondition) {
+    return state.status();
   }
   return Status::Ok();
+}
+
+Status TenantService::SetOnStandby(const std::string& tenant_id, bool on_standby) {
+  if (on_standby) {
+    ASSIGN_OR_RETURN(std::shared_ptr<const TenantState> state, Read(tenant_id));
+    if (!state->has_standby()) {
+      return FailedPreconditionError("tenant '" + tenant_id +
+                                     "' has no standby key to fail over to (policy failover backends: " +
+                                     std::to_string(state->policy.policy.failover.size()) +
+                                     "; provision one with keyctl key standby " + tenant_id + ")");
+    }
+  }
+  {
+    std::unique_lock lock(mu_);
+    if (on_standby) {
+      on_standby_[tenant_id] = true;
+    } else {
+      on_standby_.erase(tenant_id);
+    }
+  }
+  return Reload(tenant_id);
+}
+
+bool TenantService::OnStandby(const std::string& tenant_id) {
+  std::shared_lock lock(mu_);
+  auto it = on_standby_.find(tenant_id);
+  return it != on_standby_.end() && it->second;
 }
 
 StatusOr<KeyRecord> TenantService::SetKeyState(const std::string& tenant_id, const std::string& key_id,
@@ -271,7 +318,7 @@ StatusOr<KeyRecord> TenantService::SetKeyState(const std::string& tenant_id, con
   } else {
     RETURN_IF_ERROR(store_.UpdateKeyState(key.key_id, key.state, new_state, clock_.Now()));
   }
-  if (key.state == "active") RETURN_IF_ERROR(Reload(tenant_id));
+  if (key.state == "active" || key.state == "standby") RETURN_IF_ERROR(Reload(tenant_id));
   return GetKey(tenant_id, key_id);
 }
 

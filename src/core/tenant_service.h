@@ -36,11 +36,25 @@ struct PolicyVersion {
   TimePoint created_at{};
 };
 
-// Immutable snapshot used by the sign path.
+// Immutable snapshot used by the sign path. It decides which key signs:
+// the active key, or - while the tenant is failed over (core/failover.h) -
+// its standby key in the policy's failover backend.
 struct TenantState {
   PolicyVersion policy;
   KeyRecord active_key;
+  KeyRecord standby_key;  // key_id empty when the tenant has none
+  bool on_standby = false;  // failed over: the standby key signs
+
+  bool has_standby() const { return !standby_key.key_id.empty(); }
+  // The key that signs right now (ledger rows and COSE chains name this one).
+  const KeyRecord& SigningKey() const { return on_standby && has_standby() ? standby_key : active_key; }
 };
+
+// The record of a key just generated in `provider`'s backend, in `state`,
+// created at `now` (SPKI PEM and fingerprint from the generated public key).
+StatusOr<KeyRecord> GeneratedKeyRecord(const GeneratedKey& generated, std::string key_id, const std::string& tenant_id,
+                                       int64_t version, Algorithm algorithm, const std::string& provider,
+                                       const std::string& state, TimePoint now);
 
 class TenantService {
  public:
@@ -82,6 +96,14 @@ class TenantService {
   // after trying them all.
   Status ReloadAll();
 
+  // Routes the tenant's signing to its standby key (true) or back to its
+  // active key (false), by swapping the snapshot like Reload. In memory,
+  // per process: a restarted server signs with the active key again until
+  // its health checks fail over anew. kFailedPrecondition when failing over a
+  // tenant without a standby key.
+  Status SetOnStandby(const std::string& tenant_id, bool on_standby);
+  bool OnStandby(const std::string& tenant_id);
+
   // An operator's manual key state change (retired, compromised, destroyed),
   // checked against the key lifecycle (core/key_state.h). Destroying also
   // removes the key from its backend. The active key can only be retired by
@@ -94,6 +116,8 @@ class TenantService {
  private:
   StatusOr<PolicyVersion> ToPolicyVersion(const PolicyRecord& rec);
   StatusOr<std::shared_ptr<const TenantState>> Load(const std::string& tenant_id);
+  // The snapshot from the store's rows, or the status that says why not.
+  StatusOr<std::shared_ptr<const TenantState>> Read(const std::string& tenant_id);
   void Invalidate(const std::string& tenant_id);
 
   Store& store_;
@@ -102,6 +126,7 @@ class TenantService {
   std::shared_mutex mu_;
   std::atomic<uint64_t> generation_{0};
   std::unordered_map<std::string, std::shared_ptr<const TenantState>> cache_;
+  std::unordered_map<std::string, bool> on_standby_;  // guarded by mu_
 };
 
 }  // namespace concierge::core

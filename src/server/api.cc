@@ -148,6 +148,7 @@ std::optional<HttpResponse> Api::Dispatch(const std::shared_ptr<Call>& call_ptr)
   if (is({"api", "v1", "ca", "certificate"})) return m == "GET" ? CaCertificate(call) : method_not_allowed("GET");
   if (is({"api", "v1", "ca", "crl"})) return m == "GET" ? CaCrl(call) : method_not_allowed("GET");
   if (auto rotation = DispatchRotation(call, s)) return rotation;
+  if (auto failover = DispatchFailover(call, s)) return failover;
   if (s.size() >= 4 && s[2] == "tenants") {
     const std::string& t = s[3];
     if (is({"api", "v1", "tenants", "*"})) return m == "GET" ? GetTenant(call, t) : method_not_allowed("GET");
@@ -274,7 +275,10 @@ HttpResponse Api::GetTenant(Call& call, const std::string& tenant) {
   API_ASSIGN_OR_RETURN(call, auto state, d_.tenants->Active(tenant));
   return JsonResponse(200, {{"tenant_id", tenant},
                             {"policy", PolicyVersionJson(state->policy)},
-                            {"active_key", KeyJson(state->active_key)}});
+                            {"active_key", KeyJson(state->active_key)},
+                            {"standby_key", state->has_standby() ? KeyJson(state->standby_key) : json(nullptr)},
+                            {"signing_key_id", state->SigningKey().key_id},
+                            {"failed_over", state->on_standby}});
 }
 
 HttpResponse Api::ListPolicies(Call& call) {
@@ -320,6 +324,7 @@ HttpResponse Api::CreatePolicy(Call& call, const std::string& tenant) {
       out["certificate_error"] = cert.status().message();
     }
   }
+  EnsureStandby(call, tenant, out);
   return JsonResponse(201, out);
 }
 
@@ -361,7 +366,9 @@ HttpResponse Api::UpdatePolicy(Call& call, const std::string& tenant) {
   Log(LogLevel::kInfo, "policy_updated",
       {{"tenant_id", tenant}, {"version", updated.version}, {"policy_hash", updated.hash},
        {"actor", call.principal->id}, {"request_id", call.request_id}});
-  return JsonResponse(200, PolicyVersionJson(updated));
+  json out = PolicyVersionJson(updated);
+  EnsureStandby(call, tenant, out);
+  return JsonResponse(200, out);
 }
 
 HttpResponse Api::DeletePolicy(Call& call, const std::string& tenant) {
@@ -636,7 +643,7 @@ std::optional<HttpResponse> Api::SignCose(const std::shared_ptr<Call>& call_ptr,
   // The chain is checked (present, not revoked, valid now) before anything is
   // signed, and belongs to the snapshot's key: a cutover in between cannot
   // pair one key's chain with the other key's signature.
-  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ChainFor(state->active_key));
+  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ChainFor(state->SigningKey()));
   const Algorithm alg = state->policy.policy.algorithm;
   auto protected_header = std::make_shared<Bytes>(crypto::CoseProtectedHeader(alg, chain->signing_der));
   auto payload_ptr = std::make_shared<Bytes>(*std::move(payload));
@@ -683,7 +690,7 @@ std::optional<HttpResponse> Api::SignRaw(const std::shared_ptr<Call>& call_ptr, 
   }
   // A signature only makes sense to C2PA with a certificate for the key.
   API_ASSIGN_OR_RETURN(call, auto state, d_.tenants->Active(tenant));
-  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ChainFor(state->active_key));
+  API_ASSIGN_OR_RETURN(call, auto chain, d_.certs->ChainFor(state->SigningKey()));
   core::MessageSignRequest req;
   req.message = Bytes(call.req.body.begin(), call.req.body.end());
   req.kind = "raw";

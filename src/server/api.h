@@ -20,6 +20,7 @@
 #include "core/audit_log.h"
 #include "core/auth.h"
 #include "core/ca.h"
+#include "core/failover.h"
 #include "core/rotation_engine.h"
 #include "core/rotation_evidence.h"
 #include "core/rotation_scheduler.h"
@@ -60,6 +61,7 @@ struct ApiDeps {
   core::PlaybookRunner* playbooks = nullptr;
   core::WebhookService* webhooks = nullptr;
   core::IncidentDetectors* detectors = nullptr;
+  core::FailoverService* failover = nullptr;  // standby keys; null = no failover
   // Every state change is recorded here before it is applied (api_audit.cc);
   // without it those routes answer 503.
   core::AuditLog* audit = nullptr;
@@ -128,6 +130,11 @@ class Api {
   HttpResponse RotationEvidence(Call& call, const std::string& rotation_id);
   HttpResponse EvidenceKey(Call& call);
   HttpResponse SetKeyState(Call& call, const std::string& tenant, const std::string& key_id);
+  // Backend failover routes (api_failover.cc); nullopt for other paths.
+  std::optional<HttpResponse> DispatchFailover(Call& call, const std::vector<std::string>& segments);
+  // After a policy write: provisions the standby key when the policy lists
+  // failover backends and the tenant has none there; reports into `out`.
+  void EnsureStandby(Call& call, const std::string& tenant, nlohmann::json& out);
   // Authorises `permission` on the rotation's tenant; a rotation of a tenant
   // the caller may not see is reported missing, not forbidden.
   StatusOr<core::RotationView> AuthorizedRotation(Call& call, core::Permission permission,

@@ -20,6 +20,7 @@
 #include "core/auth.h"
 #include "core/ca.h"
 #include "core/emergency_rotator.h"
+#include "core/failover.h"
 #include "core/incident.h"
 #include "core/incident_detectors.h"
 #include "core/incident_playbook.h"
@@ -175,7 +176,21 @@ core::DetectorOptions DetectorOptionsFrom(const IncidentSettings& s) {
   d.rate_factor = static_cast<double>(s.rate_anomaly_factor);
   d.rate_min_per_minute = s.rate_anomaly_min_per_minute;
   d.rate_warmup_minutes = static_cast<int>(s.rate_anomaly_warmup_minutes);
+  d.backend_latency_p99 = std::chrono::milliseconds(s.backend_latency_p99_ms);
+  d.backend_latency_min_samples = static_cast<int>(s.backend_latency_min_samples);
+  d.backend_latency_window = std::chrono::seconds(s.backend_latency_window_seconds);
+  d.backend_latency_severity = s.backend_latency_severity;
   return d;
+}
+
+core::FailoverOptions FailoverOptionsFrom(const IncidentSettings& s) {
+  core::FailoverOptions f;
+  f.after_failures = static_cast<int>(s.failover_after_failures);
+  f.latency_p99 = std::chrono::milliseconds(s.backend_latency_p99_ms);
+  f.latency_min_samples = static_cast<int>(s.backend_latency_min_samples);
+  f.probe_interval = std::chrono::seconds(s.failover_probe_interval_seconds);
+  f.failback_after_probes = static_cast<int>(s.failback_after_probes);
+  return f;
 }
 
 core::WebhookOptions WebhookOptionsFrom(const IncidentSettings& s) {
@@ -221,6 +236,7 @@ struct App::Impl {
   std::unique_ptr<core::IncidentDetectors> detectors;
   std::unique_ptr<core::ResignJobEngine> jobs;
   std::unique_ptr<core::PlaybookRunner> playbooks;
+  std::unique_ptr<core::FailoverService> failover;
   std::unique_ptr<CurlWebhookTransport> webhook_transport;
   std::unique_ptr<core::WebhookService> webhooks;
   std::unique_ptr<core::WebhookDispatcher> dispatcher;
@@ -258,6 +274,8 @@ struct App::Impl {
       // Detector checks (signing-rate minutes, certificate expiry) off the request path.
       if (std::chrono::steady_clock::now() >= next_tick) {
         detectors->Tick();
+        // Failover health checks and failback probes (probe_interval by the clock).
+        failover->Tick();
         next_tick = std::chrono::steady_clock::now() +
                     std::chrono::seconds(config.incident.detector_interval_seconds);
       }
@@ -420,6 +438,13 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
   impl->emergency_rotator = std::make_unique<core::EngineEmergencyRotator>(*impl->rotations, impl->evidence.get());
   impl->playbooks->SetRotator(options.emergency_rotator != nullptr ? options.emergency_rotator
                                                                    : impl->emergency_rotator.get());
+  // Backend failover to standby keys (docs/incidents.md).
+  impl->failover = std::make_unique<core::FailoverService>(*impl->store, *impl->tenants, impl->certs.get(),
+                                                           *impl->incidents, impl->detectors->health(), clock,
+                                                           FailoverOptionsFrom(config.incident));
+  impl->failover->SetAudit(impl->audit.get());
+  impl->signing->SetFailover(impl->failover.get());
+  impl->playbooks->SetFailover(impl->failover.get());
   ASSIGN_OR_RETURN(auto box, LoadWebhookBox(config.data_dir));
   impl->webhook_box.emplace(std::move(box));
   impl->webhook_transport = std::make_unique<CurlWebhookTransport>(
@@ -451,6 +476,7 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
   deps.evidence = impl->evidence.get();
   deps.audit = impl->audit.get();
   deps.leadership = impl->leadership.get();
+  deps.failover = impl->failover.get();
   impl->api = std::make_unique<Api>(deps);
 
   // First start: mint an admin key, write its token (0600) before storing the
@@ -567,7 +593,7 @@ AppServices App::services() {
   Impl& i = *impl_;
   return AppServices{i.store.get(),     i.ledger.get(),    &i.backends,       i.tenants.get(),
                      i.certs.get(),     i.incidents.get(), i.detectors.get(), i.jobs.get(),
-                     i.playbooks.get(), i.dispatcher.get(), i.emergency_rotator.get()};
+                     i.playbooks.get(), i.dispatcher.get(), i.emergency_rotator.get(), i.failover.get()};
 }
 
 StatusOr<int> MigrateDatabase(const ServerConfig& config_in, int target_version) {

@@ -20,6 +20,7 @@
 namespace concierge::core {
 class CertificateService;
 class EmergencyRotator;
+class FailoverService;
 class IncidentDetectors;
 class IncidentService;
 class PlaybookRunner;
@@ -53,6 +54,7 @@ struct AppServices {
   core::PlaybookRunner* playbooks = nullptr;
   core::WebhookDispatcher* webhooks = nullptr;
   core::EmergencyRotator* engine_rotator = nullptr;  // emergency rotations by the rotation engine
+  core::FailoverService* failover = nullptr;
 };
 
 class App {

@@ -59,6 +59,12 @@ const std::vector<IncidentKey>& IncidentKeys() {
       {"backend_error_rate_percent", &S::backend_error_rate_percent, 1, 100},
       {"backend_error_min_samples", &S::backend_error_min_samples, 1, 1'000'000},
       {"backend_error_window_seconds", &S::backend_error_window_seconds, 6, 3600},
+      {"backend_latency_p99_ms", &S::backend_latency_p99_ms, 0, 600'000},
+      {"backend_latency_min_samples", &S::backend_latency_min_samples, 1, 1'000'000},
+      {"backend_latency_window_seconds", &S::backend_latency_window_seconds, 1, 3600},
+      {"failover_after_failures", &S::failover_after_failures, 1, 1000},
+      {"failover_probe_interval_seconds", &S::failover_probe_interval_seconds, 1, 3600},
+      {"failback_after_probes", &S::failback_after_probes, 1, 1000},
       {"cert_expiry_warn_days", &S::cert_expiry_warn_days, 1, 365},
       {"cert_expiry_critical_days", &S::cert_expiry_critical_days, 0, 365},
       {"rate_anomaly_factor", &S::rate_anomaly_factor, 2, 1000},
@@ -86,7 +92,12 @@ Status Apply(ServerConfig& c, const std::string& key, const std::string& value) 
     c.incident.*k.field = static_cast<int64_t>(v);
     return Status::Ok();
   }
-  if (key == "listen") {
+  if (key == "backend_latency_severity") {
+    if (value != "low" && value != "medium" && value != "high" && value != "critical") {
+      return FieldError(key, "config key 'backend_latency_severity' must be low, medium, high or critical");
+    }
+    c.incident.backend_latency_severity = value;
+  } else if (key == "listen") {
     std::string h;
     uint16_t p;
     RETURN_IF_ERROR(ParseListen(value, &h, &p));
@@ -300,6 +311,7 @@ StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<s
       {"KEYCTL_ROTATION_LEDGER_SAMPLE", "rotation_ledger_sample"},
       {"KEYCTL_AUDIT_CHECKPOINT_INTERVAL_SECONDS", "audit_checkpoint_interval_seconds"},
       {"KEYCTL_AUDIT_ORIGIN", "audit_origin"},
+      {"KEYCTL_BACKEND_LATENCY_SEVERITY", "backend_latency_severity"},
   };
   for (const auto& [var, key] : kEnvKeys) {
     auto it = env.find(var);

@@ -15,8 +15,9 @@
 
 namespace concierge::server {
 
-// Incident response settings (docs/incidents.md). All integers so one table
-// in config.cc parses them from TOML and KEYCTL_<NAME> alike; flags are 0/1.
+// Incident response settings (docs/incidents.md). All integers (except the
+// latency detector's severity name) so one table in config.cc parses them from
+// TOML and KEYCTL_<NAME> alike; flags are 0/1.
 struct IncidentSettings {
   int64_t resign_batch_size = 500;             // originals per committed batch
   int64_t resign_rate_per_backend = 0;         // re-signatures/s per backend, 0 = unlimited
@@ -32,6 +33,13 @@ struct IncidentSettings {
   int64_t backend_error_rate_percent = 50;
   int64_t backend_error_min_samples = 20;
   int64_t backend_error_window_seconds = 60;
+  int64_t backend_latency_p99_ms = 0;  // 0 = the latency detector (and latency failover) is off
+  int64_t backend_latency_min_samples = 20;
+  int64_t backend_latency_window_seconds = 60;
+  std::string backend_latency_severity = "high";  // low | medium | high | critical
+  int64_t failover_after_failures = 3;      // backend faults in a row on a tenant's active key
+  int64_t failover_probe_interval_seconds = 10;
+  int64_t failback_after_probes = 3;        // good probes in a row before failing back
   int64_t cert_expiry_warn_days = 30;
   int64_t cert_expiry_critical_days = 7;
   int64_t rate_anomaly_factor = 5;

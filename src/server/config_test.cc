@@ -155,6 +155,31 @@ TEST(ConfigTest, IncidentSettingsFromFileAndEnvironment) {
   EXPECT_EQ(FieldOf(LoadConfig("", {{"KEYCTL_WEBHOOK_ALLOW_HTTP", "maybe"}}).status()), "webhook_allow_http");
 }
 
+TEST(ConfigTest, BackendLatencyAndFailoverSettings) {
+  auto d = LoadConfig("", {});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->incident.backend_latency_p99_ms, 0);  // off
+  EXPECT_EQ(d->incident.backend_latency_severity, "high");
+  EXPECT_EQ(d->incident.failover_after_failures, 3);
+  EXPECT_EQ(d->incident.failback_after_probes, 3);
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("f.toml"),
+                     "backend_latency_p99_ms = 250\nbackend_latency_severity = \"critical\"\n"
+                     "failover_after_failures = 5\nfailover_probe_interval_seconds = 30\n");
+  auto c = LoadConfig(dir.File("f.toml"), {{"KEYCTL_FAILBACK_AFTER_PROBES", "4"},
+                                           {"KEYCTL_BACKEND_LATENCY_SEVERITY", "medium"}});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->incident.backend_latency_p99_ms, 250);
+  EXPECT_EQ(c->incident.backend_latency_severity, "medium");  // the environment wins
+  EXPECT_EQ(c->incident.failover_after_failures, 5);
+  EXPECT_EQ(c->incident.failover_probe_interval_seconds, 30);
+  EXPECT_EQ(c->incident.failback_after_probes, 4);
+  auto bad = LoadConfig("", {{"KEYCTL_BACKEND_LATENCY_SEVERITY", "urgent"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(FieldOf(bad.status()), "backend_latency_severity");
+  EXPECT_EQ(FieldOf(LoadConfig("", {{"KEYCTL_FAILOVER_AFTER_FAILURES", "0"}}).status()), "failover_after_failures");
+}
+
 TEST(ConfigTest, ParseListen) {
   std::string host;
   uint16_t port;

@@ -29,11 +29,11 @@ namespace concierge::store {
 
 // --- rules ------------------------------------------------------------------------
 
-inline constexpr std::array<std::string_view, 7> kKeyStates = {
-    "pending", "active", "retiring", "retired", "compromised", "destroyed", "disabled"};
+inline constexpr std::array<std::string_view, 8> kKeyStates = {
+    "pending", "standby", "active", "retiring", "retired", "compromised", "destroyed", "disabled"};
 // States in which a key may still sign or be about to; DeleteTenant moves keys
 // out of these.
-inline constexpr std::array<std::string_view, 3> kInServiceKeyStates = {"pending", "active",
+inline constexpr std::array<std::string_view, 4> kInServiceKeyStates = {"pending", "standby", "active",
                                                                         "retiring"};
 // States that end a key's service life and so stamp retired_at.
 inline constexpr std::array<std::string_view, 3> kRetiredAtStates = {"retired", "compromised",

@@ -383,7 +383,7 @@ Status PostgresStore::DeleteTenant(const std::string& tenant_id, TimePoint at,
           .status());
   RETURN_IF_ERROR(PgExec(c,
                          "UPDATE keys SET state = $2, retired_at = COALESCE(retired_at, $3) "
-                         "WHERE tenant_id = $1 AND state IN ('pending', 'active', 'retiring')",
+                         "WHERE tenant_id = $1 AND state IN ('pending', 'standby', 'active', 'retiring')",
                          PgParams()
                              .Text(tenant_id)
                              .Text(new_key_state)

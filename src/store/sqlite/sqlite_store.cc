@@ -488,7 +488,7 @@ Status SqliteStore::DeleteTenant(const std::string& tenant_id, TimePoint at,
                                         "UPDATE keys SET state = ?2, "
                                         "retired_at = COALESCE(retired_at, ?3) "
                                         "WHERE tenant_id = ?1 "
-                                        "AND state IN ('pending', 'active', 'retiring')",
+                                        "AND state IN ('pending', 'standby', 'active', 'retiring')",
                                         "moving keys of deleted tenant"));
     s.Bind(1, tenant_id).Bind(2, new_key_state);
     s.BindOptionalTime(3, RetiredStamp(new_key_state, at));
