@@ -89,8 +89,14 @@ elif "$KEYCTL" policy create --tenant-id bench-hsm --algorithm ES256 --key-type 
   hsm_rps=$rps
   hsm_p99=$p99
   log "raw C_Sign on the same token (2 threads)"
-  raw=$("$P11_BENCH" --seconds 4 --threads 2 --data-dir "$WORK/data" 2>/dev/null | awk '$1 == "2" { printf "%.0f", $2 }')
+  p11_line=$("$P11_BENCH" --seconds 4 --threads 2 --data-dir "$WORK/data" 2>/dev/null | awk '$1 == "2"')
+  raw=$(awk '{ printf "%.0f", $2 }' <<<"$p11_line")
+  # The backend signs with an in-memory session copy of the key on SoftHSM2
+  # (docs/pkcs11.md), so raw C_Sign on that copy is printed too: the stricter
+  # baseline for the same work.
+  raw_copy=$(awk '{ printf "%.0f", $(NF - 1) }' <<<"$p11_line")
   printf "%-34s %10s %9s %24s %6s\n" "ES256 via PKCS#11 over HTTP (64c)" "${hsm_rps:-n/a}" "${hsm_p99:-n/a}" "raw C_Sign x2: ${raw:-n/a}" "$(ratio "$hsm_rps" "$raw")"
+  printf "%-34s %10s %9s %24s %6s\n" "  same, vs C_Sign on a session copy" "${hsm_rps:-n/a}" "" "copy C_Sign x2: ${raw_copy:-n/a}" "$(ratio "$hsm_rps" "$raw_copy")"
   log "target: >= 0.7x of raw multi-threaded C_Sign (PERFORMANCE.md)"
 else
   log "PKCS#11 over HTTP skipped (no dev token or pkcs11_bench not built)"
