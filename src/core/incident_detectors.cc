@@ -83,6 +83,15 @@ void IncidentDetectors::OnIssuanceCapRefused(const std::string& tenant_id, const
   Report(std::move(n));
 }
 
+void IncidentDetectors::OnCanaryFailure(const RotationRecord& rotation, const std::string& error) {
+  NewIncident n = Detection("canary", rotation.tenant_id, "security_alert", "high", "canary:" + rotation.rotation_id,
+                            "canary failed in rotation " + rotation.rotation_id + " of tenant " + rotation.tenant_id);
+  n.key_id = rotation.new_key_id;
+  n.details = {{"rotation_id", rotation.rotation_id}, {"new_key_id", rotation.new_key_id},
+               {"old_key_id", rotation.old_key_id}, {"error", error}};
+  Report(std::move(n));
+}
+
 void IncidentDetectors::OnAuthFailure(const std::string& source_address) {
   if (!options_.enabled) return;
   TimePoint now = clock_.Now();

@@ -85,6 +85,10 @@ class IncidentDetectors {
   // From ObservedBackend after a failed call: the backend's error count and
   // call count over the last backend_window.
   void OnBackendErrors(const std::string& provider, int64_t errors, int64_t calls);
+  // From the rotation engine when a rotation's canary signatures did not all
+  // verify against the new certificate (the rotation then aborts; the old key
+  // keeps signing). One incident per rotation: a re-run canary folds into it.
+  void OnCanaryFailure(const RotationRecord& rotation, const std::string& error);
 
   // Periodic checks: signing-rate anomaly (per completed minute), certificate
   // expiry (every cert_check_interval), backend latency, and flushing counted

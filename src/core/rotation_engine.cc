@@ -524,9 +524,12 @@ Status RotationEngine::Canary(RotationRecord& rec) {
       std::count_if(probes.begin(), probes.end(), [](const Probe& p) { return p.kind == "resample"; }));
   if (failures > 0) {
     RETURN_IF_ERROR(Persist(rec, {}));  // keep the results for the operator and the evidence
-    return FailedPreconditionError("canary failed: " + std::to_string(failures) + " of " +
-                                   std::to_string(probes.size()) +
-                                   " signatures did not verify against the new certificate (" + first_error + ")");
+    Status failed = FailedPreconditionError("canary failed: " + std::to_string(failures) + " of " +
+                                            std::to_string(probes.size()) +
+                                            " signatures did not verify against the new certificate (" +
+                                            first_error + ")");
+    if (canary_failed_) canary_failed_(rec, failed.message());
+    return failed;
   }
   return Persist(rec, {Event(rec, "phase_completed",
                              std::to_string(probes.size() - ledger_count) + " test signatures and " +

@@ -28,6 +28,7 @@
 
 #include <array>
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -152,6 +153,12 @@ class RotationEngine {
 
   const RotationOptions& options() const { return options_; }
 
+  // Told when a canary fails (after its results are persisted, before the
+  // rotation aborts): the incident detectors open a canary-failure incident.
+  // Set once before the engine runs.
+  using CanaryFailureListener = std::function<void(const RotationRecord&, const std::string& error)>;
+  void SetCanaryFailureListener(CanaryFailureListener listener) { canary_failed_ = std::move(listener); }
+
  private:
   enum class PhaseOutcome { kDone, kWait };
 
@@ -190,6 +197,7 @@ class RotationEngine {
   Clock& clock_;
   const RotationOptions options_;
   std::mutex run_mu_;  // serialises every mutation of rotations
+  CanaryFailureListener canary_failed_;
 };
 
 }  // namespace concierge::core

@@ -416,6 +416,9 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
   rotation_options.ledger_sample = config.rotation_ledger_sample;
   impl->rotations = std::make_unique<core::RotationEngine>(*impl->store, *impl->ledger, *impl->tenants,
                                                            *impl->certs, clock, rotation_options);
+  core::IncidentDetectors* detectors = impl->detectors.get();
+  impl->rotations->SetCanaryFailureListener(
+      [detectors](const RotationRecord& r, const std::string& error) { detectors->OnCanaryFailure(r, error); });
   impl->evidence = std::make_unique<core::RotationEvidenceRecorder>(*impl->store, impl->backends, clock);
   impl->rotation_scheduler = std::make_unique<core::RotationScheduler>(
       *impl->rotations, std::chrono::seconds(config.rotation_tick_seconds), LogRotationReport, impl->evidence.get());

@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "core/fault_point.h"
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "crypto/keys.h"
@@ -68,6 +69,23 @@ class RotationApiTest : public ApiTest {
     EXPECT_EQ(r.status, 202) << r.body;
     Tick();
     return Rotation(id);
+  }
+
+  // An external CA made with the openssl CLI (ext-ca.pem / ext-ca.key,
+  // leaf.ext in dir_) certifies `csr_pem`; returns leaf + CA in PEM. Moves the
+  // fake clock past the certificate's notBefore (openssl stamps the wall clock).
+  std::string ExternalChainFor(const std::string& csr_pem) {
+    WriteFile(dir_.File("csr.pem"), csr_pem);
+    Openssl("req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " + dir_.File("ext-ca.key") +
+            " -out " + dir_.File("ext-ca.pem") + " -days 30 -subj /CN=External-CA" +
+            " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign");
+    WriteFile(dir_.File("leaf.ext"),
+              "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=emailProtection\n");
+    Openssl("x509 -req -in " + dir_.File("csr.pem") + " -CA " + dir_.File("ext-ca.pem") + " -CAkey " +
+            dir_.File("ext-ca.key") + " -CAcreateserial -days 20 -extfile " + dir_.File("leaf.ext") + " -out " +
+            dir_.File("leaf.pem"));
+    fake_.Set(std::chrono::system_clock::now() + std::chrono::minutes(1));
+    return testing::ReadFile(dir_.File("leaf.pem")) + testing::ReadFile(dir_.File("ext-ca.pem"));
   }
 
   core::TickReport Tick() {
@@ -609,19 +627,7 @@ TEST_F(RotationApiTest, AwaitingCertificateContinuesAfterImport) {
   EXPECT_EQ(Rotation(id)["state"], "awaiting_certificate");
 
   // An external CA made with the openssl CLI certifies the rotation's CSR.
-  WriteFile(dir_.File("csr.pem"), r["csr_pem"]);
-  Openssl("req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " + dir_.File("ext-ca.key") +
-          " -out " + dir_.File("ext-ca.pem") + " -days 30 -subj /CN=External-CA" +
-          " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign");
-  WriteFile(dir_.File("leaf.ext"),
-            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=emailProtection\n");
-  Openssl("x509 -req -in " + dir_.File("csr.pem") + " -CA " + dir_.File("ext-ca.pem") + " -CAkey " +
-          dir_.File("ext-ca.key") + " -CAcreateserial -days 20 -extfile " + dir_.File("leaf.ext") + " -out " +
-          dir_.File("leaf.pem"));
-  std::string chain = testing::ReadFile(dir_.File("leaf.pem")) + testing::ReadFile(dir_.File("ext-ca.pem"));
-  // openssl stamped notBefore with the wall clock, which has moved on since
-  // the fake clock was set.
-  fake_.Set(std::chrono::system_clock::now() + std::chrono::minutes(1));
+  std::string chain = ExternalChainFor(r["csr_pem"]);
   // A chain for some other key is refused and changes nothing.
   Openssl("req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " + dir_.File("other.key") +
           " -out " + dir_.File("other.csr") + " -subj /CN=other");
@@ -653,6 +659,44 @@ TEST_F(RotationApiTest, AwaitingCertificateContinuesAfterImport) {
   WriteFile(dir_.File("served.pem"), served.body);
   Openssl("verify -CAfile " + dir_.File("ext-ca.pem") + " " + dir_.File("served.pem"));
   EXPECT_EQ(Sign("acme-news", "x")["key_id"], new_key);
+}
+
+// A canary that fails (here: the backend stops answering once the new key is
+// certified) aborts the rotation before the cutover - the old key keeps
+// signing - and opens one canary-failure incident naming the rotation.
+TEST_F(RotationApiTest, CanaryFailureAbortsBeforeCutoverAndOpensOneIncident) {
+  CreateTenant("acme-news");
+  const std::string old_key = Sign("acme-news", "before")["key_id"];
+  std::string id = Schedule(admin_token_, "acme-news");
+  json r = Execute(id);
+  ASSERT_EQ(r["state"], "awaiting_certificate") << r.dump(2);
+  std::string chain = ExternalChainFor(r["csr_pem"]);
+  ASSERT_EQ(Admin("POST", "/api/v1/tenants/acme-news/certificate", {{"chain_pem", chain}}).status, 201);
+  core::ArmBackendSignFault("software");
+  // The evidence key cannot sign either while the fault is armed: its pack
+  // is the one error of this round, and the next round builds it.
+  core::TickReport faulted = app_->RunRotationTick();
+  core::DisarmBackendSignFault();
+  for (const auto& e : faulted.errors) EXPECT_NE(e.find("evidence pack"), std::string::npos) << e;
+  Tick();
+  r = Rotation(id);
+  EXPECT_NE(r["state"], "completed") << r.dump(2);
+  EXPECT_NE(r["error"].get<std::string>().find("canary failed"), std::string::npos) << r.dump(2);
+  EXPECT_EQ(KeyStates("acme-news")[old_key], "active");
+  EXPECT_EQ(Sign("acme-news", "after")["key_id"], old_key);
+
+  auto list = Admin("GET", "/api/v1/incidents?tenant_id=acme-news");
+  ASSERT_EQ(list.status, 200) << list.body;
+  int canary = 0;
+  const json incidents = json::parse(list.body)["incidents"];
+  for (const auto& i : incidents) {
+    if (i["detector"] != "canary") continue;
+    ++canary;
+    EXPECT_EQ(i["type"], "security_alert");
+    EXPECT_EQ(i["details"]["rotation_id"], id);
+    EXPECT_EQ(i["details"]["new_key_id"], r["new_key_id"]);
+  }
+  EXPECT_EQ(canary, 1) << list.body;
 }
 
 TEST_F(RotationApiTest, CancellingAWaitingRotationDestroysItsPendingKey) {
