@@ -6,6 +6,11 @@
 
 namespace concierge::store {
 
+Status AuditNodeMissingError(int level, int64_t index) {
+  return DataLossError("audit log: " + std::string(level == 0 ? "leaf " : "tree node ") + std::to_string(index) +
+                       (level == 0 ? "" : " at level " + std::to_string(level)) + " is missing");
+}
+
 Status ValidateKeyState(std::string_view field, const std::string& state) {
   if (!Contains(kKeyStates, state)) {
     return FieldError(std::string(field), "unknown key state \"" + state + "\"");

@@ -332,6 +332,14 @@ inline constexpr std::string_view kAuditColumns =
     "idx, time_ms, actor, tenant_id, action, target, outcome, request_id, client_address, policy_hash, detail, "
     "leaf_hash";
 
+// The audit log's size: MAX on the primary key is one index descent, and
+// indexes are dense from 0.
+inline constexpr std::string_view kAuditSizeSql = "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries";
+
+// DataLoss naming the first missing leaf (level 0) or tree node of a range
+// read by AuditNodes.
+Status AuditNodeMissingError(int level, int64_t index);
+
 template <typename Row>
 LedgerEntry ReadLedgerEntry(const Row& s) {
   LedgerEntry e;

@@ -170,13 +170,21 @@ int64_t PgResult::affected() const {
 
 // --- execution ----------------------------------------------------------------------
 
+namespace {
+
+// libpq sends text parameters NUL-terminated: one with a NUL inside would be
+// cut short silently, so it is refused before anything is sent.
+Status RefuseNul(const PgParams& params, std::string_view operation) {
+  if (!params.has_nul()) return Status::Ok();
+  return InvalidArgumentError("postgres: " + std::string(operation) +
+                              ": a text value contains a NUL byte, which PostgreSQL cannot store");
+}
+
+}  // namespace
+
 StatusOr<PgResult> PgExec(PGconn* conn, std::string_view sql, const PgParams& params,
                           std::string_view operation) {
-  if (params.has_nul()) {
-    return InvalidArgumentError(
-        "postgres: " + std::string(operation) +
-        ": a text value contains a NUL byte, which PostgreSQL cannot store");
-  }
+  RETURN_IF_ERROR(RefuseNul(params, operation));
   const std::vector<const char*> values = params.Pointers();
   const std::string text(sql);  // libpq wants NUL-terminated SQL
   return Checked(
@@ -191,11 +199,7 @@ StatusOr<PgResult> PgExec(PGconn* conn, std::string_view sql, std::string_view o
 
 StatusOr<PgResult> PgExecPrepared(PGconn* conn, const char* name, const PgParams& params,
                                   std::string_view operation) {
-  if (params.has_nul()) {
-    return InvalidArgumentError(
-        "postgres: " + std::string(operation) +
-        ": a text value contains a NUL byte, which PostgreSQL cannot store");
-  }
+  RETURN_IF_ERROR(RefuseNul(params, operation));
   const std::vector<const char*> values = params.Pointers();
   return Checked(conn,
                  PQexecPrepared(conn, name, params.size(), values.data(), nullptr, nullptr, 0),

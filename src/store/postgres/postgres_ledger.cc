@@ -174,7 +174,7 @@ Status CheckKeysMaySign(PGconn* conn, const std::vector<LedgerEntry>& entries) {
 Status BuildAndInsertAudit(PGconn* conn, const std::vector<LedgerEntry>& rows, const AuditBuilder& audit) {
   if (!audit) return Status::Ok();
   AuditAppend out;
-  ASSIGN_OR_RETURN(PgResult size, PgExec(conn, "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries",
+  ASSIGN_OR_RETURN(PgResult size, PgExec(conn, kAuditSizeSql,
                                          "reading audit log size"));
   out.stored_size = size.row(0).ColumnInt(0);
   RETURN_IF_ERROR(audit(rows, out));
@@ -410,8 +410,7 @@ StatusOr<AuditPage> PostgresLedger::ListAudit(const AuditQuery& query) {
 }
 
 StatusOr<int64_t> PostgresLedger::AuditSize() {
-  // MAX on the primary key is one index descent; indexes are dense from 0.
-  ASSIGN_OR_RETURN(PgResult r, readers_->Query("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries", PgParams(),
+  ASSIGN_OR_RETURN(PgResult r, readers_->Query(kAuditSizeSql, PgParams(),
                                                "reading audit log size"));
   return r.row(0).ColumnInt(0);
 }
@@ -435,9 +434,7 @@ StatusOr<std::vector<AuditHash>> PostgresLedger::AuditNodes(int level, int64_t b
     out.push_back(h);
   }
   if (out.size() != static_cast<size_t>(end - begin)) {
-    return DataLossError("audit log: " + std::string(level == 0 ? "leaf " : "tree node ") +
-                         std::to_string(begin + static_cast<int64_t>(out.size())) +
-                         (level == 0 ? "" : " at level " + std::to_string(level)) + " is missing");
+    return AuditNodeMissingError(level, begin + static_cast<int64_t>(out.size()));
   }
   return out;
 }

@@ -425,9 +425,8 @@ StatusOr<AuditPage> SqliteLedger::ListAudit(const AuditQuery& query) {
 StatusOr<int64_t> SqliteLedger::AuditSize() {
   constexpr std::string_view kOp = "reading audit log size";
   std::lock_guard<std::mutex> lock(reader_mu_);
-  // MAX on the rowid is one b-tree descent; indexes are dense from 0.
   ASSIGN_OR_RETURN(sqlite3_stmt * s,
-                   ReaderStatementLocked(audit_size_stmt_, "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries", kOp));
+                   ReaderStatementLocked(audit_size_stmt_, kAuditSizeSql, kOp));
   StatementUse use(s);
   const int rc = sqlite3_step(s);
   if (rc != SQLITE_ROW) return SqliteStatus(reader_.get(), rc, kOp);
@@ -467,9 +466,7 @@ StatusOr<std::vector<AuditHash>> SqliteLedger::AuditNodes(int level, int64_t beg
     out.push_back(h);
   }
   if (out.size() != static_cast<size_t>(end - begin)) {
-    return DataLossError("audit log: " + std::string(level == 0 ? "leaf " : "tree node ") +
-                         std::to_string(begin + static_cast<int64_t>(out.size())) +
-                         (level == 0 ? "" : " at level " + std::to_string(level)) + " is missing");
+    return AuditNodeMissingError(level, begin + static_cast<int64_t>(out.size()));
   }
   return out;
 }
