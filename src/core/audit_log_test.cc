@@ -39,7 +39,8 @@ class AuditLogTest : public ::testing::Test {
   }
 
   void Open(std::chrono::milliseconds poll_interval = std::chrono::milliseconds(1000)) {
-    auto ledger = store::SqliteLedger::Open(db_path_);
+    // As the server opens it: the writer answers after the pipelined sync.
+    auto ledger = store::SqliteLedger::Open(db_path_, store::SqliteLedgerOptions{.pipelined_sync = true});
     ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
     ledger_ = *std::move(ledger);
     auto tree = RestoreAuditTree(*ledger_);
