@@ -132,8 +132,7 @@ class LedgerStore {
  public:
   virtual ~LedgerStore() = default;
   // Appends all entries, and whatever `audit` returns, in one transaction,
-  // durable on return (or, when AppendNeedsSync(), after SyncAppended());
-  // fills `seq`. A null `audit` appends ledger rows only.
+  // durable on return; fills `seq`. A null `audit` appends ledger rows only.
   // On failure nothing is stored and every seq is 0.
   virtual Status AppendBatch(std::vector<LedgerEntry>& entries, const AuditBuilder& audit = nullptr) = 0;
   virtual StatusOr<LedgerPage> ListLedger(const LedgerQuery& query) = 0;
@@ -159,18 +158,6 @@ class LedgerStore {
   // A job's results with original_seq > after_seq, ascending, at most `limit` (1..1000).
   virtual StatusOr<std::vector<ResignResult>> ListResignResults(const std::string& job_id, int64_t after_seq,
                                                                 int limit) = 0;
-
-  // --- pipelined group commit ---
-  // A store may let AppendBatch return once the batch is committed (visible to
-  // readers, and kept if this process crashes) but before it would survive a
-  // power cut, so that the next batch's inserts overlap the flush. Such a store
-  // returns true here, and SyncAppended() makes every batch whose AppendBatch
-  // returned before the call durable; it may run on another thread while the
-  // next AppendBatch runs. Whoever appends must not acknowledge a batch before
-  // a SyncAppended() that covers it returned OK. Every other write method is
-  // durable on return either way.
-  virtual bool AppendNeedsSync() const { return false; }
-  virtual Status SyncAppended() { return Status::Ok(); }
 };
 
 }  // namespace concierge

@@ -39,8 +39,7 @@ class AuditLogTest : public ::testing::Test {
   }
 
   void Open(std::chrono::milliseconds poll_interval = std::chrono::milliseconds(1000)) {
-    // As the server opens it: the writer answers after the pipelined sync.
-    auto ledger = store::SqliteLedger::Open(db_path_, store::SqliteLedgerOptions{.pipelined_sync = true});
+    auto ledger = store::SqliteLedger::Open(db_path_);
     ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
     ledger_ = *std::move(ledger);
     auto tree = RestoreAuditTree(*ledger_);

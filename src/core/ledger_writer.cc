@@ -49,33 +49,19 @@ LedgerWriter::LedgerWriter(LedgerStore& store, LedgerWriterOptions options, audi
       tree_(audit_tree),
       reload_(std::move(reload)),
       committed_(std::move(audit_tree)),
-      pipelined_(store.AppendNeedsSync()) {
-  // Named for top -H, perf and gdb.
-  if (pipelined_) {
-    syncer_ = std::thread([this] {
-      pthread_setname_np(pthread_self(), "ledger-sync");
-      RunSyncer();
-    });
-  }
-  thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "ledger-writer");
-    Run();
-  });
-}
+      thread_([this] {
+        pthread_setname_np(pthread_self(), "ledger-writer");  // for top -H, perf and gdb
+        Run();
+      }) {}
 
 LedgerWriter::~LedgerWriter() { Stop(); }
 
 void LedgerWriter::Enqueue(Pending pending, size_t rows) {
-  Status st;
+  bool stopping;
   {
     std::lock_guard lock(mu_);
-    if (stopping_) {
-      st = UnavailableError("ledger writer is shutting down");
-    } else if (!sync_failure_.ok()) {
-      st = sync_failure_;
-    } else if (queued_rows_ + rows > options_.max_queued_rows) {
-      st = UnavailableError("ledger writer is overloaded; retry");
-    } else {
+    stopping = stopping_;
+    if (!stopping && queued_rows_ + rows <= options_.max_queued_rows) {
       queued_rows_ += rows;
       queue_.push_back(std::move(pending));
       // While the writer lingers, wake it only once the group is big enough:
@@ -84,6 +70,7 @@ void LedgerWriter::Enqueue(Pending pending, size_t rows) {
       return;
     }
   }
+  Status st = UnavailableError(stopping ? "ledger writer is shutting down" : "ledger writer is overloaded; retry");
   if (pending.audit) {
     pending.audit_done(st, *pending.audit);
   } else {
@@ -131,75 +118,11 @@ size_t LedgerWriter::queued_resign_batches() const {
 void LedgerWriter::Stop() {
   {
     std::lock_guard lock(mu_);
-    if (stopping_ && !thread_.joinable() && !syncer_.joinable()) return;
+    if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-  // The writer has committed what was queued; the syncer makes it durable
-  // and answers its submitters before it stops.
-  {
-    std::lock_guard lock(mu_);
-    sync_stopping_ = true;
-  }
-  sync_cv_.notify_all();
-  if (syncer_.joinable()) syncer_.join();
-}
-
-Status LedgerWriter::SyncFailure() const {
-  std::lock_guard lock(mu_);
-  return sync_failure_;
-}
-
-void LedgerWriter::PublishLocked(const audit::CompactRange& tree) {
-  if (tree.size() >= committed_.size()) committed_ = tree;
-}
-
-void LedgerWriter::Complete(std::vector<Pending>& batch, const Status& st) {
-  for (auto& p : batch) {
-    if (p.audit) {
-      p.audit_done(st, *p.audit);
-    } else {
-      p.done(st, p.entries);
-    }
-  }
-}
-
-void LedgerWriter::RunSyncer() {
-  std::vector<Unsynced> groups;
-  for (;;) {
-    {
-      std::unique_lock lock(mu_);
-      sync_cv_.wait(lock, [this] { return sync_stopping_ || !unsynced_.empty(); });
-      if (unsynced_.empty()) return;  // stopping and drained
-      for (auto& g : unsynced_) groups.push_back(std::move(g));
-      unsynced_.clear();
-    }
-    cv_.notify_one();
-    // Every batch taken above had returned from AppendBatch before this call,
-    // so one sync covers them all.
-    Status st = store_.SyncAppended();
-    if (!st.ok()) {
-      st = UnavailableError("the ledger could not be made durable (" + st.message() +
-                            "); signing is refused until the service restarts");
-    }
-    {
-      std::lock_guard lock(mu_);
-      if (st.ok()) {
-        stats_.commits += groups.size();
-        for (const auto& g : groups) {
-          stats_.rows += g.rows;
-          stats_.audit_records += g.audit_records;
-        }
-        PublishLocked(groups.back().tree);
-      } else {
-        stats_.failed_commits += groups.size();
-        sync_failure_ = st;
-      }
-    }
-    for (auto& g : groups) Complete(g.batch, st);
-    groups.clear();
-  }
 }
 
 LedgerWriterStats LedgerWriter::stats() const {
@@ -274,26 +197,15 @@ void LedgerWriter::Run() {
           audit_records = out.entries.size();
           return Status::Ok();
         };
-        Status st = SyncFailure();
-        if (st.ok()) st = store_.AppendResignBatch(*p.batch, builder);
+        Status st = store_.AppendResignBatch(*p.batch, builder);
         if (!st.ok()) RestoreTree(before);
         {
           std::lock_guard relock(mu_);
           if (st.ok()) stats_.audit_records += audit_records;
-          // AppendResignBatch is durable on return, and so is every batch
-          // committed before it; after a failure the tree is what is stored
-          // (pipelined: possibly not yet synced, so left to the syncer).
-          if (st.ok() || !pipelined_) committed_ = tree_;
+          committed_ = tree_;
         }
         p.done(st);
         continue;
-      }
-      // Pipelined: at most one batch committed ahead of the sync in progress.
-      // Committing further ahead made groups half as large (more commits, more
-      // WAL pages rewritten per row) and cost more CPU per signature than the
-      // overlap saved; waiting here lets the next group grow meanwhile.
-      if (pipelined_ && !unsynced_.empty()) {
-        cv_.wait(lock, [this] { return stopping_ || unsynced_.empty(); });
       }
       if (last_commit_rows >= options_.linger_after_rows && queued_rows_ < options_.linger_target_rows &&
           options_.linger.count() > 0) {
@@ -339,23 +251,12 @@ void LedgerWriter::Run() {
       audit_records = out.entries.size();
       return Status::Ok();
     };
-    Status st = SyncFailure();
-    if (st.ok()) st = store_.AppendBatch(rows, builder);
+    Status st = store_.AppendBatch(rows, builder);
     if (!st.ok()) RestoreTree(before);
     // Hand each submission its rows back (with seq filled in on success).
     size_t i = 0;
     for (auto& p : batch) {
       for (auto& e : p.entries) e = std::move(rows[i++]);
-    }
-    if (st.ok() && pipelined_) {
-      // Committed, not yet durable: the syncer answers the submitters.
-      {
-        std::lock_guard lock(mu_);
-        unsynced_.push_back(Unsynced{std::move(batch), tree_, rows.size(), audit_records});
-      }
-      sync_cv_.notify_one();
-      batch.clear();
-      continue;
     }
     {
       std::lock_guard lock(mu_);
@@ -366,7 +267,7 @@ void LedgerWriter::Run() {
       } else {
         ++stats_.failed_commits;
       }
-      if (!pipelined_) committed_ = tree_;  // pipelined: unsynced batches may precede it
+      committed_ = tree_;
     }
     // A fenced batch (another instance retired one of its keys) is the
     // signers' to redo; its state-change records were not at fault and go

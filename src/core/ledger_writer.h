@@ -30,18 +30,7 @@
 // ledger keeps a single writer (seq order = commit order) and interactive
 // signing keeps priority: a re-sign batch is committed only when no
 // interactive submission is waiting.
-//
-// Pipelined sync: when the store's AppendBatch returns before the batch is
-// durable (LedgerStore::AppendNeedsSync, SQLite's pipelined_sync), a second
-// thread calls SyncAppended() and only then runs the callbacks of every batch
-// committed before that call, while the writer thread already commits the
-// next batch. The flush of one group overlaps the inserts of the next, and a
-// signature is still released only once its row is durable. A failed sync is
-// final: its batches' submitters get the error, and every later submission is
-// refused (kUnavailable) until a restart re-reads what reached the disk.
-// CommittedAuditHead() only moves to a tree whose records are durable.
-// Thread-safe. Callbacks run on the writer thread (on the sync thread for
-// batches that waited for a sync) and must not block.
+// Thread-safe. Callbacks run on the writer thread and must not block.
 #ifndef CONCIERGE_CORE_LEDGER_WRITER_H_
 #define CONCIERGE_CORE_LEDGER_WRITER_H_
 
@@ -147,21 +136,7 @@ class LedgerWriter {
     ResignBatch* batch;
     std::function<void(const Status&)> done;
   };
-  // A batch committed but not yet synced (pipelined sync only).
-  struct Unsynced {
-    std::vector<Pending> batch;
-    audit::CompactRange tree;  // the audit tree once it is durable
-    size_t rows = 0;
-    size_t audit_records = 0;
-  };
   void Run();
-  void RunSyncer();  // the sync thread (pipelined sync only)
-  Status SyncFailure() const;  // OK, or the failed sync that stopped the writer
-  // Moves committed_ forward to `tree` (never back: a re-sign batch synced by
-  // the store may already have published a later tree). Requires mu_.
-  void PublishLocked(const audit::CompactRange& tree);
-  // Runs the submitters' callbacks of a committed or failed batch.
-  static void Complete(std::vector<Pending>& batch, const Status& st);
   void RestoreTree(const audit::CompactRange& before);  // writer thread only
   // Reloads the tree when the store's log (AuditAppend::stored_size) is ahead
   // of it: another instance appended (writer thread only).
@@ -186,12 +161,6 @@ class LedgerWriter {
   bool stopping_ = false;
   bool lingering_ = false;  // writer is waiting for a larger group
   LedgerWriterStats stats_;
-  const bool pipelined_;              // store_.AppendNeedsSync()
-  std::deque<Unsynced> unsynced_;     // guarded by mu_
-  std::condition_variable sync_cv_;   // unsynced_ grew, or sync_stopping_
-  bool sync_stopping_ = false;        // guarded by mu_
-  Status sync_failure_;               // guarded by mu_; sticky once set
-  std::thread syncer_;
   std::thread thread_;
 };
 

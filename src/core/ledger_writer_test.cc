@@ -3,19 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <future>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <set>
 
 #include "audit/entry.h"
 #include "audit/merkle.h"
-#include "store/sqlite/sqlite_ledger.h"
-#include "store/sqlite/sqlite_store.h"
-#include "testing/forwarding_ledger.h"
-#include "testing/test_util.h"
 
 namespace concierge::core {
 namespace {
@@ -327,145 +321,6 @@ TEST(LedgerWriterTest, CommitResignAfterStopFailsFast) {
   writer.Stop();
   ResignBatch batch;
   EXPECT_EQ(writer.CommitResign(batch).code(), StatusCode::kUnavailable);
-}
-
-// --- pipelined sync, on the real SQLite ledger ---
-
-// The SQLite ledger as the server opens it (pipelined_sync), with its
-// SyncAppended() held at a gate or made to fail: everything else is the real
-// store, so "committed" and "visible" are what SQLite says.
-class GatedSyncLedger : public testing::ForwardingLedger {
- public:
-  using ForwardingLedger::ForwardingLedger;
-  Status AppendBatch(std::vector<LedgerEntry>& entries, const AuditBuilder& audit) override {
-    Status st = real_.AppendBatch(entries, audit);
-    appended_.fetch_add(1);
-    appended_cv_.notify_all();
-    return st;
-  }
-  Status SyncAppended() override {
-    gate_.get();
-    syncs_.fetch_add(1);
-    if (!fail_with_.ok()) return fail_with_;
-    return real_.SyncAppended();
-  }
-
-  // Blocks until AppendBatch has returned `n` times.
-  void WaitForAppends(int n) {
-    std::unique_lock lock(mu_);
-    appended_cv_.wait(lock, [&] { return appended_.load() >= n; });
-  }
-
-  std::promise<void> open_;
-  std::shared_future<void> gate_ = open_.get_future().share();
-  Status fail_with_;
-  std::atomic<int> appended_{0};
-  std::atomic<int> syncs_{0};
-  std::mutex mu_;
-  std::condition_variable appended_cv_;
-};
-
-class PipelinedLedgerTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const std::string path = dir_.File("ledger.db");
-    auto store = store::SqliteStore::Open(path);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = *std::move(store);
-    ASSERT_TRUE(store_->Migrate().ok());
-    auto ledger = store::SqliteLedger::Open(path, store::SqliteLedgerOptions{.pipelined_sync = true});
-    ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
-    ledger_ = *std::move(ledger);
-    ASSERT_TRUE(ledger_->AppendNeedsSync());
-    gated_ = std::make_unique<GatedSyncLedger>(*ledger_);
-  }
-
-  static LedgerEntry SignedRow(const std::string& request_id) {
-    LedgerEntry e = Row(request_id);
-    e.key_id = "k-1";
-    e.algorithm = "ES256";
-    e.kind = "digest";
-    return e;
-  }
-
-  testing::TempDir dir_;
-  std::unique_ptr<store::SqliteStore> store_;
-  std::unique_ptr<store::SqliteLedger> ledger_;
-  std::unique_ptr<GatedSyncLedger> gated_;
-};
-
-TEST_F(PipelinedLedgerTest, NonPipelinedSqliteLedgerNeedsNoSync) {
-  auto plain = store::SqliteLedger::Open(dir_.File("ledger.db"));
-  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
-  EXPECT_FALSE((*plain)->AppendNeedsSync());
-  EXPECT_TRUE((*plain)->SyncAppended().ok());
-  EXPECT_TRUE(ledger_->SyncAppended().ok());  // a real fdatasync of the -wal file
-}
-
-TEST_F(PipelinedLedgerTest, CommittedRowIsAnsweredOnlyAfterTheSync) {
-  LedgerWriter writer(*gated_);
-  std::promise<int64_t> seq;
-  std::atomic<bool> answered{false};
-  writer.Submit({SignedRow("r1")}, [&](const Status& st, std::vector<LedgerEntry>& rows) {
-    EXPECT_TRUE(st.ok()) << st.ToString();
-    answered = true;
-    seq.set_value(rows[0].seq);
-  });
-  gated_->WaitForAppends(1);
-  // Committed and visible to readers, but the sync has not returned: no
-  // answer yet, and the audit head (what checkpoints sign) has not moved.
-  EXPECT_TRUE(*ledger_->HasRequest("t-1", "r1"));
-  EXPECT_FALSE(answered.load());
-  EXPECT_EQ(writer.CommittedAuditHead().size, 0u);
-
-  gated_->open_.set_value();
-  EXPECT_GT(seq.get_future().get(), 0);
-  writer.Stop();
-  EXPECT_EQ(writer.CommittedAuditHead().size, 1u);
-  EXPECT_GE(gated_->syncs_.load(), 1);
-  EXPECT_EQ(writer.stats().commits, 1u);
-}
-
-TEST_F(PipelinedLedgerTest, StopAnswersEveryCommittedSubmission) {
-  std::atomic<int> ok{0};
-  {
-    gated_->open_.set_value();
-    LedgerWriter writer(*gated_);
-    for (int i = 0; i < 50; ++i) {
-      writer.Submit({SignedRow("r" + std::to_string(i))}, [&](const Status& st, std::vector<LedgerEntry>&) {
-        if (st.ok()) ++ok;
-      });
-    }
-    writer.Stop();
-    EXPECT_EQ(writer.CommittedAuditHead().size, 50u);
-  }
-  EXPECT_EQ(ok.load(), 50);
-  for (int i = 0; i < 50; ++i) EXPECT_TRUE(*ledger_->HasRequest("t-1", "r" + std::to_string(i))) << i;
-}
-
-TEST_F(PipelinedLedgerTest, FailedSyncFailsItsBatchAndRefusesEverythingAfter) {
-  gated_->fail_with_ = UnavailableError("syncing the ledger's write-ahead log: Input/output error");
-  gated_->open_.set_value();
-  LedgerWriter writer(*gated_);
-  std::promise<Status> first;
-  writer.Submit({SignedRow("r1")}, [&](const Status& st, std::vector<LedgerEntry>&) { first.set_value(st); });
-  const Status st = first.get_future().get();
-  EXPECT_EQ(st.code(), StatusCode::kUnavailable);
-  EXPECT_NE(st.message().find("could not be made durable"), std::string::npos) << st.message();
-  EXPECT_NE(st.message().find("Input/output error"), std::string::npos) << st.message();
-
-  // Nothing is committed after a failed sync, signatures or state changes.
-  Status later;
-  writer.Submit({SignedRow("r2")}, [&](const Status& s, std::vector<LedgerEntry>&) { later = s; });
-  EXPECT_EQ(later.code(), StatusCode::kUnavailable);
-  Status audit_later;
-  writer.SubmitAudit(StateChange("policy.update"), [&](const Status& s, const AuditRecord&) { audit_later = s; });
-  EXPECT_EQ(audit_later.code(), StatusCode::kUnavailable);
-  writer.Stop();
-  EXPECT_FALSE(*ledger_->HasRequest("t-1", "r2"));
-  EXPECT_EQ(gated_->appended_.load(), 1);
-  EXPECT_EQ(writer.CommittedAuditHead().size, 0u);
-  EXPECT_EQ(writer.stats().failed_commits, 1u);
 }
 
 }  // namespace

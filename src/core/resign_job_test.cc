@@ -15,7 +15,6 @@
 #include "core/incident_test_env.h"
 #include "crypto/keys.h"
 #include "crypto/signature.h"
-#include "testing/forwarding_ledger.h"
 #include "testing/standin_rotator.h"
 
 namespace concierge::core {
@@ -25,15 +24,31 @@ using json = nlohmann::json;
 
 // The real SQLite ledger, with one fault: the N-th AppendResignBatch fails as
 // if the process had died at that commit (nothing of it is written).
-class CrashingLedger : public testing::ForwardingLedger {
+class CrashingLedger : public LedgerStore {
  public:
-  using ForwardingLedger::ForwardingLedger;
+  explicit CrashingLedger(LedgerStore& real) : real_(real) {}
+  Status AppendBatch(std::vector<LedgerEntry>& e, const AuditBuilder& audit) override {
+    return real_.AppendBatch(e, audit);
+  }
+  StatusOr<LedgerPage> ListLedger(const LedgerQuery& q) override { return real_.ListLedger(q); }
+  StatusOr<std::vector<MinuteCount>> CountByMinuteSince(TimePoint t) override { return real_.CountByMinuteSince(t); }
+  StatusOr<bool> HasRequest(const std::string& t, const std::string& r) override { return real_.HasRequest(t, r); }
+  StatusOr<std::vector<ResignCandidate>> ListResignCandidates(const ResignScan& s) override {
+    return real_.ListResignCandidates(s);
+  }
+  StatusOr<int64_t> CountResignCandidates(const ResignScan& s) override { return real_.CountResignCandidates(s); }
   Status AppendResignBatch(ResignBatch& b, const AuditBuilder& audit) override {
     if (++calls_ == crash_at_) return UnavailableError("simulated crash during commit");
     return real_.AppendResignBatch(b, audit);
   }
+  StatusOr<std::vector<ResignResult>> ListResignResults(const std::string& j, int64_t a, int l) override {
+    return real_.ListResignResults(j, a, l);
+  }
   std::atomic<int> calls_{0};
   int crash_at_ = 0;
+
+ private:
+  LedgerStore& real_;
 };
 
 class ResignJobTest : public IncidentTestEnv {

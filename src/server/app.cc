@@ -135,9 +135,7 @@ StatusOr<OpenedLedger> OpenLedger(const ServerConfig& config) {
     out.audit = pg->get();
     out.ledger = *std::move(pg);
   } else {
-    // Pipelined sync: LedgerWriter releases signatures only after the sync
-    // that covers their batch (see sqlite_ledger.h).
-    auto sqlite = store::SqliteLedger::Open(config.database_path, store::SqliteLedgerOptions{.pipelined_sync = true});
+    auto sqlite = store::SqliteLedger::Open(config.database_path);
     if (!sqlite.ok()) return sqlite.status().Annotate("opening signing ledger");
     out.audit = sqlite->get();
     out.ledger = *std::move(sqlite);

@@ -1,9 +1,5 @@
 #include "store/sqlite/sqlite_ledger.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
 #include <string_view>
 #include <tuple>
@@ -281,41 +277,8 @@ StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const std::string& pa
     if (!prepared.ok()) return annotate(prepared.status());
     *slot = std::move(prepared).value();
   }
-  auto ledger = std::make_unique<SqliteLedger>(PrivateTag(), std::move(writer).value(), std::move(stmts),
-                                               std::move(reader).value());
-  if (opts.pipelined_sync) {
-    if (Status s = ledger->EnablePipelinedSync(); !s.ok()) return annotate(s);
-  }
-  return ledger;
-}
-
-SqliteLedger::~SqliteLedger() {
-  if (wal_fd_ >= 0) ::close(wal_fd_);
-}
-
-Status SqliteLedger::EnablePipelinedSync() {
-  std::lock_guard<std::mutex> lock(writer_mu_);
-  // A read transaction makes SQLite open (and, if needed, create) the -wal
-  // file, so the descriptor below names the file its frames are written to.
-  // It stays that file: SQLite deletes it only when the last connection
-  // closes, and a checkpoint truncates it in place.
-  RETURN_IF_ERROR(ExecSql(writer_.get(), "SELECT COUNT(*) FROM schema_migrations", "opening the write-ahead log"));
-  const char* wal = sqlite3_filename_wal(sqlite3_db_filename(writer_.get(), "main"));
-  if (wal == nullptr || *wal == '\0') return InternalError("the ledger database has no write-ahead log file");
-  const int fd = ::open(wal, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return UnavailableError(std::string("opening the write-ahead log for syncing: ") + std::strerror(errno));
-  }
-  wal_fd_ = fd;
-  return ExecSql(writer_.get(), "PRAGMA synchronous = NORMAL", "setting synchronous=NORMAL");
-}
-
-Status SqliteLedger::SyncAppended() {
-  if (wal_fd_ < 0) return Status::Ok();
-  if (::fdatasync(wal_fd_) != 0) {
-    return UnavailableError(std::string("syncing the ledger's write-ahead log: ") + std::strerror(errno));
-  }
-  return Status::Ok();
+  return std::make_unique<SqliteLedger>(PrivateTag(), std::move(writer).value(), std::move(stmts),
+                                        std::move(reader).value());
 }
 
 SqliteLedger::SqliteLedger(PrivateTag, SqliteDb writer, WriterStatements statements, SqliteDb reader)
@@ -520,7 +483,7 @@ Status SqliteLedger::InsertAuditCheckpoint(AuditCheckpointRecord& c) {
   s.Bind(4, c.key_id).Bind(5, c.note).BindBlob(6, c.signature);
   RETURN_IF_ERROR(s.Run());
   c.id = sqlite3_last_insert_rowid(writer_.get());
-  return SyncAppended();  // durable on return, pipelined or not
+  return Status::Ok();
 }
 
 StatusOr<std::vector<AuditCheckpointRecord>> SqliteLedger::ListAuditCheckpoints(int64_t after_id, int limit) {
@@ -565,8 +528,7 @@ Status SqliteLedger::InsertAuditKey(const AuditKeyRecord& k) {
                                                    "storing audit key"));
   s.Bind(1, k.key_id).Bind(2, k.origin).Bind(3, k.algorithm).Bind(4, k.provider).Bind(5, k.key_uri);
   s.Bind(6, k.public_key_pem).BindTime(7, k.created_at);
-  RETURN_IF_ERROR(s.Run());
-  return SyncAppended();  // durable on return, pipelined or not
+  return s.Run();
 }
 
 StatusOr<std::vector<AuditKeyRecord>> SqliteLedger::ListAuditKeys() {
@@ -707,11 +669,8 @@ Status SqliteLedger::AppendResignBatch(ResignBatch& batch, const AuditBuilder& a
     std::lock_guard<std::mutex> lock(writer_mu_);
     s = InsertResignBatch(writer_.get(), writer_stmts_, batch, audit);
   }
-  if (!s.ok()) {
-    ClearResignSeqs(batch);  // rolled back
-    return s;
-  }
-  return SyncAppended();  // durable on return, pipelined or not
+  if (!s.ok()) ClearResignSeqs(batch);  // rolled back
+  return s;
 }
 
 StatusOr<std::vector<ResignResult>> SqliteLedger::ListResignResults(const std::string& job_id, int64_t after_seq,

@@ -16,17 +16,7 @@
 // start-up count), which is not on the signing path.
 //
 // Durability: journal_mode=WAL and synchronous=FULL, so AppendBatch returning
-// OK means the rows survive a power cut. With pipelined_sync the writer
-// connection commits with synchronous=NORMAL instead: AppendBatch returns once
-// the batch's frames are written to the -wal file (kept if the process dies,
-// visible to readers), and SyncAppended() fdatasyncs that file on a descriptor
-// of its own, without the writer mutex, so it can run while the next batch
-// inserts. One fdatasync then covers every batch written before it: the same
-// guarantee FULL gives, a commit later, for as many batches as were written
-// meanwhile. SQLite's WAL checksums make recovery stop at the first frame that
-// did not reach the disk, so what survives a power cut is always a prefix of
-// the commits. The other writes (re-sign batches, audit checkpoints and keys)
-// sync before they return in either mode. wal_autocheckpoint=0 on both
+// OK means the rows survive a power cut. wal_autocheckpoint=0 on both
 // connections: an automatic checkpoint would run inside whichever commit
 // crossed the threshold, i.e. on the signing path (p99 spikes of 0.2-0.8 s
 // were measured). Checkpointing is SqliteStore::Checkpoint()'s job, which the
@@ -90,10 +80,6 @@ struct SqliteLedgerOptions {
   std::chrono::milliseconds busy_timeout{5000};
   // Open the reader connection only, read-only (see above).
   bool read_only = false;
-  // Pipelined sync (see "Durability" above): AppendBatch commits with
-  // synchronous=NORMAL and SyncAppended() fdatasyncs the -wal file. Only for
-  // a caller that waits for SyncAppended() before acknowledging (LedgerWriter).
-  bool pipelined_sync = false;
 };
 
 class SqliteLedger : public LedgerStore, public AuditStore {
@@ -131,13 +117,6 @@ class SqliteLedger : public LedgerStore, public AuditStore {
   Status InsertAuditKey(const AuditKeyRecord& key) override;
   StatusOr<std::vector<AuditKeyRecord>> ListAuditKeys() override;
 
-  bool AppendNeedsSync() const override { return wal_fd_ >= 0; }
-  // fdatasync of the -wal file (pipelined_sync only; OK otherwise).
-  // kUnavailable naming the error if it fails: the caller must then treat
-  // every unsynced batch as possibly lost.
-  Status SyncAppended() override;
-  ~SqliteLedger() override;
-
   // Constructed only through Open(); the tag keeps the constructor usable by
   // std::make_unique without being callable from outside.
   struct PrivateTag {
@@ -164,14 +143,10 @@ class SqliteLedger : public LedgerStore, public AuditStore {
 
   // kFailedPrecondition in read-only mode.
   Status CheckWritable() const;
-  // Opens the -wal file for SyncAppended() and switches the writer to
-  // synchronous=NORMAL (Open() with pipelined_sync).
-  Status EnablePipelinedSync();
 
   std::mutex writer_mu_;
   SqliteDb writer_;                // guarded by writer_mu_; null when read-only
   WriterStatements writer_stmts_;  // guarded by writer_mu_; prepared at Open()
-  int wal_fd_ = -1;                // the -wal file, read-only (pipelined_sync); set at Open()
 
   std::mutex reader_mu_;
   SqliteDb reader_;                                        // guarded by reader_mu_
