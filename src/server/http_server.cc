@@ -267,12 +267,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // Any thread. Queues the response for the session's lane unless the server stops.
   void Deliver(HttpResponse response, bool keep_alive, unsigned version);
 
-  // On the lane's thread (a drain): writes now.
+  // On the lane's thread (a drain handler, which runs on the session's own
+  // io_context): writes now.
   void WriteOnLane(HttpResponse response, bool keep_alive, unsigned version) {
-    asio::dispatch(executor_, [self = shared_from_this(), response = std::move(response), keep_alive,
-                               version]() mutable {
-      self->Write(std::move(response), keep_alive, version);
-    });
+    Write(std::move(response), keep_alive, version);
   }
 
   void Close() {

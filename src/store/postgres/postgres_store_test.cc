@@ -566,13 +566,8 @@ TEST_F(PgInstancesTest, ResignBatchesAreFencedAndSeeTheStoredAuditSize) {
   };
   std::vector<LedgerEntry> originals = Rows("acme-v1", 3);
   ASSERT_TRUE(IsOk(ledger_->AppendBatch(originals, builder)));
-  ResignJobRecord job;
-  job.job_id = "job-1";
-  job.tenant_id = "acme";
-  job.compromised_key_id = "acme-v1";
-  job.new_key_id = "acme-v2";
+  ResignJobRecord job = conformance::MakeJob("job-1", "acme");  // acme-v1 -> acme-v2
   job.state = "running";
-  job.created_by = "officer";
   ASSERT_TRUE(IsOk(store_->InsertResignJob(job)));
   auto batch = [&] {
     ResignBatch b;
