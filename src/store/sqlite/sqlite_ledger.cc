@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <string_view>
+#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -69,7 +70,7 @@ StatusOr<SqliteDb> OpenExisting(const std::string& path, std::string_view operat
 }
 
 Status ConfigureConnection(sqlite3* db, std::chrono::milliseconds busy_timeout, bool reader) {
-  const int rc = sqlite3_busy_timeout(db, static_cast<int>(busy_timeout.count()));
+  const int rc = SetBusyTimeout(db, busy_timeout);
   if (rc != SQLITE_OK) return SqliteStatus(db, rc, "setting busy timeout");
   // Persistent in the file (SqliteStore already set it); repeating it is cheap
   // and proves the file really is in WAL mode, on which "readers never wait
@@ -242,7 +243,7 @@ StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const std::string& pa
   if (!reader.ok()) return annotate(reader.status());
   if (opts.read_only) {
     // Nothing that would write: not even the journal mode of a copied file.
-    const int rc = sqlite3_busy_timeout(reader->get(), static_cast<int>(opts.busy_timeout.count()));
+    const int rc = SetBusyTimeout(reader->get(), opts.busy_timeout);
     if (rc != SQLITE_OK) return annotate(SqliteStatus(reader->get(), rc, "setting busy timeout"));
     if (Status s = ExecSql(reader->get(), "PRAGMA query_only = ON", "making connection read-only"); !s.ok()) {
       return annotate(s);
@@ -284,6 +285,13 @@ StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const std::string& pa
 SqliteLedger::SqliteLedger(PrivateTag, SqliteDb writer, WriterStatements statements, SqliteDb reader)
     : writer_(std::move(writer)), writer_stmts_(std::move(statements)), reader_(std::move(reader)) {}
 
+void SqliteLedger::StepAsideLocked() {
+  const uint64_t waits = BusyWaits();
+  if (waits == seen_busy_waits_) return;
+  seen_busy_waits_ = waits;
+  std::this_thread::sleep_for(kStepAside);
+}
+
 Status SqliteLedger::CheckWritable() const {
   if (writer_ == nullptr) return FailedPreconditionError("the ledger was opened read-only");
   return Status::Ok();
@@ -297,6 +305,7 @@ Status SqliteLedger::AppendBatch(std::vector<LedgerEntry>& entries, const AuditB
   Status s;
   {
     std::lock_guard<std::mutex> lock(writer_mu_);
+    StepAsideLocked();
     s = InsertBatch(writer_.get(), writer_stmts_, entries, audit);
   }
   if (!s.ok()) {
@@ -667,6 +676,7 @@ Status SqliteLedger::AppendResignBatch(ResignBatch& batch, const AuditBuilder& a
   Status s;
   {
     std::lock_guard<std::mutex> lock(writer_mu_);
+    StepAsideLocked();
     s = InsertResignBatch(writer_.get(), writer_stmts_, batch, audit);
   }
   if (!s.ok()) ClearResignSeqs(batch);  // rolled back

@@ -151,10 +151,17 @@ class SqliteLedger : public LedgerStore, public AuditStore {
 
   // kFailedPrecondition in read-only mode.
   Status CheckWritable() const;
+  // Before a write transaction: if a connection of this process has started
+  // waiting for the database lock since the last call (BusyWaits, e.g. the
+  // admin store starting a rotation), pauses kStepAside with the lock free so
+  // it gets in between two ledger commits. Requires writer_mu_.
+  void StepAsideLocked();
+  static constexpr std::chrono::milliseconds kStepAside{2};
 
   std::mutex writer_mu_;
   SqliteDb writer_;                // guarded by writer_mu_; null when read-only
   WriterStatements writer_stmts_;  // guarded by writer_mu_; prepared at Open()
+  uint64_t seen_busy_waits_ = 0;   // guarded by writer_mu_
 
   std::mutex reader_mu_;
   SqliteDb reader_;                                        // guarded by reader_mu_

@@ -351,6 +351,40 @@ TEST_F(SqliteLedgerTest, ReadOnlyOpenReadsAndRefusesWrites) {
 // compare with PERFORMANCE.md's ~566k rows/s for 1024-row transactions. Also
 // checks that the ledger never checkpoints by itself and that the store's
 // background checkpoint can reset the WAL while the ledger is open.
+// Under sustained signing the ledger commits back to back, and the lock is
+// free only for microseconds in between. The admin store's writes (a rotation,
+// a policy change) must still get in, not poll until their busy timeout: a
+// rotation under load once failed with "database is locked" this way.
+TEST_F(SqliteLedgerTest, StoreWritesGetInBetweenBackToBackLedgerCommits) {
+  auto store = SqliteStore::Open(path_, SqliteOptions{.busy_timeout = std::chrono::milliseconds(500)});
+  ASSERT_TRUE(IsOk(store.status()));
+  std::atomic<bool> stop{false};
+  std::atomic<int> commits{0};
+  std::thread signer([&] {
+    // One batch built once, so that nothing but the commit runs in the loop.
+    std::vector<LedgerEntry> batch = MakeBatch("acme", "acme-v1", 200, 0, "b-");
+    while (!stop.load()) {
+      EXPECT_TRUE(IsOk(ledger_->AppendBatch(batch)));
+      ++commits;
+    }
+  });
+  for (int i = 0; i < 20; ++i) {
+    // Each insert starts while the ledger is mid-stream.
+    const int seen = commits.load();
+    while (commits.load() < seen + 2) std::this_thread::yield();
+    ApiKeyRecord key;
+    key.id = "admin-" + std::to_string(i);
+    key.secret_hash = std::string(64, '0');
+    key.role = "admin";
+    key.name = key.id;
+    key.created_by = "test";
+    key.created_at = T(i);
+    EXPECT_TRUE(IsOk((*store)->InsertApiKey(key))) << i;
+  }
+  stop = true;
+  signer.join();
+}
+
 TEST_F(SqliteLedgerTest, ThroughputSanityAndCheckpointsLeftToStore) {
   constexpr int kBatches = 100;
   constexpr int kRows = 1024;

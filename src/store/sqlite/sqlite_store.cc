@@ -202,7 +202,7 @@ class SqliteMigrationDriver : public MigrationDriver {
 // it on every open is cheap and also catches a non-database file early.
 Status ConfigureConnection(sqlite3* db, std::chrono::milliseconds busy_timeout,
                            bool request_connection, bool in_memory) {
-  const int rc = sqlite3_busy_timeout(db, static_cast<int>(busy_timeout.count()));
+  const int rc = SetBusyTimeout(db, busy_timeout);
   if (rc != SQLITE_OK) return SqliteStatus(db, rc, "setting busy timeout");
   if (!in_memory) {
     RETURN_IF_ERROR(EnableWal(db));

@@ -1,6 +1,9 @@
 #include "store/sqlite/sqlite_util.h"
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <thread>
 #include <utility>
 
 namespace concierge::store {
@@ -10,6 +13,30 @@ void SqliteDbCloser::operator()(sqlite3* db) const noexcept {
   // destruction order between a Statement and its connection cannot leak.
   sqlite3_close_v2(db);
 }
+
+namespace {
+
+std::atomic<uint64_t> g_busy_waits{0};
+constexpr std::chrono::microseconds kBusyStep{500};
+
+// ctx: the timeout in milliseconds. `count` is the number of earlier calls for
+// this lock, so count * kBusyStep is at least the time waited so far.
+int BusyStep(void* ctx, int count) {
+  if (count == 0) g_busy_waits.fetch_add(1, std::memory_order_relaxed);
+  const int64_t timeout_ms = static_cast<int64_t>(reinterpret_cast<intptr_t>(ctx));
+  if (static_cast<int64_t>(count) * kBusyStep.count() >= timeout_ms * 1000) return 0;
+  std::this_thread::sleep_for(kBusyStep);
+  return 1;
+}
+
+}  // namespace
+
+int SetBusyTimeout(sqlite3* db, std::chrono::milliseconds timeout) {
+  if (timeout.count() <= 0) return sqlite3_busy_handler(db, nullptr, nullptr);
+  return sqlite3_busy_handler(db, &BusyStep, reinterpret_cast<void*>(static_cast<intptr_t>(timeout.count())));
+}
+
+uint64_t BusyWaits() { return g_busy_waits.load(std::memory_order_relaxed); }
 
 Status SqliteStatus(sqlite3* db, int rc, std::string_view operation) {
   // errmsg describes the failure (e.g. "UNIQUE constraint failed: keys.key_id")

@@ -11,6 +11,7 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -42,6 +43,16 @@ Status SqliteStatus(sqlite3* db, int rc, std::string_view operation);
 
 // Opens (creating if needed) a connection with extended result codes on.
 StatusOr<SqliteDb> OpenSqliteDb(const std::string& path, std::string_view operation);
+
+// Instead of sqlite3_busy_timeout: a connection that finds the database
+// locked by another retries every 0.5 ms (SQLite's own handler backs off to
+// 100 ms sleeps) until `timeout` has passed, and each such wait is counted
+// (BusyWaits) so that an in-process writer committing back to back (the
+// ledger under load) can leave a gap: otherwise the lock is free only for
+// microseconds between its commits and the waiter can poll until it times out.
+int SetBusyTimeout(sqlite3* db, std::chrono::milliseconds timeout);
+// Waits for a lock begun so far by any connection of this process.
+uint64_t BusyWaits();
 
 // Runs SQL text with no bound values (pragmas, DDL, BEGIN/COMMIT).
 Status ExecSql(sqlite3* db, const std::string& sql, std::string_view operation);
