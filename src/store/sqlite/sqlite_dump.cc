@@ -178,6 +178,7 @@ class SqliteLoader : public SqlLoader {
 
 StatusOr<std::unique_ptr<SqlSnapshot>> OpenSqliteSnapshot(const std::string& path) {
   const std::string context = "reading database " + path;
+  ConfigureSqliteLibrary();
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
   SqliteDb db(raw);

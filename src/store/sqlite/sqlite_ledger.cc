@@ -58,6 +58,7 @@ LedgerEntry ReadEntry(sqlite3_stmt* s) { return ReadLedgerEntry(RawRow{s}); }
 // Unlike OpenSqliteDb this never creates the file: a missing database means
 // the service was pointed at the wrong path, not that it should start empty.
 StatusOr<SqliteDb> OpenExisting(const std::string& path, std::string_view operation, bool read_only = false) {
+  ConfigureSqliteLibrary();
   sqlite3* raw = nullptr;
   // NOMUTEX: each connection is guarded by a mutex of ours.
   const int rc = sqlite3_open_v2(path.c_str(), &raw,

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <thread>
 #include <utility>
 
@@ -68,7 +69,19 @@ Status SqliteStatus(sqlite3* db, int rc, std::string_view operation) {
   }
 }
 
+void ConfigureSqliteLibrary() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    // Memory statistics make every SQLite allocation take a global mutex;
+    // nothing here reads them, and the ledger writer allocates per row.
+    // Only possible before the library initialises; if something else in
+    // the process initialised it first, the default stays (slower, correct).
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  });
+}
+
 StatusOr<SqliteDb> OpenSqliteDb(const std::string& path, std::string_view operation) {
+  ConfigureSqliteLibrary();
   sqlite3* raw = nullptr;
   // NOMUTEX: callers serialise access themselves, so SQLite's own per-call
   // mutex would only add cost.

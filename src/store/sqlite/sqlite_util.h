@@ -41,6 +41,10 @@ using SqliteDb = std::unique_ptr<sqlite3, SqliteDbCloser>;
 // `operation` says what we were doing ("inserting key"); `db` may be null.
 Status SqliteStatus(sqlite3* db, int rc, std::string_view operation);
 
+// Process-wide SQLite settings, applied once before the first connection
+// opens (every opener here calls it): memory statistics off.
+void ConfigureSqliteLibrary();
+
 // Opens (creating if needed) a connection with extended result codes on.
 StatusOr<SqliteDb> OpenSqliteDb(const std::string& path, std::string_view operation);
 
