@@ -158,6 +158,14 @@ class LedgerStore {
   // A job's results with original_seq > after_seq, ascending, at most `limit` (1..1000).
   virtual StatusOr<std::vector<ResignResult>> ListResignResults(const std::string& job_id, int64_t after_seq,
                                                                 int limit) = 0;
+
+  // Housekeeping the single ledger writer runs between batches, after the
+  // previous batch has been answered, so no signer waits for it. It may take
+  // a few milliseconds, and must be cheap when there is nothing to do (it is
+  // called after every batch). SQLite checkpoints its write-ahead log here,
+  // which keeps the -wal file small and reused. Default: nothing. An error
+  // loses nothing (everything appended is already durable); it is counted.
+  virtual Status Maintain() { return Status::Ok(); }
 };
 
 }  // namespace concierge

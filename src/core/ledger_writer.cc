@@ -1,6 +1,8 @@
 #include "core/ledger_writer.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <future>
 #include "audit/entry.h"
@@ -48,11 +50,19 @@ LedgerWriter::LedgerWriter(LedgerStore& store, LedgerWriterOptions options, audi
       options_(options),
       tree_(audit_tree),
       reload_(std::move(reload)),
-      committed_(std::move(audit_tree)),
-      thread_([this] {
-        pthread_setname_np(pthread_self(), "ledger-writer");  // for top -H, perf and gdb
-        Run();
-      }) {}
+      committed_(std::move(audit_tree)) {
+  std::promise<bool> started;
+  std::future<bool> raised = started.get_future();
+  thread_ = std::thread([this, &started] {
+    pthread_setname_np(pthread_self(), "ledger-writer");  // for top -H, perf and gdb
+    // Linux: a nice value set by thread id applies to this thread only.
+    const bool ok = options_.thread_nice != 0 &&
+                    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), options_.thread_nice) == 0;
+    started.set_value(ok);
+    Run();
+  });
+  priority_raised_ = raised.get();
+}
 
 LedgerWriter::~LedgerWriter() { Stop(); }
 
@@ -130,6 +140,19 @@ LedgerWriterStats LedgerWriter::stats() const {
   return stats_;
 }
 
+Status LedgerWriter::last_maintenance_error() const {
+  std::lock_guard lock(mu_);
+  return maintenance_error_;
+}
+
+void LedgerWriter::Maintain() {
+  Status st = store_.Maintain();
+  if (st.ok()) return;
+  std::lock_guard lock(mu_);
+  ++stats_.maintenance_failures;
+  maintenance_error_ = std::move(st);
+}
+
 AuditHead LedgerWriter::CommittedAuditHead() const {
   audit::CompactRange committed;
   {
@@ -205,6 +228,7 @@ void LedgerWriter::Run() {
           committed_ = tree_;
         }
         p.done(st);
+        Maintain();
         continue;
       }
       if (last_commit_rows >= options_.linger_after_rows && queued_rows_ < options_.linger_target_rows &&
@@ -282,6 +306,7 @@ void LedgerWriter::Run() {
     }
     if (fenced) RequeueAuditRecords(batch);
     batch.clear();
+    Maintain();
   }
 }
 

@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <atomic>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <optional>
 #include <thread>
@@ -65,7 +70,19 @@ class MemoryLedger : public LedgerStore {
   StatusOr<std::vector<ResignResult>> ListResignResults(const std::string&, int64_t, int) override {
     return std::vector<ResignResult>{};
   }
+  Status Maintain() override {
+    std::lock_guard lock(mu_);
+    events_.push_back("maintain");
+    if (fail_maintain_) return UnavailableError("checkpoint on fire");
+    return Status::Ok();
+  }
+  void Note(const std::string& event) {
+    std::lock_guard lock(mu_);
+    events_.push_back(event);
+  }
   std::mutex mu_;
+  std::vector<std::string> events_;  // Maintain() calls and what tests Note()
+  bool fail_maintain_ = false;
   std::optional<std::shared_future<void>> gate_;
   std::vector<std::string> order_;  // request ids and "resign:<job>" in commit order
   std::vector<LedgerEntry> rows_;
@@ -313,6 +330,66 @@ TEST(LedgerWriterTest, InteractiveRowsCommitBeforeAQueuedResignBatch) {
   EXPECT_TRUE(resign_status.ok()) << resign_status.ToString();
   std::lock_guard lock(store.mu_);
   EXPECT_EQ(store.order_, (std::vector<std::string>{"first", "second", "resign:job-1"}));
+}
+
+TEST(LedgerWriterTest, MaintainRunsAfterTheBatchIsAnswered) {
+  MemoryLedger store;
+  LedgerWriter writer(store);
+  for (const char* id : {"r1", "r2"}) {
+    std::promise<void> done;
+    writer.Submit({Row(id)}, [&, id](const Status& st, std::vector<LedgerEntry>&) {
+      EXPECT_TRUE(st.ok());
+      store.Note(std::string("answered ") + id);
+      done.set_value();
+    });
+    done.get_future().get();
+  }
+  writer.Stop();  // joins the writer: its Maintain() after r2 has run
+  std::lock_guard lock(store.mu_);
+  EXPECT_EQ(store.events_, (std::vector<std::string>{"answered r1", "maintain", "answered r2", "maintain"}));
+}
+
+TEST(LedgerWriterTest, MaintenanceFailureIsCountedAndSigningGoesOn) {
+  MemoryLedger store;
+  store.fail_maintain_ = true;
+  LedgerWriter writer(store);
+  for (const char* id : {"r1", "r2"}) {
+    std::promise<Status> done;
+    writer.Submit({Row(id)}, [&](const Status& st, std::vector<LedgerEntry>&) { done.set_value(st); });
+    EXPECT_TRUE(done.get_future().get().ok()) << id;
+  }
+  writer.Stop();
+  EXPECT_EQ(writer.stats().maintenance_failures, 2u);
+  EXPECT_EQ(writer.stats().commits, 2u);
+  EXPECT_EQ(writer.last_maintenance_error().message(), "checkpoint on fire");
+}
+
+// The nice value of this process's thread named `name`, or nullopt.
+std::optional<int> NiceOfThread(const std::string& name) {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string line;
+    if (!std::getline(comm, line) || line != name) continue;
+    errno = 0;
+    const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(std::stoi(task.path().filename().string())));
+    if (errno != 0) return std::nullopt;
+    return nice;
+  }
+  return std::nullopt;
+}
+
+TEST(LedgerWriterTest, WriterThreadTakesTheNiceValueItIsGiven) {
+  MemoryLedger store;
+  // One step lower than this process: allowed without any privilege.
+  const int wanted = getpriority(PRIO_PROCESS, 0) + 1;
+  {
+    LedgerWriter writer(store, {.thread_nice = wanted});
+    EXPECT_TRUE(writer.priority_raised());
+    EXPECT_EQ(NiceOfThread("ledger-writer"), wanted);
+  }
+  LedgerWriter unchanged(store);
+  EXPECT_FALSE(unchanged.priority_raised());
+  EXPECT_EQ(NiceOfThread("ledger-writer"), getpriority(PRIO_PROCESS, 0));
 }
 
 TEST(LedgerWriterTest, CommitResignAfterStopFailsFast) {

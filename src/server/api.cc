@@ -239,6 +239,8 @@ HttpResponse Api::Metrics(Call&) {
     counter("keyctl_ledger_rows_total", "Ledger rows committed.", st.rows);
     counter("keyctl_ledger_failed_commits_total", "Ledger commits that failed.", st.failed_commits);
     counter("keyctl_audit_records_total", "Audit log records committed.", st.audit_records);
+    counter("keyctl_ledger_maintenance_failures_total",
+            "Ledger upkeep between batches that failed (SQLite: WAL checkpoints).", st.maintenance_failures);
     out += "# HELP keyctl_audit_tree_size Audit log size (records).\n# TYPE keyctl_audit_tree_size gauge\n"
            "keyctl_audit_tree_size " + std::to_string(d_.ledger_writer->CommittedAuditHead().size) + "\n";
   }

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <condition_variable>
@@ -357,13 +358,25 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
   // the latest signed checkpoint (a tampered database refuses to start).
   ASSIGN_OR_RETURN(audit::CompactRange audit_tree, core::RestoreAuditTree(*impl->audit_store));
   AuditStore* ledger_ptr = impl->audit_store;
+  core::LedgerWriterOptions writer_options;
+  writer_options.thread_nice = -config.ledger_writer_priority;
   impl->ledger_writer = std::make_unique<core::LedgerWriter>(
-      *impl->ledger, core::LedgerWriterOptions{}, std::move(audit_tree),
+      *impl->ledger, writer_options, std::move(audit_tree),
       [ledger_ptr]() -> StatusOr<audit::CompactRange> {
         ASSIGN_OR_RETURN(int64_t size, ledger_ptr->AuditSize());
         core::StoreTreeReader reader(*ledger_ptr);
         return audit::CompactRangeAt(reader, static_cast<uint64_t>(size));
       });
+  // The gap between the writer and the request threads is what matters, so
+  // without the privilege to raise the writer the request threads (and the
+  // re-sign worker below them) step down by the same amount instead.
+  const int request_thread_nice =
+      config.ledger_writer_priority > 0 && !impl->ledger_writer->priority_raised() ? config.ledger_writer_priority : 0;
+  if (config.ledger_writer_priority > 0) {
+    Log(LogLevel::kInfo, "ledger_writer_priority",
+        {{"writer_nice", request_thread_nice == 0 ? -config.ledger_writer_priority : 0},
+         {"io_thread_nice", request_thread_nice}});
+  }
   // Incidents and detectors come before the backends: every backend is
   // registered behind an ObservedBackend that feeds the error-rate detector.
   impl->incidents = std::make_unique<core::IncidentService>(*impl->store, clock);
@@ -427,6 +440,7 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
   // Incident response: re-sign jobs (yielding to interactive signing),
   // playbooks, webhooks from the outbox.
   core::ResignJobOptions job_options;
+  job_options.worker_nice = std::min(19, job_options.worker_nice + request_thread_nice);
   job_options.batch_size = static_cast<int>(config.incident.resign_batch_size);
   job_options.pipeline_batches = 4;  // sign the next batch while the writer commits one
   job_options.rate_per_backend = static_cast<double>(config.incident.resign_rate_per_backend);
@@ -508,6 +522,7 @@ StatusOr<std::unique_ptr<App>> App::Create(ServerConfig config, Clock& clock, Ap
   RETURN_IF_ERROR(ParseListen(config.listen, &http.host, &http.port));
   http.io_threads = config.io_threads;
   http.max_body_bytes = config.max_body_bytes;
+  http.io_thread_nice = request_thread_nice;
   Api* api = impl->api.get();
   auto server = HttpServer::Create(http, [api](HttpRequest&& req, Responder respond) {
     api->Handle(std::move(req), std::move(respond));

@@ -107,6 +107,8 @@ Status Apply(ServerConfig& c, const std::string& key, const std::string& value) 
     c.data_dir = value;
   } else if (key == "io_threads") {
     return SetUint(key, value, 256, &c.io_threads);
+  } else if (key == "ledger_writer_priority") {
+    return SetUint(key, value, 19, &c.ledger_writer_priority);
   } else if (key == "max_body_bytes") {
     RETURN_IF_ERROR(SetUint(key, value, 64u << 20, &c.max_body_bytes));
     if (c.max_body_bytes < 1024) return FieldError(key, "config key 'max_body_bytes' must be at least 1024");
@@ -291,6 +293,7 @@ StatusOr<ServerConfig> LoadConfig(const std::string& toml_path, const std::map<s
       {"KEYCTL_LISTEN", "listen"},
       {"KEYCTL_DATA_DIR", "data_dir"},
       {"KEYCTL_IO_THREADS", "io_threads"},
+      {"KEYCTL_LEDGER_WRITER_PRIORITY", "ledger_writer_priority"},
       {"KEYCTL_MAX_BODY_BYTES", "max_body_bytes"},
       {"KEYCTL_MAX_BATCH", "max_batch"},
       {"KEYCTL_LOG_LEVEL", "log_level"},

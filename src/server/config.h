@@ -53,6 +53,11 @@ struct ServerSettings {
   std::string listen = "127.0.0.1:8443";
   std::string data_dir = "./data";
   int io_threads = 0;  // 0 = number of cores
+  // How far above the request threads the ledger writer (the serial stage of
+  // every signature) is scheduled, in nice steps: the writer asks for nice -N;
+  // when the kernel refuses (no CAP_SYS_NICE), the io threads take nice +N
+  // instead, the same gap. 0 = no change. See README "Signing ledger".
+  int ledger_writer_priority = 10;
   size_t max_body_bytes = 1 << 20;
   size_t max_batch = 1000;  // digests per /sign/batch request
   std::string log_level = "info";

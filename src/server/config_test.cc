@@ -51,6 +51,19 @@ TEST(ConfigTest, ErrorsNameTheKey) {
   EXPECT_NE(d.status().message().find("KEYCTL_LISTEN"), std::string::npos);
 }
 
+TEST(ConfigTest, LedgerWriterPriority) {
+  auto defaults = LoadConfig("", {});
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->ledger_writer_priority, 10);
+  auto off = LoadConfig("", {{"KEYCTL_LEDGER_WRITER_PRIORITY", "0"}});
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_EQ(off->ledger_writer_priority, 0);
+  auto too_much = LoadConfig("", {{"KEYCTL_LEDGER_WRITER_PRIORITY", "20"}});
+  ASSERT_FALSE(too_much.ok());
+  EXPECT_EQ(FieldOf(too_much.status()), "ledger_writer_priority");
+  EXPECT_EQ(LoadConfig("", {{"KEYCTL_LEDGER_WRITER_PRIORITY", "-5"}}).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(ConfigTest, AuditSettings) {
   auto defaults = LoadConfig("", {});
   ASSERT_TRUE(defaults.ok());

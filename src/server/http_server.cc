@@ -21,6 +21,8 @@
 #include "server/http_server.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -527,6 +529,17 @@ void Session::Deliver(HttpResponse response, bool keep_alive, unsigned version) 
   asio::post(lane_->ioc, [lane = lane_] { DrainDeliveries(lane); });
 }
 
+void StartSession(const std::shared_ptr<ServerCore>& core, IoLane* lane, tcp::socket socket) {
+  beast::error_code ignored;
+  // Without this, small responses wait on delayed ACKs (~40 ms stalls).
+  socket.set_option(tcp::no_delay(true), ignored);
+  std::make_shared<Session>(core, lane, std::move(socket))->Start();
+}
+
+// At most this many connections are taken from the backlog per wake-up, so a
+// flood of connects cannot hold lane 0 away from its requests for long.
+constexpr int kAcceptBurst = 256;
+
 void DoAccept(const std::shared_ptr<ServerCore>& core) {
   // Connections go to the lanes in turn; the acceptor itself only ever has one
   // operation outstanding.
@@ -541,10 +554,18 @@ void DoAccept(const std::shared_ptr<ServerCore>& core) {
           });
           return;
         }
-        beast::error_code ignored;
-        // Without this, small responses wait on delayed ACKs (~40 ms stalls).
-        socket.set_option(tcp::no_delay(true), ignored);
-        std::make_shared<Session>(core, lane, std::move(socket))->Start();
+        StartSession(core, lane, std::move(socket));
+        // One accept per reactor round is far too slow when lane 0 is busy
+        // signing: 1000 clients connecting at once waited seconds in the
+        // backlog and timed out. Take what is already queued, then wait again.
+        for (int i = 0; i < kAcceptBurst; ++i) {
+          IoLane* next = core->lanes[core->next_lane % core->lanes.size()].get();
+          beast::error_code accept_ec;
+          tcp::socket more = core->acceptor.accept(next->ioc, accept_ec);
+          if (accept_ec) break;  // would_block: the backlog is empty (other errors: the async path reports them)
+          ++core->next_lane;
+          StartSession(core, next, std::move(more));
+        }
         DoAccept(core);
       });
 }
@@ -598,6 +619,10 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(const HttpServerOptions
   if (ec) return fail(ec);
   core.acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return fail(ec);
+  // DoAccept drains the backlog with synchronous accepts that must return
+  // would_block instead of waiting when it is empty.
+  core.acceptor.non_blocking(true, ec);
+  if (ec) return fail(ec);
   impl->port = core.acceptor.local_endpoint(ec).port();
   if (ec) return fail(ec);
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
@@ -627,6 +652,11 @@ void HttpServer::Start() {
       tls_io_lane = lane;
       // Named for top -H, perf and gdb (15 characters at most).
       pthread_setname_np(pthread_self(), ("http-io-" + std::to_string(i)).substr(0, 15).c_str());
+      // Linux: by thread id, this thread only. Lowering one's own priority
+      // needs no privilege; a refusal just leaves the default.
+      if (core->options.io_thread_nice != 0) {
+        (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), core->options.io_thread_nice);
+      }
       // Backstop only: handler exceptions are caught per request. Anything that
       // still escapes must not take the process down with std::terminate.
       for (;;) {

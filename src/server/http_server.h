@@ -53,6 +53,7 @@ struct HttpServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8443;  // 0 = pick a free port (tests)
   int io_threads = 0;    // 0 = std::thread::hardware_concurrency()
+  int io_thread_nice = 0;  // nice value each io thread sets for itself; 0 = unchanged
   size_t max_body_bytes = 1 << 20;
   size_t max_header_bytes = 16 << 10;
   int idle_timeout_seconds = 60;  // keep-alive connections idle longer are closed

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <future>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -378,6 +379,42 @@ TEST(HttpServerTest, ManyConcurrentClients) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(ok.load(), kClients * kRequests);
+}
+
+// The acceptor lives on lane 0. Connections that queue in the backlog while
+// that lane is busy are taken in one burst when it wakes (DoAccept), dealt to
+// both lanes in turn, and every one is served.
+TEST(HttpServerTest, BacklogQueuedWhileLaneZeroIsBusyIsAllServedOnBothLanes) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::mutex mu;
+  std::set<std::thread::id> serving_threads;
+  auto server = StartServer([&](HttpRequest&& request, Responder respond) {
+    if (request.path == "/block") released.wait();  // holds lane 0, and with it the acceptor
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (request.path != "/block") serving_threads.insert(std::this_thread::get_id());
+    }
+    respond(Text("ok"));
+  });
+  ASSERT_NE(server, nullptr);
+  RawConnection blocker(server->port());  // the first connection goes to lane 0
+  ASSERT_TRUE(blocker.connected());
+  ASSERT_TRUE(blocker.Send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n"));
+  constexpr int kQueued = 200;
+  std::vector<std::unique_ptr<RawConnection>> queued;
+  for (int i = 0; i < kQueued; ++i) {
+    queued.push_back(std::make_unique<RawConnection>(server->port()));
+    ASSERT_TRUE(queued.back()->connected()) << i;  // completed by the kernel, into the backlog
+    ASSERT_TRUE(queued.back()->Send("GET /q HTTP/1.1\r\nHost: x\r\n\r\n")) << i;
+  }
+  release.set_value();
+  EXPECT_NE(blocker.ReadResponse().find("200 OK"), std::string::npos);
+  int answered = 0;
+  for (auto& c : queued) answered += c->ReadResponse().find("200 OK") != std::string::npos;
+  EXPECT_EQ(answered, kQueued);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(serving_threads.size(), 2u);
 }
 
 TEST(HttpServerTest, StopWithOpenIdleConnectionReturnsPromptly) {

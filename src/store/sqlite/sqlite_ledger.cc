@@ -264,7 +264,8 @@ StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const std::string& pa
   }
 
   if (opts.read_only) {
-    return std::make_unique<SqliteLedger>(PrivateTag(), SqliteDb(), WriterStatements{}, std::move(reader).value());
+    return std::make_unique<SqliteLedger>(PrivateTag(), SqliteDb(), WriterStatements{}, std::move(reader).value(),
+                                          opts);
   }
   StatusOr<SqliteDb> writer = OpenExisting(path, "open writer connection");
   if (!writer.ok()) return annotate(writer.status());
@@ -279,12 +280,53 @@ StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const std::string& pa
     if (!prepared.ok()) return annotate(prepared.status());
     *slot = std::move(prepared).value();
   }
-  return std::make_unique<SqliteLedger>(PrivateTag(), std::move(writer).value(), std::move(stmts),
-                                        std::move(reader).value());
+  auto ledger = std::make_unique<SqliteLedger>(PrivateTag(), std::move(writer).value(), std::move(stmts),
+                                               std::move(reader).value(), opts);
+  // Replaces the automatic checkpointer (off anyway); runs on the writer
+  // connection only, under writer_mu_ (every write there holds it).
+  sqlite3_wal_hook(ledger->writer_.get(), &SqliteLedger::OnWalCommit, ledger.get());
+  return ledger;
 }
 
-SqliteLedger::SqliteLedger(PrivateTag, SqliteDb writer, WriterStatements statements, SqliteDb reader)
-    : writer_(std::move(writer)), writer_stmts_(std::move(statements)), reader_(std::move(reader)) {}
+SqliteLedger::SqliteLedger(PrivateTag, SqliteDb writer, WriterStatements statements, SqliteDb reader,
+                           const SqliteLedgerOptions& opts)
+    : writer_(std::move(writer)),
+      writer_stmts_(std::move(statements)),
+      checkpoint_frames_(opts.checkpoint_frames),
+      next_checkpoint_at_(opts.checkpoint_frames),
+      reader_(std::move(reader)) {}
+
+int SqliteLedger::OnWalCommit(void* self, sqlite3*, const char*, int frames) {
+  auto* ledger = static_cast<SqliteLedger*>(self);
+  // Fewer frames than after the last commit: the log started again (after a
+  // checkpoint here or on another connection), so count from its start.
+  if (frames < ledger->wal_stats_.wal_frames) ledger->next_checkpoint_at_ = ledger->checkpoint_frames_;
+  ledger->wal_stats_.wal_frames = frames;
+  return SQLITE_OK;
+}
+
+Status SqliteLedger::Maintain() {
+  if (writer_ == nullptr || checkpoint_frames_ <= 0) return Status::Ok();
+  std::lock_guard<std::mutex> lock(writer_mu_);
+  if (wal_stats_.wal_frames < next_checkpoint_at_) return Status::Ok();
+  // Whatever happens, the next attempt waits for the log to grow again: a
+  // reader pinning old frames would otherwise make every batch re-copy.
+  next_checkpoint_at_ = wal_stats_.wal_frames + checkpoint_frames_;
+  int log_frames = 0;
+  int copied_frames = 0;
+  const int rc = sqlite3_wal_checkpoint_v2(writer_.get(), "main", SQLITE_CHECKPOINT_PASSIVE, &log_frames,
+                                           &copied_frames);
+  if ((rc & 0xff) == SQLITE_BUSY) return Status::Ok();
+  if (rc != SQLITE_OK) return SqliteStatus(writer_.get(), rc, "checkpointing the ledger's write-ahead log");
+  ++wal_stats_.checkpoints;
+  if (copied_frames == log_frames) ++wal_stats_.complete_checkpoints;
+  return Status::Ok();
+}
+
+SqliteWalStats SqliteLedger::wal_stats() {
+  std::lock_guard<std::mutex> lock(writer_mu_);
+  return wal_stats_;
+}
 
 void SqliteLedger::StepAsideLocked() {
   const uint64_t waits = BusyWaits();

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -383,6 +384,78 @@ TEST_F(SqliteLedgerTest, StoreWritesGetInBetweenBackToBackLedgerCommits) {
   }
   stop = true;
   signer.join();
+}
+
+// Appends `batches` batches of 20 audited rows, calling Maintain() after each
+// as the LedgerWriter does; returns the largest -wal file size seen.
+int64_t AppendAndMaintain(SqliteLedger& ledger, const std::string& path, int batches, int64_t* next_audit,
+                          int first_row) {
+  int64_t largest = 0;
+  const AuditBuilder builder = CountingBuilder(next_audit);
+  for (int b = 0; b < batches; ++b) {
+    std::vector<LedgerEntry> batch = MakeBatch("acme", "acme-v1", 20, first_row + b * 20, "m-");
+    EXPECT_TRUE(IsOk(ledger.AppendBatch(batch, builder)));
+    EXPECT_TRUE(IsOk(ledger.Maintain()));
+    largest = std::max(largest, FileSize(path + "-wal"));
+  }
+  return largest;
+}
+
+TEST_F(SqliteLedgerTest, MaintainKeepsTheWalSmallAndReusesIt) {
+  constexpr int kBatches = 200;
+  constexpr int64_t kBound = 1 << 20;  // 64 frames of 4 KiB plus one batch, with room to spare
+  ledger_ = MustOpenLedger(path_, SqliteLedgerOptions{.checkpoint_frames = 64});
+  ASSERT_NE(ledger_, nullptr);
+  int64_t next_audit = 0;
+  EXPECT_LT(AppendAndMaintain(*ledger_, path_, kBatches, &next_audit, 0), kBound);
+  const SqliteWalStats stats = ledger_->wal_stats();
+  EXPECT_GE(stats.complete_checkpoints, 10u);
+  EXPECT_EQ(stats.complete_checkpoints, stats.checkpoints);  // nothing held old frames
+  EXPECT_LE(stats.wal_frames, 64 + 64);
+  EXPECT_EQ(ListAll(*ledger_, LedgerQuery{.tenant_id = "acme"}).size(), size_t{kBatches} * 20);
+
+  // The same load without upkeep grows the log past the bound: the check above can fail.
+  const std::string other = FreshPath();
+  auto other_store = MigratedStore(other);
+  auto unmaintained = MustOpenLedger(other, SqliteLedgerOptions{.checkpoint_frames = 0});
+  ASSERT_NE(unmaintained, nullptr);
+  next_audit = 0;
+  EXPECT_GT(AppendAndMaintain(*unmaintained, other, kBatches, &next_audit, 0), kBound);
+  EXPECT_EQ(unmaintained->wal_stats().checkpoints, 0u);
+
+  // What was checkpointed is all there after a restart.
+  ledger_.reset();
+  ledger_ = MustOpenLedger(path_);
+  ASSERT_NE(ledger_, nullptr);
+  EXPECT_EQ(ListAll(*ledger_, LedgerQuery{.tenant_id = "acme"}).size(), size_t{kBatches} * 20);
+  EXPECT_EQ(*ledger_->AuditSize(), kBatches * 20);
+}
+
+TEST_F(SqliteLedgerTest, MaintainStopsShortOfFramesAReaderUsesAndCatchesUpAfter) {
+  ledger_ = MustOpenLedger(path_, SqliteLedgerOptions{.checkpoint_frames = 16});
+  ASSERT_NE(ledger_, nullptr);
+  int64_t next_audit = 0;
+  AppendAndMaintain(*ledger_, path_, 5, &next_audit, 0);
+  // Another connection in the middle of a read: its snapshot needs the log.
+  RawDb reader(path_);
+  ASSERT_TRUE(IsOk(reader.Exec("BEGIN")));
+  ASSERT_EQ(reader.Count("SELECT COUNT(*) FROM ledger"), 100);
+  const SqliteWalStats before = ledger_->wal_stats();
+  AppendAndMaintain(*ledger_, path_, 40, &next_audit, 100);
+  const SqliteWalStats held = ledger_->wal_stats();
+  EXPECT_GT(held.checkpoints, before.checkpoints);  // it kept trying...
+  EXPECT_EQ(held.complete_checkpoints, before.complete_checkpoints);  // ...and could not finish
+  // ...but not after every batch: each try waits for 16 more frames.
+  EXPECT_LT(held.checkpoints - before.checkpoints, 40u);
+  EXPECT_GT(held.wal_frames, 16 * 4);
+  EXPECT_EQ(reader.Count("SELECT COUNT(*) FROM ledger"), 100);  // the snapshot is intact
+
+  ASSERT_TRUE(IsOk(reader.Exec("COMMIT")));
+  AppendAndMaintain(*ledger_, path_, 40, &next_audit, 900);
+  const SqliteWalStats after = ledger_->wal_stats();
+  EXPECT_GT(after.complete_checkpoints, held.complete_checkpoints);
+  EXPECT_LT(after.wal_frames, held.wal_frames);  // the log started again
+  EXPECT_EQ(ListAll(*ledger_, LedgerQuery{.tenant_id = "acme"}).size(), size_t{85} * 20);
 }
 
 TEST_F(SqliteLedgerTest, ThroughputSanityAndCheckpointsLeftToStore) {
