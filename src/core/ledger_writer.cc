@@ -1,11 +1,10 @@
 #include "core/ledger_writer.h"
 
 #include <pthread.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <future>
 #include "audit/entry.h"
+#include "concierge/thread_priority.h"
 
 namespace concierge::core {
 
@@ -55,10 +54,7 @@ LedgerWriter::LedgerWriter(LedgerStore& store, LedgerWriterOptions options, audi
   std::future<bool> raised = started.get_future();
   thread_ = std::thread([this, &started] {
     pthread_setname_np(pthread_self(), "ledger-writer");  // for top -H, perf and gdb
-    // Linux: a nice value set by thread id applies to this thread only.
-    const bool ok = options_.thread_nice != 0 &&
-                    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), options_.thread_nice) == 0;
-    started.set_value(ok);
+    started.set_value(options_.thread_nice != 0 && SetThisThreadNice(options_.thread_nice));
     Run();
   });
   priority_raised_ = raised.get();

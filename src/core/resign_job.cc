@@ -1,15 +1,12 @@
 #include "core/resign_job.h"
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <future>
 #include <thread>
 
+#include "concierge/thread_priority.h"
 #include "core/incident.h"
 #include "core/webhook.h"
 #include "crypto/encoding.h"
@@ -534,8 +531,8 @@ StatusOr<std::unique_ptr<ResignBatch>> ResignJobEngine::BuildBatch(const ResignJ
 void ResignJobEngine::Start() {
   const int nice = options_.worker_nice;
   loop_.Start([this] { return RunPass(); }, options_.poll_interval, [nice] {
-    // Linux applies nice per thread; failure (e.g. not permitted) only costs priority.
-    if (nice > 0) ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), nice);
+    // Failure (e.g. not permitted) only costs priority.
+    if (nice > 0) (void)SetThisThreadNice(nice);
   });
 }
 

@@ -21,8 +21,6 @@
 #include "server/http_server.h"
 
 #include <pthread.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -48,6 +46,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+
+#include "concierge/thread_priority.h"
 
 namespace concierge::server {
 namespace {
@@ -652,11 +652,9 @@ void HttpServer::Start() {
       tls_io_lane = lane;
       // Named for top -H, perf and gdb (15 characters at most).
       pthread_setname_np(pthread_self(), ("http-io-" + std::to_string(i)).substr(0, 15).c_str());
-      // Linux: by thread id, this thread only. Lowering one's own priority
-      // needs no privilege; a refusal just leaves the default.
-      if (core->options.io_thread_nice != 0) {
-        (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), core->options.io_thread_nice);
-      }
+      // Lowering one's own priority needs no privilege; a refusal just
+      // leaves the default.
+      if (core->options.io_thread_nice != 0) (void)SetThisThreadNice(core->options.io_thread_nice);
       // Backstop only: handler exceptions are caught per request. Anything that
       // still escapes must not take the process down with std::terminate.
       for (;;) {
